@@ -1,0 +1,63 @@
+"""Opening a backend from a URL; adapters are imported only when used."""
+
+from __future__ import annotations
+
+import importlib
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ._errors import ConfigError
+
+if TYPE_CHECKING:
+    from .contracts import Backend
+
+_SCHEMES = {
+    "memory": "adapters.memory",
+    "sqlite": "adapters.sqlite",
+    "redis": "adapters.redis",
+    "rediss": "adapters.redis",
+    "postgres": "adapters.postgres",
+    "postgresql": "adapters.postgres",
+}
+_EXTRAS = {"adapters.redis": "redis", "adapters.postgres": "postgres"}
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe to log)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def open_backend(url: str, **options: Any) -> AbstractAsyncContextManager[Backend]:
+    """Open the backend named by ``url`` (``memory://``, ``sqlite:///x.db``,
+    ``redis://...``, ``postgresql://...``) as an async context manager."""
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigError(
+            f"invalid backend URL {url!r}: expected memory://, sqlite:///path.db, "
+            "redis://host:port/db or postgresql://user@host/db"
+        )
+    scheme = url.split("://", 1)[0].lower()
+    module_name = _SCHEMES.get(scheme)
+    if module_name is None:
+        raise ConfigError(
+            f"unknown backend scheme {scheme!r} in {redact(url)!r}; "
+            f"known: {', '.join(sorted(_SCHEMES))}"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        extra = _EXTRAS.get(module_name)
+        hint = f" (install trio-stem[{extra}])" if extra else ""
+        raise ConfigError(
+            f"the {scheme} backend cannot be loaded: {exc}{hint}"
+        ) from exc
+    opener: Any = module.open_backend
+    cm: AbstractAsyncContextManager[Backend] = opener(url, **options)
+    return cm

@@ -1,0 +1,373 @@
+"""The adapter contracts: what a backend must provide.
+
+A backend is a bundle (:class:`Backend`) of stores, each a small
+``typing.Protocol``. The policy (retries, routing, result waiting, canvas,
+workflows) lives above these interfaces, once; an adapter only stores and
+moves data, atomically where the contract says so.
+
+Conventions every implementation follows:
+
+* Times are Unix epoch seconds as float, read from :func:`stem.clock.now`
+  (Trio's clock, so ``MockClock`` drives leases and delays). Adapters never
+  use the server's clock for deadlines unless they declare
+  ``Capabilities.server_clock``.
+* Every method is atomic with respect to cancellation unless it says
+  otherwise: when it is cancelled the change is either made or not.
+* Driver errors are mapped to :class:`stem.BrokerUnavailable` at the boundary.
+* ``tests/contract`` holds the one suite every backend passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+import trio
+
+from ._envelope import Envelope
+from ._result import ErrorInfo, TaskResult
+
+# --------------------------------------------------------------------------
+# Data records shared by the contracts
+
+
+@attrs.frozen(kw_only=True)
+class Capabilities:
+    """What a backend can do; the contract suite skips (with the reason) what
+    a backend declares it cannot."""
+
+    name: str
+    #: Several processes can share the backend (memory: no).
+    cross_process: bool = True
+    #: Data survives a restart of the process / server.
+    persistent: bool = True
+    #: Lease deadlines follow the server's clock, not Trio's (tests must wait
+    #: in real time rather than jump a MockClock).
+    server_clock: bool = False
+    #: Broadcast (remote control fan-out) is supported.
+    broadcast: bool = True
+    #: Global (shared) rate limits are supported.
+    global_rate_limits: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class Delivery:
+    """One leased message handed to a consumer.
+
+    ``receipt`` identifies this lease: ack/nack/extend with a receipt whose
+    lease has expired (and the message been delivered again) do nothing and
+    report False. ``envelope`` is None when the body could not be decoded; then
+    ``raw`` holds the body and ``decode_error`` the reason.
+    """
+
+    receipt: str
+    queue: str
+    task_id: str
+    envelope: Envelope | None
+    lease_until: float
+    delivery_count: int = 1
+    raw: bytes | None = None
+    decode_error: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class DeadLetter:
+    """A message that will not be tried again without a person deciding so.
+
+    ``reason`` is one of ``max-retries-exhausted``, ``unregistered-task``,
+    ``decode-error``, ``time-limit``, ``signature-invalid``, ``rejected``.
+    ``envelope`` is None for undecodable messages (``raw`` has the body).
+    ``history`` lists one error dict per failed attempt.
+    """
+
+    task_id: str
+    name: str
+    queue: str
+    reason: str
+    error: ErrorInfo | None
+    attempts: int
+    dead_at: float
+    envelope: Envelope | None
+    raw: bytes | None = None
+    history: tuple[dict[str, Any], ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class QueueStats:
+    """Counts for one queue at one moment."""
+
+    queue: str
+    pending: int  # ready to be claimed now
+    delayed: int  # not_before in the future
+    in_flight: int  # leased to a consumer
+    dead: int  # in the dead-letter queue
+
+
+@attrs.frozen(kw_only=True)
+class WorkerInfo:
+    """A live worker as seen through its heartbeat."""
+
+    worker_id: str
+    hostname: str
+    pid: int
+    queues: tuple[str, ...]
+    concurrency: int
+    started_at: float
+    last_seen: float
+    active: int = 0
+    processed: int = 0
+    meta: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class Revocation:
+    """A standing order that a task must not run (or stop running)."""
+
+    task_id: str
+    terminate: bool = False
+    reason: str = "revoked"
+    expires_at: float | None = None
+    version: int = 0  # set by the store
+
+
+# --------------------------------------------------------------------------
+# The stores
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """Queues of envelopes with leases, delays, priorities and dead letters.
+
+    Ordering: within a queue, ready messages are delivered highest ``priority``
+    first (0..9), then oldest first (by ``not_before`` or enqueue order).
+    Across the queues named in one ``claim``, queues are served in the order
+    given.
+    """
+
+    async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        """Store envelopes on their queues; those whose ``not_before`` is in the
+        future stay invisible until then. All or nothing for the batch."""
+
+    async def publish_raw(self, queue: str, body: bytes) -> None:
+        """Store a body as a foreign producer would (used for poison messages)."""
+
+    async def claim(
+        self,
+        queues: Sequence[str],
+        *,
+        limit: int,
+        lease: float,
+        consumer: str,
+        wait: float = 0.0,
+    ) -> list[Delivery]:
+        """Lease up to ``limit`` ready messages for ``lease`` seconds.
+
+        Blocks up to ``wait`` seconds for at least one message, woken by a
+        publish (not only by polling), and returns ``[]`` if none came. A
+        message leased here is not delivered again until its lease expires or
+        it is nacked. Cancellation may lose the batch to the lease timeout
+        (at-least-once), never a message.
+        """
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Remove finished messages. Stale receipts are ignored."""
+
+    async def nack(
+        self,
+        delivery: Delivery,
+        *,
+        requeue: bool = True,
+        delay: float = 0.0,
+        envelope: Envelope | None = None,
+    ) -> bool:
+        """Give a leased message back.
+
+        With ``requeue`` it becomes visible again after ``delay`` seconds,
+        replaced by ``envelope`` when given (a retry's next attempt keeps the
+        id). Without ``requeue`` it is dropped (its outcome was stored).
+        Returns False (changing nothing) for a stale receipt.
+        """
+
+    async def extend(self, deliveries: Sequence[Delivery], lease: float) -> list[bool]:
+        """Renew leases to ``now + lease``; one flag per delivery: still held?
+
+        Never creates a second copy of a message."""
+
+    async def dead_letter(self, delivery: Delivery, entry: DeadLetter) -> bool:
+        """Atomically remove the leased message and record ``entry``.
+
+        Returns False (changing nothing) for a stale receipt."""
+
+    async def list_dead(
+        self, queue: str, *, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetter]:
+        """Dead letters of a queue, oldest first."""
+
+    async def get_dead(self, queue: str, task_id: str) -> DeadLetter | None: ...
+
+    async def replay_dead(
+        self,
+        queue: str,
+        *,
+        task_ids: Sequence[str] | None = None,
+        limit: int | None = None,
+        since: float | None = None,
+        delay: float = 0.0,
+        dry_run: bool = False,
+    ) -> list[str]:
+        """Put dead letters back on their queue as fresh tasks (attempt 1,
+        same id), visible after ``delay``; returns the ids chosen. ``since``
+        keeps entries with ``dead_at >= since``. ``dry_run`` changes nothing.
+        Undecodable entries are never replayed."""
+
+    async def purge_dead(
+        self, queue: str, *, since: float | None = None, limit: int | None = None
+    ) -> int:
+        """Delete dead letters (oldest first); returns how many."""
+
+    async def stats(self, queue: str) -> QueueStats: ...
+
+    async def queues(self) -> list[str]:
+        """Names of queues that hold or held messages."""
+
+    async def purge(self, queue: str) -> int:
+        """Delete the queue's pending and delayed messages (not leased ones)."""
+
+    async def broadcast(self, message: Mapping[str, Any]) -> None:
+        """Send a JSON object to every current subscriber (remote control)."""
+
+    def subscribe(
+        self,
+    ) -> AbstractAsyncContextManager[trio.abc.ReceiveChannel[dict[str, Any]]]:
+        """Receive every broadcast sent while subscribed."""
+
+
+@runtime_checkable
+class ResultBackend(Protocol):
+    """Task states and outcomes, group counters and one-shot claims."""
+
+    async def set_state(
+        self, results: Sequence[TaskResult], *, ttl: float | None = None
+    ) -> list[bool]:
+        """Store results (each replaces the previous record whole, so a later
+        write clears an earlier error). A terminal record is final: writing
+        over it changes nothing and yields False. ``ttl`` seconds after the
+        write a record may be forgotten. Wakes ``wait`` callers."""
+
+    async def get(self, task_id: str) -> TaskResult | None: ...
+
+    async def get_many(self, task_ids: Sequence[str]) -> list[TaskResult | None]: ...
+
+    async def wait(self, task_id: str, *, timeout: float) -> TaskResult | None:
+        """The terminal result, waiting up to ``timeout`` seconds for it; woken
+        by the write (across processes where the backend is shared). None on
+        timeout."""
+
+    async def forget(self, task_id: str) -> None: ...
+
+    async def group_add(
+        self, group_id: str, index: int, result: TaskResult, *, ttl: float | None = None
+    ) -> int:
+        """Record member ``index`` of a group; returns how many distinct
+        members are recorded. Recording the same index again (a retry, a
+        redelivery) does not count twice; the last write wins."""
+
+    async def group_results(self, group_id: str) -> dict[int, TaskResult]: ...
+
+    async def claim_once(
+        self, key: str, owner: str, *, ttl: float | None = None
+    ) -> bool:
+        """True for exactly one caller per ``key`` (until the ttl passes)."""
+
+    async def reserve_unique(self, key: str, task_id: str, *, ttl: float | None) -> str:
+        """Set ``key`` to ``task_id`` unless it is held; return the holder."""
+
+    async def release_unique(self, key: str, task_id: str) -> None:
+        """Free ``key`` if ``task_id`` holds it."""
+
+
+@runtime_checkable
+class LockStore(Protocol):
+    """Leases with an owner and a time to live (leader election, beat)."""
+
+    async def acquire(self, name: str, owner: str, *, ttl: float) -> bool: ...
+
+    async def renew(self, name: str, owner: str, *, ttl: float) -> bool:
+        """Extend only if ``owner`` still holds the lock."""
+
+    async def release(self, name: str, owner: str) -> bool:
+        """Release only if ``owner`` holds it."""
+
+    async def owner(self, name: str) -> str | None: ...
+
+
+@runtime_checkable
+class RevocationStore(Protocol):
+    """Revoked task ids, with a version that grows on every upsert."""
+
+    async def revoke(self, revocation: Revocation) -> int:
+        """Upsert; returns the new version."""
+
+    async def is_revoked(self, task_ids: Sequence[str]) -> dict[str, Revocation]:
+        """The live (unexpired) revocations among ``task_ids``."""
+
+    async def changes_since(self, version: int) -> tuple[list[Revocation], int]:
+        """Live revocations upserted after ``version``, and the latest version."""
+
+
+@runtime_checkable
+class HeartbeatStore(Protocol):
+    async def beat(self, info: WorkerInfo, *, ttl: float) -> None: ...
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Workers whose last beat is within its ttl."""
+
+    async def forget(self, worker_id: str) -> None: ...
+
+
+@runtime_checkable
+class RateLimitStore(Protocol):
+    """Shared token buckets (``rate_limit_scope="global"``)."""
+
+    async def take(self, key: str, *, rate: float, burst: int) -> float:
+        """Take one token from bucket ``key`` (``rate`` tokens per second,
+        at most ``burst`` saved). Returns 0.0 if taken, else the seconds until
+        one will be available (nothing taken)."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """One backend: every store, opened from one URL."""
+
+    capabilities: Capabilities
+    broker: Broker
+    results: ResultBackend
+    locks: LockStore
+    revocations: RevocationStore
+    heartbeats: HeartbeatStore
+    limiter: RateLimitStore
+
+    @property
+    def url(self) -> str:
+        """The URL with any password replaced by ``***``."""
+
+    async def aclose(self) -> None: ...
+
+
+__all__ = [
+    "Backend",
+    "Broker",
+    "Capabilities",
+    "DeadLetter",
+    "Delivery",
+    "HeartbeatStore",
+    "LockStore",
+    "QueueStats",
+    "RateLimitStore",
+    "ResultBackend",
+    "Revocation",
+    "RevocationStore",
+    "WorkerInfo",
+]

@@ -1,0 +1,1 @@
+"""Fixtures for the memory backend (filled in by the memory adapter's work)."""

@@ -1,0 +1,1 @@
+"""Fixtures for the postgres backend (filled in by the postgres adapter's work)."""
