@@ -1,6 +1,10 @@
 """Stem: background jobs, schedules and durable workflows on Trio."""
 
+from ._app import App as App
+from ._client import Client as Client
+from ._client import DeadLetters as DeadLetters
 from ._clock import now as now
+from ._context import TaskContext as TaskContext
 from ._envelope import Envelope as Envelope
 from ._errors import BrokerUnavailable as BrokerUnavailable
 from ._errors import ConfigError as ConfigError
@@ -15,10 +19,19 @@ from ._errors import TaskRevoked as TaskRevoked
 from ._errors import TimeLimitExceeded as TimeLimitExceeded
 from ._errors import UnknownTask as UnknownTask
 from ._errors import WaitTimeout as WaitTimeout
+from ._handler import TaskHandler as TaskHandler
+from ._handler import task as task
 from ._options import TaskOptions as TaskOptions
 from ._ratelimit import RateLimit as RateLimit
 from ._result import ErrorInfo as ErrorInfo
 from ._result import TaskResult as TaskResult
 from ._retry import RetryPolicy as RetryPolicy
+from ._signals import Event as Event
+from ._signals import Signals as Signals
+from ._signals import TaskEvent as TaskEvent
+from ._signals import WorkerEvent as WorkerEvent
 from ._states import TaskState as TaskState
 from ._version import __version__ as __version__
+from .contracts import DeadLetter as DeadLetter
+from .contracts import QueueStats as QueueStats
+from .contracts import WorkerInfo as WorkerInfo

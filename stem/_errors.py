@@ -55,7 +55,7 @@ class TaskRevoked(StemError):
     """A running task was revoked with ``terminate=True``."""
 
 
-class Retry(StemError):  # noqa: N818 - reads as `raise stem.Retry(countdown=5)`
+class Retry(StemError):
     """Raise from a task to ask for another attempt.
 
     ``countdown`` overrides the retry policy's delay for this attempt. The retry

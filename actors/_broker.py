@@ -1,0 +1,218 @@
+"""The BrokerActor: the one writer to a backend.
+
+Every write of the runtime goes through it as a message: publishes from
+clients, results and acks from worker slots. It drains its inbox in batches and
+turns a batch into a few backend calls in a fixed order:
+
+1. store results (so an outcome is stored before its message is acked),
+2. publish envelopes (a chain's next link before its parent is acked),
+3. ack / nack / dead-letter the finished deliveries.
+
+A backend outage is retried with backoff; after the last try the publishers
+are told (``BrokerUnavailable``) and unacked deliveries are left to their
+leases, so nothing is lost, only delivered again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import attrs
+import trio
+
+from stem._envelope import Envelope
+from stem._errors import BrokerUnavailable
+from stem._result import TaskResult
+from stem.contracts import Backend, DeadLetter, Delivery
+
+from ._actor import Actor
+from ._mailbox import Reply
+
+logger = logging.getLogger("stem.broker")
+
+Action = Literal["ack", "retry", "drop", "dead"]
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class Publish:
+    """Store ``results`` (e.g. QUEUED) then publish ``envelopes``."""
+
+    envelopes: tuple[Envelope, ...]
+    results: tuple[TaskResult, ...] = ()
+    ttl: float | None = None
+    reply: Reply[None] | None = None
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class StoreResults:
+    """Store results without waiting (e.g. RUNNING)."""
+
+    results: tuple[TaskResult, ...]
+    ttl: float | None = None
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class Finish:
+    """A delivery is done: store ``result``, publish ``follow_ups``, then
+    settle the delivery as ``action`` says."""
+
+    delivery: Delivery
+    action: Action
+    result: TaskResult | None = None
+    ttl: float | None = None
+    envelope: Envelope | None = None  # retry: the next attempt
+    delay: float = 0.0  # retry: seconds before it is visible
+    dead: DeadLetter | None = None  # dead: the entry
+    follow_ups: tuple[Envelope, ...] = ()
+    on_done: Callable[[Delivery], None] | None = None
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class Flush:
+    """Answered once everything sent before it is written."""
+
+    reply: Reply[None]
+
+
+BrokerMessage = Publish | StoreResults | Finish | Flush
+
+
+@attrs.frozen(kw_only=True)
+class BrokerActorStatistics:
+    batches: int
+    published: int
+    results_stored: int
+    acked: int
+    retried: int
+    dropped: int
+    dead_lettered: int
+    backend_errors: int
+
+
+@attrs.define(eq=False)
+class BrokerActor(Actor[BrokerMessage]):
+    backend: Backend
+    retry_attempts: int = 5
+    retry_initial: float = 0.05
+    retry_max: float = 2.0
+    _stats: dict[str, int] = attrs.field(factory=dict, init=False)
+
+    batch_size = 500
+
+    def _count(self, key: str, n: int = 1) -> None:
+        self._stats[key] = self._stats.get(key, 0) + n
+
+    async def handle_batch(self, batch: list[BrokerMessage]) -> None:
+        self._count("batches")
+        results: dict[float | None, dict[str, TaskResult]] = {}
+        envelopes: list[Envelope] = []
+        publishes: list[Publish] = []
+        finishes: list[Finish] = []
+        flushes: list[Flush] = []
+        for msg in batch:
+            match msg:
+                case Publish():
+                    publishes.append(msg)
+                    for result in msg.results:
+                        results.setdefault(msg.ttl, {})[result.task_id] = result
+                    envelopes.extend(msg.envelopes)
+                case StoreResults():
+                    for result in msg.results:
+                        results.setdefault(msg.ttl, {})[result.task_id] = result
+                case Finish():
+                    finishes.append(msg)
+                    if msg.result is not None:
+                        results.setdefault(msg.ttl, {})[msg.result.task_id] = msg.result
+                    envelopes.extend(msg.follow_ups)
+                case Flush():
+                    flushes.append(msg)
+        error: Exception | None = None
+        try:
+            for ttl, by_id in results.items():
+                await self._retrying(
+                    self.backend.results.set_state, list(by_id.values()), ttl=ttl
+                )
+                self._count("results_stored", len(by_id))
+            if envelopes:
+                await self._retrying(self.backend.broker.publish, envelopes)
+                self._count("published", len(envelopes))
+        except BrokerUnavailable as exc:
+            error = exc
+        for pub in publishes:
+            if pub.reply is not None and not pub.reply.done:
+                if error is None:
+                    pub.reply.send(None)
+                else:
+                    pub.reply.fail(error)
+        if error is None and finishes:
+            try:
+                await self._settle(finishes)
+            except BrokerUnavailable as exc:
+                error = exc
+        if error is not None:
+            logger.error(
+                "backend unavailable, deliveries left to their leases: %s", error
+            )
+        for fin in finishes:
+            if fin.on_done is not None:
+                try:
+                    fin.on_done(fin.delivery)
+                except Exception:
+                    logger.exception("on_done callback failed")
+        for flush in flushes:
+            if not flush.reply.done:
+                flush.reply.send(None)
+
+    async def _settle(self, finishes: Sequence[Finish]) -> None:
+        broker = self.backend.broker
+        acks = [f.delivery for f in finishes if f.action == "ack"]
+        if acks:
+            await self._retrying(broker.ack, acks)
+            self._count("acked", len(acks))
+        for fin in finishes:
+            if fin.action == "retry":
+                await self._retrying(
+                    broker.nack,
+                    fin.delivery,
+                    requeue=True,
+                    delay=fin.delay,
+                    envelope=fin.envelope,
+                )
+                self._count("retried")
+            elif fin.action == "drop":
+                await self._retrying(broker.nack, fin.delivery, requeue=False)
+                self._count("dropped")
+            elif fin.action == "dead":
+                assert fin.dead is not None
+                await self._retrying(broker.dead_letter, fin.delivery, fin.dead)
+                self._count("dead_lettered")
+
+    async def _retrying(
+        self, fn: Callable[..., object], *args: object, **kw: object
+    ) -> None:
+        delay = self.retry_initial
+        for attempt in range(1, self.retry_attempts + 1):
+            try:
+                await fn(*args, **kw)  # type: ignore[misc]
+                return
+            except BrokerUnavailable:
+                self._count("backend_errors")
+                if attempt == self.retry_attempts:
+                    raise
+                await trio.sleep(delay)
+                delay = min(delay * 2, self.retry_max)
+
+    def broker_statistics(self) -> BrokerActorStatistics:
+        s = self._stats
+        return BrokerActorStatistics(
+            batches=s.get("batches", 0),
+            published=s.get("published", 0),
+            results_stored=s.get("results_stored", 0),
+            acked=s.get("acked", 0),
+            retried=s.get("retried", 0),
+            dropped=s.get("dropped", 0),
+            dead_lettered=s.get("dead_lettered", 0),
+            backend_errors=s.get("backend_errors", 0),
+        )

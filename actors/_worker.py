@@ -1,0 +1,910 @@
+"""The Worker actor: N execution slots fed by a claiming loop.
+
+Life of a delivery: the fetcher claims a batch (never more than free slots +
+prefetch), checks revocations for the whole batch in one call, and hands the
+deliveries to the slots through a bounded channel. A slot runs the handler in
+its own cancel scope (soft and hard time limits, terminate-revocation,
+shutdown), then sends the outcome to the BrokerActor, which stores the result
+*before* it acks. Leases of everything held are renewed in batches well
+before they expire. See docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from stem._clock import now
+from stem._codec import dumps
+from stem._context import TaskContext
+from stem._errors import (
+    BrokerUnavailable,
+    EncodeError,
+    Retry,
+    SoftTimeLimitExceeded,
+    TaskRevoked,
+    TimeLimitExceeded,
+)
+from stem._ids import new_id
+from stem._options import DEFAULT_VISIBILITY_TIMEOUT, TaskOptions
+from stem._result import ErrorInfo, TaskResult
+from stem._signals import TaskEvent, WorkerEvent
+from stem._states import TaskState
+from stem.contracts import DeadLetter, Delivery, WorkerInfo
+
+from ._actor import Actor, ActorRef
+from ._broker import Finish, Flush, StoreResults
+from ._mailbox import Mailbox, Reply
+
+if TYPE_CHECKING:
+    from stem._app import App
+    from stem._handler import TaskHandler
+    from stem.contracts import Backend
+
+    from ._broker import BrokerMessage
+    from ._eventbus import EventBus
+
+logger = logging.getLogger("stem.worker")
+
+
+@attrs.frozen(kw_only=True)
+class WorkerConfig:
+    """How one worker consumes. Durations are seconds."""
+
+    queues: tuple[str, ...] = ("default",)
+    concurrency: int = 10
+    prefetch: int = -1  # extra deliveries held beyond free slots; -1: = concurrency
+    grace_period: float = 30.0
+    claim_wait: float = 1.0
+    heartbeat_interval: float = 5.0
+    revocation_poll: float = 1.0
+    worker_id: str = attrs.field(
+        factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
+        if not self.queues:
+            raise ValueError("a worker needs at least one queue")
+        if self.grace_period < 0:
+            raise ValueError("grace_period must be >= 0")
+
+    @property
+    def capacity(self) -> int:
+        extra = self.concurrency if self.prefetch < 0 else self.prefetch
+        return self.concurrency + extra
+
+
+# -- messages -------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class Stop:
+    """Stop gracefully: no new work; running tasks get ``grace`` seconds."""
+
+    grace: float | None = None
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class Terminate:
+    """Cancel the running attempt of ``task_id`` (revoke with terminate)."""
+
+    task_id: str
+    reason: str = "revoked"
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class Inspect:
+    reply: Reply[WorkerStatistics]
+
+
+WorkerMessage = Stop | Terminate | Inspect
+
+
+@attrs.frozen(kw_only=True)
+class ActiveTask:
+    task_id: str
+    name: str
+    attempt: int
+    started_at: float
+
+
+@attrs.frozen(kw_only=True)
+class WorkerStatistics:
+    worker_id: str
+    queues: tuple[str, ...]
+    concurrency: int
+    held: int
+    active: tuple[ActiveTask, ...]
+    processed: int
+    succeeded: int
+    failed: int
+    retried: int
+    dead_lettered: int
+    revoked: int
+
+
+@attrs.define(eq=False)
+class _Running:
+    delivery: Delivery
+    scope: trio.CancelScope
+    started_at: float
+    name: str
+    attempt: int
+    cancel_reason: str | None = None
+
+
+@attrs.define(eq=False)
+class WorkerState:
+    """Shared between the client's handle and each worker incarnation."""
+
+    stop_requested: trio.Event = attrs.field(factory=trio.Event)
+    stopped: trio.Event = attrs.field(factory=trio.Event)
+    ready: trio.Event = attrs.field(factory=trio.Event)
+    grace: float | None = None
+
+
+@attrs.define(eq=False)
+class Worker(Actor[WorkerMessage]):
+    """Executes tasks from ``config.queues`` with ``config.concurrency`` slots."""
+
+    app: App
+    backend: Backend
+    broker: ActorRef[BrokerMessage]
+    bus: EventBus
+    config: WorkerConfig = attrs.field(factory=WorkerConfig)
+    state: WorkerState = attrs.field(factory=WorkerState)
+    client: Any = None
+    _held: dict[str, Delivery] = attrs.field(factory=dict, init=False)
+    _lease_len: dict[str, float] = attrs.field(factory=dict, init=False)
+    _running: dict[str, _Running] = attrs.field(factory=dict, init=False)
+    _capacity: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _new_held: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _slots_done: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _live_slots: int = attrs.field(default=0, init=False)
+    _stopping: bool = attrs.field(default=False, init=False)
+    _counts: dict[str, int] = attrs.field(factory=dict, init=False)
+    _started_at: float = attrs.field(default=0.0, init=False)
+    _thread_limiter: trio.CapacityLimiter | None = attrs.field(default=None, init=False)
+    _send: trio.MemorySendChannel[Delivery] | None = attrs.field(
+        default=None, init=False
+    )
+    _receive: trio.MemoryReceiveChannel[Delivery] | None = attrs.field(
+        default=None, init=False
+    )
+    _backlog: list[BrokerMessage] = attrs.field(factory=list, init=False)
+
+    # -- life cycle ---------------------------------------------------------
+
+    async def run(
+        self,
+        mailbox: Mailbox[WorkerMessage],
+        *,
+        task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        cfg = self.config
+        self._started_at = now()
+        self._thread_limiter = trio.CapacityLimiter(cfg.concurrency)
+        self._send, self._receive = trio.open_memory_channel[Delivery](cfg.capacity)
+        self._emit_worker("worker_init")
+        try:
+            async with trio.open_nursery() as helpers:
+                helpers.start_soon(self._renew_leases)
+                helpers.start_soon(self._heartbeat)
+                helpers.start_soon(self._watch_revocations)
+                helpers.start_soon(self._serve_mailbox, mailbox)
+                async with trio.open_nursery() as slots:
+                    self._live_slots = cfg.concurrency
+                    for index in range(cfg.concurrency):
+                        slots.start_soon(self._slot, name=f"slot-{index}")
+                    fetch_scope = trio.CancelScope()
+                    slots.start_soon(self._fetch, fetch_scope)
+                    task_status.started(ActorRef(mailbox))
+                    self.state.ready.set()
+                    self._emit_worker("worker_ready")
+                    await self.state.stop_requested.wait()
+                    self._emit_worker("worker_stopping")
+                    fetch_scope.cancel()
+                    await self._begin_stop()
+                    grace = (
+                        self.state.grace
+                        if self.state.grace is not None
+                        else cfg.grace_period
+                    )
+                    with trio.move_on_after(grace):
+                        await self._slots_done.wait()
+                    for running in list(self._running.values()):
+                        running.cancel_reason = "shutdown"
+                        running.scope.cancel()
+                await self._flush()
+                with trio.move_on_after(5):
+                    while self._held:
+                        self._capacity = trio.Event()
+                        await self._capacity.wait()
+                helpers.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await self._hand_back_all()
+                try:
+                    await self.backend.heartbeats.forget(cfg.worker_id)
+                except Exception:
+                    logger.debug("could not remove heartbeat", exc_info=True)
+            self._emit_worker("worker_shutdown")
+            self.state.stopped.set()
+
+    async def _serve_mailbox(self, mailbox: Mailbox[WorkerMessage]) -> None:
+        while True:
+            try:
+                msg = await mailbox.get()
+            except trio.EndOfChannel:
+                return
+            match msg:
+                case Stop(grace=grace):
+                    self.state.grace = grace
+                    self.state.stop_requested.set()
+                case Terminate(task_id=task_id, reason=reason):
+                    self.terminate(task_id, reason)
+                case Inspect(reply=reply):
+                    reply.send(self.worker_statistics())
+
+    def terminate(self, task_id: str, reason: str = "revoked") -> bool:
+        running = self._running.get(task_id)
+        if running is None:
+            return False
+        running.cancel_reason = reason
+        running.scope.cancel()
+        return True
+
+    async def _begin_stop(self) -> None:
+        """No new work: hand back what is held but not started."""
+        self._stopping = True
+        assert self._send is not None and self._receive is not None
+        self._send.close()
+        while True:
+            try:
+                delivery = self._receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            self._hand_back(delivery)
+
+    async def _flush(self) -> None:
+        try:
+            await self.broker.ask(lambda reply: Flush(reply=reply), timeout=30)
+        except Exception:
+            logger.warning("broker did not confirm the final flush", exc_info=True)
+
+    async def _hand_back_all(self) -> None:
+        """Return every held delivery to its queue (used on cancellation)."""
+        held = [d for d in self._held.values()]
+        self._held.clear()
+        for delivery in held:
+            try:
+                await self.backend.broker.nack(delivery, requeue=True)
+            except Exception:
+                logger.debug("hand-back failed; the lease will expire", exc_info=True)
+
+    def _hand_back(self, delivery: Delivery) -> None:
+        env = delivery.envelope
+        result = None
+        if env is not None:
+            result = TaskResult(
+                task_id=env.id,
+                state=TaskState.QUEUED,
+                attempt=env.attempt,
+                name=env.name,
+                queue=env.queue,
+                updated_at=now(),
+            )
+        self._finish(
+            Finish(delivery=delivery, action="retry", result=result, envelope=env)
+        )
+
+    # -- claiming -----------------------------------------------------------
+
+    async def _fetch(self, scope: trio.CancelScope) -> None:
+        cfg = self.config
+        queues = list(cfg.queues)
+        assert self._send is not None
+        with scope:
+            while True:
+                free = cfg.capacity - len(self._held)
+                if free <= 0:
+                    self._capacity = trio.Event()
+                    await self._capacity.wait()
+                    continue
+                try:
+                    deliveries = await self.backend.broker.claim(
+                        queues,
+                        limit=free,
+                        lease=DEFAULT_VISIBILITY_TIMEOUT,
+                        consumer=cfg.worker_id,
+                        wait=cfg.claim_wait,
+                    )
+                except BrokerUnavailable as exc:
+                    logger.warning("claim failed, retrying: %s", exc)
+                    await trio.sleep(1.0)
+                    continue
+                if len(queues) > 1:
+                    queues.append(queues.pop(0))  # fairness across queues
+                if not deliveries:
+                    continue
+                at = now()
+                for delivery in deliveries:
+                    self._held[delivery.receipt] = delivery
+                    self._lease_len[delivery.receipt] = max(
+                        delivery.lease_until - at, 0.001
+                    )
+                self._new_held.set()
+                await self._drop_revoked(deliveries)
+                for delivery in deliveries:
+                    if delivery.receipt in self._held:
+                        await self._send.send(delivery)
+
+    async def _drop_revoked(self, deliveries: list[Delivery]) -> None:
+        ids = [d.task_id for d in deliveries if d.envelope is not None]
+        if not ids:
+            return
+        try:
+            revoked = await self.backend.revocations.is_revoked(ids)
+        except BrokerUnavailable:
+            return  # checked again just before running
+        for delivery in deliveries:
+            rev = revoked.get(delivery.task_id)
+            if rev is not None and delivery.envelope is not None:
+                self._revoke_delivery(delivery, rev.reason)
+
+    def _revoke_delivery(self, delivery: Delivery, reason: str) -> None:
+        env = delivery.envelope
+        assert env is not None
+        self._count("revoked")
+        result = TaskResult(
+            task_id=env.id,
+            state=TaskState.REVOKED,
+            attempt=env.attempt,
+            name=env.name,
+            queue=env.queue,
+            updated_at=now(),
+            meta={"reason": reason},
+        )
+        self._emit_task(
+            "task_revoked", env.id, env.name, env.queue, env.attempt, reason=reason
+        )
+        self._finish(
+            Finish(
+                delivery=delivery,
+                action="drop",
+                result=result,
+                ttl=self._options(env.name).result_ttl,
+            )
+        )
+
+    # -- executing ----------------------------------------------------------
+
+    async def _slot(self) -> None:
+        assert self._receive is not None
+        try:
+            while True:
+                try:
+                    delivery = await self._receive.receive()
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    return
+                if delivery.receipt not in self._held:
+                    continue  # already settled (revoked in the batch check)
+                if self._stopping:
+                    self._hand_back(delivery)
+                    continue
+                await self._execute(delivery)
+        finally:
+            self._live_slots -= 1
+            if self._live_slots == 0:
+                self._slots_done.set()
+
+    def _options(self, name: str) -> TaskOptions:
+        handler = self.app._tasks.get(name)
+        return handler.task_options if handler is not None else TaskOptions()
+
+    async def _execute(self, delivery: Delivery) -> None:
+        env = delivery.envelope
+        if env is None:
+            self._dead(
+                delivery,
+                "decode-error",
+                ErrorInfo(
+                    type="stem.DecodeError",
+                    message=delivery.decode_error or "undecodable message",
+                ),
+            )
+            return
+        handler = self.app._tasks.get(env.name)
+        if handler is None:
+            self._dead(
+                delivery,
+                "unregistered-task",
+                ErrorInfo(
+                    type="stem.UnknownTask",
+                    message=f"no task named {env.name!r} is registered on this worker",
+                ),
+            )
+            return
+        opts = handler.task_options
+        at = now()
+        if env.is_expired(at):
+            self._revoke_delivery(delivery, "expired")
+            return
+        if opts.visibility_timeout != self._lease_len.get(delivery.receipt):
+            self._lease_len[delivery.receipt] = opts.visibility_timeout
+        self._emit_task("task_received", env.id, env.name, env.queue, env.attempt)
+        self._tell(
+            StoreResults(
+                results=(
+                    TaskResult(
+                        task_id=env.id,
+                        state=TaskState.RUNNING,
+                        attempt=env.attempt,
+                        name=env.name,
+                        queue=env.queue,
+                        updated_at=at,
+                        meta={"worker_id": self.config.worker_id},
+                    ),
+                ),
+                ttl=opts.result_ttl,
+            )
+        )
+        await self._run_attempt(delivery, handler, opts)
+
+    async def _run_attempt(
+        self, delivery: Delivery, handler: TaskHandler[Any], opts: TaskOptions
+    ) -> None:
+        env = delivery.envelope
+        assert env is not None
+        t0 = trio.current_time()
+        soft = t0 + opts.soft_time_limit if opts.soft_time_limit is not None else None
+        hard = t0 + opts.hard_time_limit if opts.hard_time_limit is not None else None
+        scope = trio.CancelScope()
+        running = _Running(
+            delivery=delivery,
+            scope=scope,
+            started_at=now(),
+            name=env.name,
+            attempt=env.attempt,
+        )
+        self._running[env.id] = running
+        ctx = TaskContext(
+            task_id=env.id,
+            name=env.name,
+            attempt=env.attempt,
+            max_retries=env.max_retries,
+            queue=env.queue,
+            headers=env.headers,
+            envelope=env,
+            worker_id=self.config.worker_id,
+            client=self.client,
+            previous_result=env.meta.get("previous_result"),
+            soft_deadline=soft,
+            hard_deadline=hard,
+            cancel_scope=scope,
+        )
+        if self.bus.wants("task_prerun"):
+            self._emit_task("task_prerun", env.id, env.name, env.queue, env.attempt)
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            with scope:
+                with (
+                    trio.CancelScope(
+                        deadline=hard if hard is not None else float("inf")
+                    ) as hard_scope,
+                    trio.CancelScope(
+                        deadline=soft if soft is not None else float("inf")
+                    ) as soft_scope,
+                ):
+                    try:
+                        if handler.is_async:
+                            value = await handler(ctx, env.args)  # type: ignore[misc]
+                        else:
+                            value = await trio.to_thread.run_sync(
+                                partial(handler, ctx, env.args),
+                                limiter=self._thread_limiter,
+                                abandon_on_cancel=True,
+                            )
+                    except Exception as exc:  # the task's own failure
+                        error = exc
+                if hard_scope.cancelled_caught:
+                    error = TimeLimitExceeded(
+                        f"task exceeded its hard time limit of {opts.hard_time_limit} s"
+                    )
+                elif soft_scope.cancelled_caught:
+                    error = SoftTimeLimitExceeded(
+                        f"task exceeded its soft time limit of {opts.soft_time_limit} s"
+                    )
+        finally:
+            self._running.pop(env.id, None)
+        runtime = trio.current_time() - t0
+        if scope.cancelled_caught:
+            if running.cancel_reason == "shutdown":
+                self._hand_back(delivery)
+                return
+            error = TaskRevoked(
+                f"task was {running.cancel_reason or 'revoked'} while running"
+            )
+            self._revoke_delivery(delivery, running.cancel_reason or "revoked")
+            return
+        if self.bus.wants("task_postrun"):
+            self._emit_task(
+                "task_postrun",
+                env.id,
+                env.name,
+                env.queue,
+                env.attempt,
+                runtime=runtime,
+            )
+        if error is None:
+            try:
+                dumps(value, what="result")
+            except EncodeError as exc:
+                error = exc
+        if error is None:
+            self._succeed(delivery, value, opts, runtime)
+        else:
+            self._fail(delivery, error, opts, runtime)
+
+    def _succeed(
+        self, delivery: Delivery, value: Any, opts: TaskOptions, runtime: float
+    ) -> None:
+        env = delivery.envelope
+        assert env is not None
+        self._count("succeeded")
+        result = TaskResult(
+            task_id=env.id,
+            state=TaskState.SUCCEEDED,
+            value=value,
+            attempt=env.attempt,
+            name=env.name,
+            queue=env.queue,
+            updated_at=now(),
+        )
+        if self.bus.wants("task_succeeded"):
+            self._emit_task(
+                "task_succeeded",
+                env.id,
+                env.name,
+                env.queue,
+                env.attempt,
+                value=value,
+                runtime=runtime,
+            )
+        self._finish(
+            Finish(delivery=delivery, action="ack", result=result, ttl=opts.result_ttl)
+        )
+
+    def _fail(
+        self,
+        delivery: Delivery,
+        error: BaseException,
+        opts: TaskOptions,
+        runtime: float,
+    ) -> None:
+        env = delivery.envelope
+        assert env is not None
+        info = ErrorInfo.from_exception(error)
+        at = now()
+        if isinstance(error, Retry):
+            retryable = True
+            delay = (
+                error.countdown
+                if error.countdown is not None
+                else opts.retry_policy.delay(env.attempt)
+            )
+        else:
+            retryable = opts.retry_policy.should_retry(error)
+            delay = opts.retry_policy.delay(env.attempt)
+        history_item = {"attempt": env.attempt, "at": at, **info.to_dict()}
+        if retryable and env.attempt <= env.max_retries:
+            self._count("retried")
+            nxt = env.next_attempt(not_before=at + delay, error=history_item)
+            result = TaskResult(
+                task_id=env.id,
+                state=TaskState.RETRYING,
+                error=info,
+                attempt=env.attempt,
+                name=env.name,
+                queue=env.queue,
+                updated_at=at,
+                meta={"retry_at": at + delay},
+            )
+            if self.bus.wants("task_retry"):
+                self._emit_task(
+                    "task_retry",
+                    env.id,
+                    env.name,
+                    env.queue,
+                    env.attempt,
+                    error=info,
+                    retry_in=delay,
+                    runtime=runtime,
+                )
+            self._finish(
+                Finish(
+                    delivery=delivery,
+                    action="retry",
+                    result=result,
+                    envelope=nxt,
+                    delay=delay,
+                    ttl=opts.result_ttl,
+                )
+            )
+            return
+        self._count("failed")
+        if isinstance(error, TimeLimitExceeded):
+            reason = "time-limit"
+        elif retryable:
+            reason = "max-retries-exhausted"
+        else:
+            reason = "non-retryable-error"
+        history = (*env.meta.get("history", ()), history_item)
+        result = TaskResult(
+            task_id=env.id,
+            state=TaskState.FAILED,
+            error=info,
+            attempt=env.attempt,
+            name=env.name,
+            queue=env.queue,
+            updated_at=at,
+            meta={"reason": reason},
+        )
+        if self.bus.wants("task_failed"):
+            self._emit_task(
+                "task_failed",
+                env.id,
+                env.name,
+                env.queue,
+                env.attempt,
+                error=info,
+                runtime=runtime,
+                reason=reason,
+            )
+        entry = DeadLetter(
+            task_id=env.id,
+            name=env.name,
+            queue=env.queue,
+            reason=reason,
+            error=info,
+            attempts=env.attempt,
+            dead_at=at,
+            envelope=env,
+            history=tuple(history),
+        )
+        self._finish(
+            Finish(
+                delivery=delivery,
+                action="dead",
+                result=result,
+                dead=entry,
+                ttl=opts.result_ttl,
+            )
+        )
+
+    def _dead(self, delivery: Delivery, reason: str, info: ErrorInfo) -> None:
+        env = delivery.envelope
+        self._count("dead_lettered")
+        entry = DeadLetter(
+            task_id=delivery.task_id or (env.id if env else ""),
+            name=env.name if env else "",
+            queue=delivery.queue,
+            reason=reason,
+            error=info,
+            attempts=env.attempt if env else delivery.delivery_count,
+            dead_at=now(),
+            envelope=env,
+            raw=delivery.raw,
+        )
+        result = None
+        if env is not None:
+            result = TaskResult(
+                task_id=env.id,
+                state=TaskState.FAILED,
+                error=info,
+                attempt=env.attempt,
+                name=env.name,
+                queue=env.queue,
+                updated_at=entry.dead_at,
+                meta={"reason": reason},
+            )
+        if self.bus.wants("task_dead_lettered"):
+            self._emit_task(
+                "task_dead_lettered",
+                entry.task_id,
+                entry.name,
+                entry.queue,
+                entry.attempts,
+                error=info,
+                reason=reason,
+            )
+        logger.warning(
+            "dead-lettered %s (%s): %s",
+            entry.task_id or "<no id>",
+            reason,
+            info.message,
+        )
+        self._finish(
+            Finish(delivery=delivery, action="dead", result=result, dead=entry)
+        )
+
+    def _finish(self, finish: Finish) -> None:
+        self._count("processed")
+        self._tell(attrs.evolve(finish, on_done=self._settled))
+
+    def _tell(self, msg: BrokerMessage) -> None:
+        """Send to the broker actor without blocking the slot, keeping order:
+        when its inbox is full, messages wait in a local list (bounded by the
+        worker's capacity, since each holds a delivery) for the renewer task."""
+        if not self._backlog:
+            try:
+                self.broker.tell_nowait(msg)
+                return
+            except trio.WouldBlock:
+                pass
+        self._backlog.append(msg)
+        self._new_held.set()
+
+    def _settled(self, delivery: Delivery) -> None:
+        self._held.pop(delivery.receipt, None)
+        self._lease_len.pop(delivery.receipt, None)
+        self._capacity.set()
+
+    # -- background duties --------------------------------------------------
+
+    async def _renew_leases(self) -> None:
+        while True:
+            while self._backlog:
+                await self.broker.tell(self._backlog[0])
+                self._backlog.pop(0)
+            if not self._held:
+                self._new_held = trio.Event()
+                await self._new_held.wait()
+                continue
+            at = now()
+            due: list[Delivery] = []
+            next_check = float("inf")
+            for receipt, delivery in list(self._held.items()):
+                length = self._lease_len.get(receipt, DEFAULT_VISIBILITY_TIMEOUT)
+                renew_at = delivery.lease_until - length * 2 / 3
+                if renew_at <= at:
+                    due.append(delivery)
+                else:
+                    next_check = min(next_check, renew_at)
+            if due:
+                await self._extend(due)
+                continue
+            self._new_held = trio.Event()
+            with trio.move_on_after(max(next_check - at, 0.01)):
+                await self._new_held.wait()
+
+    async def _extend(self, due: list[Delivery]) -> None:
+        by_len: dict[float, list[Delivery]] = {}
+        for delivery in due:
+            by_len.setdefault(
+                self._lease_len.get(delivery.receipt, DEFAULT_VISIBILITY_TIMEOUT), []
+            ).append(delivery)
+        for length, group in by_len.items():
+            try:
+                flags = await self.backend.broker.extend(group, length)
+            except BrokerUnavailable as exc:
+                logger.warning("lease renewal failed: %s", exc)
+                await trio.sleep(min(1.0, length / 10))
+                return
+            at = now()
+            for delivery, held in zip(group, flags, strict=True):
+                if delivery.receipt not in self._held:
+                    continue
+                if held:
+                    self._held[delivery.receipt] = attrs.evolve(
+                        delivery, lease_until=at + length
+                    )
+                else:
+                    logger.warning(
+                        "lost the lease of %s; it may run again elsewhere",
+                        delivery.task_id,
+                    )
+                    self._held[delivery.receipt] = attrs.evolve(
+                        delivery, lease_until=float("inf")
+                    )
+
+    async def _heartbeat(self) -> None:
+        cfg = self.config
+        while True:
+            info = WorkerInfo(
+                worker_id=cfg.worker_id,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                queues=cfg.queues,
+                concurrency=cfg.concurrency,
+                started_at=self._started_at,
+                last_seen=now(),
+                active=len(self._running),
+                processed=self._counts.get("processed", 0),
+            )
+            try:
+                await self.backend.heartbeats.beat(info, ttl=cfg.heartbeat_interval * 3)
+            except BrokerUnavailable as exc:
+                logger.warning("heartbeat failed: %s", exc)
+            self._emit_worker("worker_heartbeat")
+            await trio.sleep(cfg.heartbeat_interval)
+
+    async def _watch_revocations(self) -> None:
+        """Cancel running tasks revoked with ``terminate=True`` (polled)."""
+        version = 0
+        while True:
+            try:
+                changes, version = await self.backend.revocations.changes_since(version)
+            except BrokerUnavailable:
+                changes = []
+            for rev in changes:
+                if rev.terminate:
+                    self.terminate(rev.task_id, rev.reason)
+            await trio.sleep(self.config.revocation_poll)
+
+    # -- bookkeeping --------------------------------------------------------
+
+    def _count(self, key: str) -> None:
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def worker_statistics(self) -> WorkerStatistics:
+        c = self._counts
+        return WorkerStatistics(
+            worker_id=self.config.worker_id,
+            queues=self.config.queues,
+            concurrency=self.config.concurrency,
+            held=len(self._held),
+            active=tuple(
+                ActiveTask(
+                    task_id=tid, name=r.name, attempt=r.attempt, started_at=r.started_at
+                )
+                for tid, r in self._running.items()
+            ),
+            processed=c.get("processed", 0),
+            succeeded=c.get("succeeded", 0),
+            failed=c.get("failed", 0),
+            retried=c.get("retried", 0),
+            dead_lettered=c.get("dead_lettered", 0),
+            revoked=c.get("revoked", 0),
+        )
+
+    def _emit_task(
+        self, signal: str, task_id: str, name: str, queue: str, attempt: int, **kw: Any
+    ) -> None:
+        if self.bus.wants(signal):
+            self.bus.emit(
+                TaskEvent(
+                    signal=signal,
+                    at=now(),
+                    task_id=task_id,
+                    name=name,
+                    queue=queue,
+                    attempt=attempt,
+                    worker_id=self.config.worker_id,
+                    **kw,
+                )
+            )
+
+    def _emit_worker(self, signal: str) -> None:
+        if self.bus.wants(signal):
+            cfg = self.config
+            self.bus.emit(
+                WorkerEvent(
+                    signal=signal,
+                    at=now(),
+                    worker_id=cfg.worker_id,
+                    queues=cfg.queues,
+                    concurrency=cfg.concurrency,
+                    active=len(self._running),
+                    processed=self._counts.get("processed", 0),
+                )
+            )

@@ -1,0 +1,143 @@
+"""The registry of tasks, workflows and schedules: :class:`App`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from ._errors import DuplicateTask, UnknownTask
+from ._handler import FunctionTask, TaskHandler, task
+from ._signals import Signals
+
+
+class App:
+    """An explicit registry (there is no global one).
+
+    ``App(tasks=[EmailTask(), generate], workflows=[...], schedules=[...])``.
+    Task names must be unique; ``app.task(...)`` is a decorator that makes and
+    registers a task in one step.
+    """
+
+    def __init__(
+        self,
+        tasks: Iterable[TaskHandler[Any]] = (),
+        *,
+        workflows: Iterable[Any] = (),
+        schedules: Iterable[Any] = (),
+        name: str = "stem",
+    ) -> None:
+        self.name = name
+        #: lifecycle signals: ``app.signals.task_failed.connect(fn)``
+        self.signals = Signals()
+        self._tasks: dict[str, TaskHandler[Any]] = {}
+        self._workflows: dict[str, Any] = {}
+        self._schedules: dict[str, Any] = {}
+        for handler in tasks:
+            self.register(handler)
+        for workflow in workflows:
+            self.register_workflow(workflow)
+        for entry in schedules:
+            self.add_schedule(entry)
+
+    # -- tasks -------------------------------------------------------------
+
+    def register(self, handler: TaskHandler[Any]) -> TaskHandler[Any]:
+        """Register a task handler instance; returns it."""
+        if isinstance(handler, type) and issubclass(handler, TaskHandler):
+            raise TypeError(
+                f"register an instance, not the class: tasks=[{handler.__name__}()]"
+            )
+        if not isinstance(handler, TaskHandler):
+            raise TypeError(
+                f"{handler!r} is not a task: subclass stem.TaskHandler or use @stem.task"
+            )
+        name = handler.task_name
+        handler.task_options  # noqa: B018 - validates the options type now
+        existing = self._tasks.get(name)
+        if existing is not None and existing is not handler:
+            raise DuplicateTask(
+                f"a task named {name!r} is already registered: {existing!r}"
+            )
+        self._tasks[name] = handler
+        return handler
+
+    def task(
+        self, name: str | None = None, /, **options: Any
+    ) -> Callable[[Callable[..., Any]], FunctionTask]:
+        """Decorator: ``@app.task("name", max_retries=3)``."""
+        make = task(name, **options)
+
+        def decorator(fn: Callable[..., Any]) -> FunctionTask:
+            handler = make(fn)
+            self.register(handler)
+            return handler
+
+        return decorator
+
+    @property
+    def tasks(self) -> Mapping[str, TaskHandler[Any]]:
+        return dict(self._tasks)
+
+    def get_task(self, name: str) -> TaskHandler[Any]:
+        try:
+            return self._tasks[name]
+        except KeyError:
+            raise UnknownTask(f"no task named {name!r} is registered") from None
+
+    def has_task(self, name: str) -> bool:
+        return name in self._tasks
+
+    def __iter__(self) -> Iterator[TaskHandler[Any]]:
+        return iter(self._tasks.values())
+
+    # -- workflows and schedules (their modules add behaviour) -------------
+
+    def register_workflow(self, workflow: Any) -> Any:
+        name = getattr(workflow, "name", None)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{workflow!r} is not a workflow (stem.WorkflowScript)")
+        if name in self._workflows and self._workflows[name] is not workflow:
+            raise DuplicateTask(f"a workflow named {name!r} is already registered")
+        self._workflows[name] = workflow
+        return workflow
+
+    @property
+    def workflows(self) -> Mapping[str, Any]:
+        return dict(self._workflows)
+
+    def add_schedule(self, entry: Any) -> Any:
+        name = getattr(entry, "name", None)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{entry!r} is not a schedule entry (stem.ScheduleEntry)")
+        if name in self._schedules and self._schedules[name] is not entry:
+            raise DuplicateTask(
+                f"a schedule entry named {name!r} is already registered"
+            )
+        self._schedules[name] = entry
+        return entry
+
+    @property
+    def schedules(self) -> Mapping[str, Any]:
+        return dict(self._schedules)
+
+    def __repr__(self) -> str:
+        return f"<App {self.name!r}: {len(self._tasks)} tasks>"
+
+
+def coerce_app(
+    app: App | None,
+    tasks: Iterable[TaskHandler[Any]] | None,
+    workflows: Iterable[Any] | None = None,
+    schedules: Iterable[Any] | None = None,
+) -> App:
+    """An App from ``app=`` or the ``tasks=``/``workflows=``/``schedules=``
+    shortcuts (not both)."""
+    if app is not None:
+        if tasks or workflows or schedules:
+            raise TypeError(
+                "pass either app= or tasks=/workflows=/schedules=, not both"
+            )
+        if not isinstance(app, App):
+            raise TypeError(f"app must be a stem.App, got {app!r}")
+        return app
+    return App(tasks or (), workflows=workflows or (), schedules=schedules or ())

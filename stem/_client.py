@@ -1,0 +1,584 @@
+"""The Client: the one object a user holds.
+
+``async with stem.Client.from_url(url, tasks=[...]) as client:`` opens the
+backend and starts the runtime's actors (broker writer, event bus) under one
+supervisor in the client's nursery; ``client.worker()`` adds a Worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import attrs
+import trio
+
+from ._app import App, coerce_app
+from ._clock import now
+from ._codec import canonical_args, canonical_key
+from ._durations import Duration, to_epoch, to_seconds
+from ._envelope import Envelope
+from ._errors import EncodeError, WaitTimeout
+from ._handler import TaskHandler
+from ._ids import new_id
+from ._options import TaskOptions, check_priority, check_queue_name
+from ._result import TaskResult
+from ._signals import PublishEvent
+from ._states import TaskState
+from ._urls import open_backend
+from .contracts import Backend, DeadLetter, QueueStats, Revocation, WorkerInfo
+
+if TYPE_CHECKING:
+    from actors import ActorRef
+    from actors._broker import BrokerActor, BrokerMessage
+    from actors._eventbus import EventBus
+    from actors._worker import Worker
+
+logger = logging.getLogger("stem.client")
+
+_UNIQUE_DEFAULT_TTL = 3600.0
+
+
+@attrs.define(eq=False)
+class DeadLetters:
+    """The dead-letter queue of one queue: ``client.dead_letters("mail")``."""
+
+    _client: Client
+    queue: str
+
+    async def list(self, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
+        """Entries, oldest first."""
+        return await self._client.backend.broker.list_dead(
+            self.queue, limit=limit, offset=offset
+        )
+
+    async def get(self, task_id: str) -> DeadLetter | None:
+        return await self._client.backend.broker.get_dead(self.queue, task_id)
+
+    async def replay(
+        self,
+        task_ids: Sequence[str] | str | None = None,
+        *,
+        limit: int | None = None,
+        since: datetime | float | None = None,
+        delay: Duration = 0.0,
+        dry_run: bool = False,
+    ) -> list[str]:
+        """Put entries back on the queue as fresh tasks (attempt 1, same id).
+
+        Returns the ids chosen; ``dry_run`` only reports them. The replayed
+        tasks' results are reset to QUEUED so they can succeed this time.
+        """
+        if isinstance(task_ids, str):
+            task_ids = [task_ids]
+        since_ts = (
+            to_epoch(since, name="since") if isinstance(since, datetime) else since
+        )
+        broker = self._client.backend.broker
+        if not dry_run:
+            # Clear the final FAILED record first, so the replayed run can record its
+            # own outcome.
+            chosen = await broker.replay_dead(
+                self.queue,
+                task_ids=task_ids,
+                limit=limit,
+                since=since_ts,
+                delay=0,
+                dry_run=True,
+            )
+            for task_id in chosen:
+                await self._client.backend.results.forget(task_id)
+        return await broker.replay_dead(
+            self.queue,
+            task_ids=task_ids,
+            limit=limit,
+            since=since_ts,
+            delay=to_seconds(delay, name="delay"),
+            dry_run=dry_run,
+        )
+
+    async def purge(
+        self, *, since: datetime | float | None = None, limit: int | None = None
+    ) -> int:
+        since_ts = (
+            to_epoch(since, name="since") if isinstance(since, datetime) else since
+        )
+        return await self._client.backend.broker.purge_dead(
+            self.queue, since=since_ts, limit=limit
+        )
+
+    async def count(self) -> int:
+        return (await self._client.backend.broker.stats(self.queue)).dead
+
+
+class Client:
+    """Enqueue tasks, wait for results, run workers.
+
+    Use as an async context manager; the runtime (supervised actors) lives in
+    the client's nursery and stops when the block exits.
+    """
+
+    def __init__(
+        self,
+        url: str = "memory://",
+        *,
+        app: App | None = None,
+        tasks: Iterable[TaskHandler[Any]] | None = None,
+        workflows: Iterable[Any] | None = None,
+        schedules: Iterable[Any] | None = None,
+        backend: Backend | None = None,
+        **backend_options: Any,
+    ) -> None:
+        self.app = coerce_app(app, tasks, workflows, schedules)
+        self.url = url
+        self._backend_options = backend_options
+        self._given_backend = backend
+        self._backend: Backend | None = backend
+        self._stack: AsyncExitStack | None = None
+        self._nursery: trio.Nursery | None = None
+        self._broker_ref: ActorRef[BrokerMessage] | None = None
+        self._broker_actor: BrokerActor | None = None
+        self._bus: EventBus | None = None
+        self._workers: list[Worker] = []
+
+    # -- construction -------------------------------------------------------
+
+    @classmethod
+    def in_memory(
+        cls,
+        *,
+        app: App | None = None,
+        tasks: Iterable[TaskHandler[Any]] | None = None,
+        workflows: Iterable[Any] | None = None,
+        schedules: Iterable[Any] | None = None,
+    ) -> Client:
+        """A client on a fresh in-memory backend (one process, nothing kept)."""
+        return cls(
+            "memory://", app=app, tasks=tasks, workflows=workflows, schedules=schedules
+        )
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        app: App | None = None,
+        tasks: Iterable[TaskHandler[Any]] | None = None,
+        workflows: Iterable[Any] | None = None,
+        schedules: Iterable[Any] | None = None,
+        **backend_options: Any,
+    ) -> Client:
+        """A client on the backend named by ``url``: ``memory://``,
+        ``sqlite:///stem.db``, ``redis://host:6379/0``, ``postgresql://...``."""
+        return cls(
+            url,
+            app=app,
+            tasks=tasks,
+            workflows=workflows,
+            schedules=schedules,
+            **backend_options,
+        )
+
+    async def __aenter__(self) -> Self:
+        from actors._broker import BrokerActor
+        from actors._eventbus import EventBus
+        from actors._mailbox import Mailbox
+
+        if self._stack is not None:
+            raise RuntimeError("this client is already open")
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            if self._given_backend is None:
+                self._backend = await stack.enter_async_context(
+                    open_backend(self.url, **self._backend_options)
+                )
+            self._nursery = await stack.enter_async_context(trio.open_nursery())
+            self._bus = EventBus(signals=self.app.signals)
+            await self._nursery.start(self._bus.run)
+            self._broker_actor = BrokerActor(self.backend)
+            mailbox: Mailbox[BrokerMessage] = Mailbox(10_000, name="broker")
+            self._broker_ref = await self._nursery.start(
+                self._broker_actor.run, mailbox
+            )
+        except BaseException:
+            await stack.__aexit__(None, None, None)
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        stack, self._stack = self._stack, None
+        assert stack is not None
+        try:
+            if self._broker_ref is not None and exc_type is None:
+                await self.flush()
+            if self._nursery is not None:
+                self._nursery.cancel_scope.cancel()
+        finally:
+            result = await stack.__aexit__(exc_type, exc, tb)
+            self._nursery = None
+            self._broker_ref = None
+        return result
+
+    # -- properties ---------------------------------------------------------
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            raise RuntimeError("the client is not open: use `async with client:`")
+        return self._backend
+
+    @property
+    def bus(self) -> EventBus:
+        if self._bus is None:
+            raise RuntimeError("the client is not open: use `async with client:`")
+        return self._bus
+
+    @property
+    def _broker(self) -> ActorRef[BrokerMessage]:
+        if self._broker_ref is None:
+            raise RuntimeError("the client is not open: use `async with client:`")
+        return self._broker_ref
+
+    # -- enqueueing ---------------------------------------------------------
+
+    def build_envelope(
+        self,
+        name: str,
+        args: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        countdown: Duration | None = None,
+        eta: datetime | None = None,
+        expires: Duration | datetime | None = None,
+        task_id: str | None = None,
+        unique_key: str | None = None,
+        headers: dict[str, str] | None = None,
+        max_retries: int | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> Envelope:
+        """Validate a call and build its envelope (nothing is written).
+
+        Raises EncodeError (naming the argument) for args that cannot be
+        encoded, ValueError/TypeError for invalid options.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"task name must be a non-empty string, got {name!r}")
+        handler = self.app._tasks.get(name)
+        opts = handler.task_options if handler is not None else TaskOptions()
+        clean_args = canonical_args(args)
+        at = now()
+        if countdown is not None and eta is not None:
+            raise ValueError("pass countdown= or eta=, not both")
+        not_before: float | None = None
+        if countdown is not None:
+            not_before = at + to_seconds(countdown, name="countdown")
+        elif eta is not None:
+            not_before = to_epoch(eta, name="eta")
+        expires_at: float | None = None
+        if isinstance(expires, datetime):
+            expires_at = to_epoch(expires, name="expires")
+        elif expires is not None:
+            expires_at = (not_before or at) + to_seconds(expires, name="expires")
+        elif opts.expires is not None:
+            expires_at = (not_before or at) + opts.expires
+        if max_retries is not None and (
+            isinstance(max_retries, bool)
+            or not isinstance(max_retries, int)
+            or max_retries < 0
+        ):
+            raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        if headers is not None:
+            if not isinstance(headers, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+            ):
+                raise EncodeError("headers must be a dict of str to str")
+        env_meta: dict[str, Any] = dict(meta or {})
+        if unique_key is not None or opts.unique:
+            env_meta["unique_key"] = unique_key or canonical_key(name, clean_args)
+        return Envelope(
+            id=task_id or new_id(),
+            name=name,
+            args=clean_args,
+            headers=dict(headers or {}),
+            queue=check_queue_name(queue if queue is not None else opts.queue),
+            priority=check_priority(
+                priority if priority is not None else opts.priority
+            ),
+            attempt=1,
+            max_retries=max_retries if max_retries is not None else opts.max_retries,
+            not_before=not_before,
+            enqueued_at=at,
+            expires=expires_at,
+            meta=env_meta,
+        )
+
+    async def enqueue(
+        self,
+        name: str,
+        args: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        countdown: Duration | None = None,
+        eta: datetime | None = None,
+        expires: Duration | datetime | None = None,
+        task_id: str | None = None,
+        unique_key: str | None = None,
+        headers: dict[str, str] | None = None,
+        max_retries: int | None = None,
+    ) -> str:
+        """Queue a call of task ``name``; returns the task id once it is stored.
+
+        Arguments that cannot be encoded raise EncodeError before anything is
+        written. With ``unique_key`` (or a task with ``unique=True``) a
+        duplicate of a live task returns the existing task's id instead.
+        """
+        env = self.build_envelope(
+            name,
+            args,
+            queue=queue,
+            priority=priority,
+            countdown=countdown,
+            eta=eta,
+            expires=expires,
+            task_id=task_id,
+            unique_key=unique_key,
+            headers=headers,
+            max_retries=max_retries,
+        )
+        ids = await self.publish([env])
+        return ids[0]
+
+    async def publish(self, envelopes: Sequence[Envelope]) -> list[str]:
+        """Store envelopes (built with :meth:`build_envelope`) in one batch.
+
+        Returns their ids, or for unique tasks the id of the live duplicate.
+        """
+        ids: list[str] = []
+        fresh: list[Envelope] = []
+        results = self.backend.results
+        for env in envelopes:
+            key = env.meta.get("unique_key")
+            if key is not None:
+                handler = self.app._tasks.get(env.name)
+                ttl = (
+                    handler.task_options.unique_for
+                    if handler is not None
+                    and handler.task_options.unique_for is not None
+                    else _UNIQUE_DEFAULT_TTL
+                )
+                holder = await results.reserve_unique(key, env.id, ttl=ttl)
+                if holder != env.id:
+                    ids.append(holder)
+                    continue
+            ids.append(env.id)
+            fresh.append(env)
+        if not fresh:
+            return ids
+        queued = tuple(
+            TaskResult(
+                task_id=env.id,
+                state=TaskState.QUEUED,
+                attempt=env.attempt,
+                name=env.name,
+                queue=env.queue,
+                updated_at=env.enqueued_at,
+            )
+            for env in fresh
+        )
+        bus = self.bus
+        if bus.wants("publish_before"):
+            bus.emit(_publish_event("publish_before", fresh))
+        from actors._broker import Publish
+
+        try:
+            await self._broker.ask(
+                lambda reply: Publish(
+                    envelopes=tuple(fresh), results=queued, reply=reply
+                ),
+                timeout=60,
+            )
+        except BaseException:
+            for env in fresh:
+                key = env.meta.get("unique_key")
+                if key is not None:
+                    with trio.CancelScope(shield=True):
+                        await results.release_unique(key, env.id)
+            raise
+        if bus.wants("publish_after"):
+            bus.emit(_publish_event("publish_after", fresh))
+        return ids
+
+    async def flush(self) -> None:
+        """Wait until every write sent so far (results, acks) is stored."""
+        from actors._broker import Flush
+
+        await self._broker.ask(lambda reply: Flush(reply=reply), timeout=60)
+
+    # -- results ------------------------------------------------------------
+
+    async def get(self, task_id: str) -> TaskResult | None:
+        """What is known about ``task_id`` (None for an unknown or expired id)."""
+        return await self.backend.results.get(task_id)
+
+    async def wait_for(
+        self, task_id: str, timeout: Duration | None = None
+    ) -> TaskResult:
+        """Wait for the task to reach a terminal state and return its result.
+
+        It returns for every terminal state (check ``result.state``); it raises
+        WaitTimeout when ``timeout`` seconds pass first. Woken by the backend,
+        across processes where the backend is shared.
+        """
+        limit = float("inf") if timeout is None else to_seconds(timeout, name="timeout")
+        deadline = trio.current_time() + limit
+        while True:
+            remaining = deadline - trio.current_time()
+            if remaining <= 0:
+                raise WaitTimeout(f"task {task_id} did not finish within {limit} s")
+            # Wait in slices so an infinite timeout still re-checks occasionally.
+            result = await self.backend.results.wait(
+                task_id, timeout=min(remaining, 3600.0)
+            )
+            if result is not None and result.is_terminal:
+                return result
+
+    # -- control ------------------------------------------------------------
+
+    async def revoke(
+        self,
+        task_id: str,
+        *,
+        terminate: bool = False,
+        reason: str = "revoked",
+        expires: Duration = 86400.0,
+    ) -> None:
+        """A queued or delayed task never runs and ends REVOKED; with
+        ``terminate`` a running attempt is cancelled too. The order persists
+        for ``expires`` seconds (workers restarted meanwhile honour it)."""
+        await self.backend.revocations.revoke(
+            Revocation(
+                task_id=task_id,
+                terminate=terminate,
+                reason=reason,
+                expires_at=now() + to_seconds(expires, name="expires"),
+            )
+        )
+        current = await self.backend.results.get(task_id)
+        if current is not None and current.state in (
+            TaskState.QUEUED,
+            TaskState.RETRYING,
+        ):
+            await self.backend.results.set_state(
+                [
+                    attrs.evolve(
+                        current,
+                        state=TaskState.REVOKED,
+                        updated_at=now(),
+                        meta={"reason": reason},
+                    )
+                ]
+            )
+
+    def dead_letters(self, queue: str = "default") -> DeadLetters:
+        return DeadLetters(self, check_queue_name(queue))
+
+    async def queue_stats(self, queue: str = "default") -> QueueStats:
+        return await self.backend.broker.stats(check_queue_name(queue))
+
+    async def purge(self, queue: str) -> int:
+        """Delete the queue's waiting tasks (not running ones); returns how many."""
+        return await self.backend.broker.purge(check_queue_name(queue))
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Workers with a live heartbeat."""
+        return await self.backend.heartbeats.workers()
+
+    # -- runtime ------------------------------------------------------------
+
+    @asynccontextmanager
+    async def worker(
+        self,
+        concurrency: int = 10,
+        queues: Sequence[str] | str | None = None,
+        *,
+        grace_period: Duration = 30.0,
+        prefetch: int = -1,
+        claim_wait: float = 1.0,
+        heartbeat_interval: float = 5.0,
+        worker_id: str | None = None,
+    ) -> AsyncIterator[Worker]:
+        """Run a Worker in this client's nursery for the duration of the block.
+
+        On exit it stops taking work, lets running tasks finish within
+        ``grace_period`` seconds and hands the rest back to their queues.
+        """
+        from actors._mailbox import Mailbox
+        from actors._worker import Stop, Worker, WorkerConfig, WorkerState
+
+        if self._nursery is None:
+            raise RuntimeError("the client is not open: use `async with client:`")
+        if isinstance(queues, str):
+            queues = [queues]
+        names = tuple(check_queue_name(q) for q in (queues or ["default"]))
+        cfg_kw: dict[str, Any] = {}
+        if worker_id is not None:
+            cfg_kw["worker_id"] = worker_id
+        config = WorkerConfig(
+            queues=names,
+            concurrency=concurrency,
+            prefetch=prefetch,
+            grace_period=to_seconds(grace_period, name="grace_period"),
+            claim_wait=claim_wait,
+            heartbeat_interval=heartbeat_interval,
+            **cfg_kw,
+        )
+        state = WorkerState()
+        worker = Worker(
+            app=self.app,
+            backend=self.backend,
+            broker=self._broker,
+            bus=self.bus,
+            config=config,
+            state=state,
+            client=self,
+        )
+        mailbox: Mailbox[Any] = Mailbox(100, name=f"worker:{config.worker_id}")
+        ref = await self._nursery.start(worker.run, mailbox)
+        self._workers.append(worker)
+        try:
+            yield worker
+        finally:
+            self._workers.remove(worker)
+            state.grace = None
+            with trio.CancelScope(shield=True):
+                ref.tell_nowait(Stop())
+                with trio.move_on_after(config.grace_period + 30):
+                    await state.stopped.wait()
+
+    def events(self, *signals: str, buffer: int = 1000) -> Any:
+        """``async with client.events("task_failed") as events:`` a bounded
+        stream of signal payloads (all signals when none are named)."""
+        return self.bus.stream(signals or None, buffer=buffer)
+
+
+def _publish_event(signal: str, envelopes: Sequence[Envelope]) -> PublishEvent:
+    return PublishEvent(
+        signal=signal,
+        at=now(),
+        task_ids=tuple(e.id for e in envelopes),
+        names=tuple(e.name for e in envelopes),
+        queue=envelopes[0].queue if envelopes else "",
+    )

@@ -1,0 +1,69 @@
+"""What a running task sees: :class:`TaskContext`."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from ._envelope import Envelope
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+_log = logging.getLogger("stem.task")
+
+
+@attrs.define(kw_only=True, eq=False)
+class TaskContext:
+    """Information about the current attempt, handed to every task.
+
+    ``attempt`` counts from 1. ``previous_result`` is the value of the
+    previous link when the task runs inside a chain (``None`` otherwise).
+    ``cancel_scope`` is the attempt's scope: cancelling it stops the attempt.
+    """
+
+    task_id: str
+    name: str
+    attempt: int
+    max_retries: int
+    queue: str
+    headers: dict[str, str]
+    envelope: Envelope
+    worker_id: str
+    client: Client | None = None
+    previous_result: Any = None
+    soft_deadline: float | None = None
+    hard_deadline: float | None = None
+    cancel_scope: trio.CancelScope | None = None
+    log: logging.LoggerAdapter[logging.Logger] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.log = logging.LoggerAdapter(
+            _log,
+            {"task_id": self.task_id, "task_name": self.name, "attempt": self.attempt},
+        )
+
+    @property
+    def is_last_attempt(self) -> bool:
+        """True when a failure now would not be retried for lack of attempts."""
+        return self.attempt > self.max_retries
+
+    def time_left(self) -> float | None:
+        """Seconds until the nearest time limit (None when there is none)."""
+        deadlines = [
+            d for d in (self.soft_deadline, self.hard_deadline) if d is not None
+        ]
+        if not deadlines:
+            return None
+        return max(min(deadlines) - trio.current_time(), 0.0)
+
+    async def enqueue(
+        self, name: str, args: dict[str, Any] | None = None, **kw: Any
+    ) -> str:
+        """Enqueue another task through the worker's client."""
+        if self.client is None:
+            raise RuntimeError("this task context has no client to enqueue with")
+        return await self.client.enqueue(name, args, **kw)

@@ -1,0 +1,223 @@
+"""Lifecycle signals: names, typed payloads and the subscription registry.
+
+Every signal has a frozen payload type. Handlers connect on an App
+(``app.signals.task_failed.connect(fn)``) or a client; they may be sync or
+async, run in the event bus's own tasks (never in a worker slot), and a
+handler that raises is logged and counted, never breaking the worker.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any
+
+import attrs
+
+from ._result import ErrorInfo
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """Base of every signal payload: which signal, and when (epoch seconds)."""
+
+    signal: str
+    at: float
+
+
+@attrs.frozen(kw_only=True)
+class PublishEvent(Event):
+    task_ids: tuple[str, ...]
+    names: tuple[str, ...]
+    queue: str
+
+
+@attrs.frozen(kw_only=True)
+class TaskEvent(Event):
+    task_id: str
+    name: str
+    queue: str
+    attempt: int
+    worker_id: str = ""
+    error: ErrorInfo | None = None
+    value: Any = None
+    runtime: float | None = None  # seconds spent in the handler
+    queue_wait: float | None = None  # seconds from due time to start
+    retry_in: float | None = None
+    reason: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class WorkerEvent(Event):
+    worker_id: str
+    queues: tuple[str, ...] = ()
+    concurrency: int = 0
+    active: int = 0
+    processed: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class ActorEvent(Event):
+    supervisor: str
+    child: str
+    error: str | None = None
+    restarts: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class WorkflowEvent(Event):
+    run_id: str
+    workflow: str
+    step: str | None = None
+    error: ErrorInfo | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ScheduleEvent(Event):
+    entry: str
+    fire_time: float
+    task_id: str | None = None
+    drift: float | None = None
+    error: ErrorInfo | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ControlEvent(Event):
+    command: str
+    worker_id: str
+    request_id: str = ""
+    ok: bool = True
+
+
+#: signal name -> payload type
+SIGNALS: Mapping[str, type[Event]] = {
+    "publish_before": PublishEvent,
+    "publish_after": PublishEvent,
+    "task_received": TaskEvent,
+    "task_prerun": TaskEvent,
+    "task_postrun": TaskEvent,
+    "task_retry": TaskEvent,
+    "task_succeeded": TaskEvent,
+    "task_failed": TaskEvent,
+    "task_revoked": TaskEvent,
+    "task_dead_lettered": TaskEvent,
+    "worker_init": WorkerEvent,
+    "worker_ready": WorkerEvent,
+    "worker_stopping": WorkerEvent,
+    "worker_shutdown": WorkerEvent,
+    "worker_heartbeat": WorkerEvent,
+    "actor_started": ActorEvent,
+    "actor_crashed": ActorEvent,
+    "actor_restarted": ActorEvent,
+    "workflow_started": WorkflowEvent,
+    "workflow_suspended": WorkflowEvent,
+    "workflow_resumed": WorkflowEvent,
+    "workflow_completed": WorkflowEvent,
+    "workflow_failed": WorkflowEvent,
+    "workflow_cancelled": WorkflowEvent,
+    "schedule_due": ScheduleEvent,
+    "schedule_dispatched": ScheduleEvent,
+    "schedule_failed": ScheduleEvent,
+    "control_received": ControlEvent,
+    "control_completed": ControlEvent,
+}
+
+Handler = Callable[[Any], None] | Callable[[Any], Awaitable[None]]
+Filter = Callable[[Any], bool]
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class Subscription:
+    """One connected handler."""
+
+    signal: str
+    handler: Handler
+    filter: Filter | None = None
+    buffer: int = 1000
+    is_async: bool = False
+
+
+class Signal:
+    """One named signal; ``connect`` a handler to it."""
+
+    def __init__(self, registry: Signals, name: str) -> None:
+        self._registry = registry
+        self.name = name
+        self.payload_type = SIGNALS[name]
+
+    def connect(
+        self,
+        handler: Handler,
+        *,
+        filter: Filter | None = None,
+        buffer: int = 1000,
+    ) -> Subscription:
+        """Call ``handler(event)`` for every event of this signal (that passes
+        ``filter``). ``buffer`` events may wait for a slow handler; more are
+        dropped and counted. Works as a decorator too."""
+        if not callable(handler):
+            raise TypeError(f"signal handler must be callable, got {handler!r}")
+        if buffer < 1:
+            raise ValueError(f"buffer must be >= 1, got {buffer}")
+        sub = Subscription(
+            signal=self.name,
+            handler=handler,
+            filter=filter,
+            buffer=buffer,
+            is_async=inspect.iscoroutinefunction(handler),
+        )
+        self._registry._add(sub)
+        return sub
+
+    def disconnect(self, sub: Subscription) -> None:
+        self._registry._remove(sub)
+
+    def __repr__(self) -> str:
+        return f"<Signal {self.name}>"
+
+
+class Signals:
+    """All signals of an App: ``signals.task_failed.connect(fn)``."""
+
+    def __init__(self) -> None:
+        self._subs: dict[str, list[Subscription]] = {}
+        self._listeners: list[Callable[[Subscription, bool], None]] = []
+        for name in SIGNALS:
+            setattr(self, name, Signal(self, name))
+
+    def __getattr__(
+        self, name: str
+    ) -> Signal:  # for type checkers; real ones set above
+        raise AttributeError(f"no signal named {name!r}; known: {', '.join(SIGNALS)}")
+
+    def signal(self, name: str) -> Signal:
+        if name not in SIGNALS:
+            raise ValueError(f"no signal named {name!r}; known: {', '.join(SIGNALS)}")
+        sig: Signal = getattr(self, name)
+        return sig
+
+    def connect(self, name: str, handler: Handler, **kw: Any) -> Subscription:
+        return self.signal(name).connect(handler, **kw)
+
+    def subscriptions(self) -> Iterator[Subscription]:
+        for subs in self._subs.values():
+            yield from subs
+
+    def _add(self, sub: Subscription) -> None:
+        self._subs.setdefault(sub.signal, []).append(sub)
+        for listener in list(self._listeners):
+            listener(sub, True)
+
+    def _remove(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.signal, [])
+        if sub in subs:
+            subs.remove(sub)
+            for listener in list(self._listeners):
+                listener(sub, False)
+
+    def _watch(self, listener: Callable[[Subscription, bool], None]) -> None:
+        self._listeners.append(listener)
+
+    def _unwatch(self, listener: Callable[[Subscription, bool], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
