@@ -1,0 +1,1 @@
+"""Backends implementing :mod:`stem.contracts`: memory, sqlite, redis, postgres."""

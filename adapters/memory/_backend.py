@@ -1,0 +1,83 @@
+"""The in-memory backend bundle and its opener."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from stem._errors import ConfigError
+from stem.contracts import Capabilities
+
+from ._broker import MemoryBroker
+from ._results import MemoryResultBackend
+from ._stores import (
+    MemoryHeartbeatStore,
+    MemoryLockStore,
+    MemoryRateLimitStore,
+    MemoryRevocationStore,
+)
+
+CAPABILITIES = Capabilities(name="memory", cross_process=False, persistent=False)
+
+_OPTIONS = frozenset({"broadcast_buffer"})
+
+
+class MemoryBackend:
+    """Every store of :class:`stem.contracts.Backend`, held in this process.
+
+    It lives inside one ``trio.run``; nothing is shared with other processes
+    and nothing survives the process.
+    """
+
+    capabilities: Capabilities = CAPABILITIES
+
+    def __init__(self, url: str = "memory://", *, broadcast_buffer: int = 256) -> None:
+        if broadcast_buffer < 1:
+            raise ConfigError(
+                f"broadcast_buffer must be at least 1, got {broadcast_buffer!r}"
+            )
+        self._url = url
+        self.broker = MemoryBroker(broadcast_buffer=broadcast_buffer)
+        self.results = MemoryResultBackend()
+        self.locks = MemoryLockStore()
+        self.revocations = MemoryRevocationStore()
+        self.heartbeats = MemoryHeartbeatStore()
+        self.limiter = MemoryRateLimitStore()
+
+    @property
+    def url(self) -> str:
+        """The URL it was opened with (it holds no password)."""
+        return self._url
+
+    async def aclose(self) -> None:
+        """Close every broadcast subscription and wake waiting claims."""
+        await trio.lowlevel.checkpoint()
+        self.broker.close()
+
+
+@asynccontextmanager
+async def open_backend(
+    url: str = "memory://", **options: Any
+) -> AsyncIterator[MemoryBackend]:
+    """Open a fresh, empty in-memory backend.
+
+    ``url`` must be ``memory://`` (anything after ``//`` is kept as a label).
+    Options: ``broadcast_buffer`` (messages each subscriber may hold unread,
+    default 256; a full subscriber misses messages, counted).
+    """
+    if not url.lower().startswith("memory://"):
+        raise ConfigError(f"the memory backend needs a memory:// URL, got {url!r}")
+    unknown = set(options) - _OPTIONS
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) for the memory backend: {', '.join(sorted(unknown))};"
+            f" known: {', '.join(sorted(_OPTIONS))}"
+        )
+    backend = MemoryBackend(url, **options)
+    try:
+        yield backend
+    finally:
+        backend.broker.close()

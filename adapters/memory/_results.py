@@ -1,0 +1,151 @@
+"""The in-memory result backend: records in a dict, waiters woken by writes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import trio
+
+from stem._clock import now
+from stem._result import TaskResult
+
+_Record = tuple[TaskResult, float | None]  # (result, expires_at)
+
+
+class MemoryResultBackend:
+    """Task results, group counters and one-shot claims held in memory.
+
+    Expired records (``ttl``) are dropped lazily when read. ``wait`` sleeps on
+    a per-task :class:`trio.Event` that every write of that task sets.
+    """
+
+    def __init__(self) -> None:
+        self._records: dict[str, _Record] = {}
+        self._waiters: dict[str, trio.Event] = {}
+        self._groups: dict[str, tuple[dict[int, TaskResult], float | None]] = {}
+        self._claims: dict[str, tuple[str, float | None]] = {}
+        self._unique: dict[str, tuple[str, float | None]] = {}
+
+    def _live(self, task_id: str, at: float) -> TaskResult | None:
+        record = self._records.get(task_id)
+        if record is None:
+            return None
+        expires = record[1]
+        if expires is not None and at >= expires:
+            del self._records[task_id]
+            return None
+        return record[0]
+
+    def set_state_nowait(
+        self, results: Sequence[TaskResult], *, ttl: float | None = None
+    ) -> list[bool]:
+        at = now()
+        expires = None if ttl is None else at + ttl
+        records = self._records
+        waiters = self._waiters
+        flags: list[bool] = []
+        for result in results:
+            task_id = result.task_id
+            record = records.get(task_id)
+            if (
+                record is not None
+                and record[0].state.is_terminal
+                and (record[1] is None or at < record[1])
+            ):
+                flags.append(False)
+                continue
+            records[task_id] = (result, expires)
+            flags.append(True)
+            if waiters:
+                event = waiters.pop(task_id, None)
+                if event is not None:
+                    event.set()
+        return flags
+
+    async def set_state(
+        self, results: Sequence[TaskResult], *, ttl: float | None = None
+    ) -> list[bool]:
+        """Store results; a terminal record is final (False for that item)."""
+        await trio.lowlevel.checkpoint()
+        return self.set_state_nowait(results, ttl=ttl)
+
+    async def get(self, task_id: str) -> TaskResult | None:
+        await trio.lowlevel.checkpoint()
+        return self._live(task_id, now())
+
+    async def get_many(self, task_ids: Sequence[str]) -> list[TaskResult | None]:
+        await trio.lowlevel.checkpoint()
+        at = now()
+        return [self._live(task_id, at) for task_id in task_ids]
+
+    async def wait(self, task_id: str, *, timeout: float) -> TaskResult | None:
+        """The terminal result, woken by the write; None after ``timeout``."""
+        await trio.lowlevel.checkpoint()
+        with trio.move_on_after(timeout):
+            while True:
+                result = self._live(task_id, now())
+                if result is not None and result.state.is_terminal:
+                    return result
+                event = self._waiters.get(task_id)
+                if event is None:
+                    event = self._waiters[task_id] = trio.Event()
+                await event.wait()
+        return None
+
+    async def forget(self, task_id: str) -> None:
+        await trio.lowlevel.checkpoint()
+        self._records.pop(task_id, None)
+
+    async def group_add(
+        self, group_id: str, index: int, result: TaskResult, *, ttl: float | None = None
+    ) -> int:
+        """Record member ``index``; returns how many distinct members are in."""
+        await trio.lowlevel.checkpoint()
+        at = now()
+        group = self._groups.get(group_id)
+        if group is None or (group[1] is not None and at >= group[1]):
+            members: dict[int, TaskResult] = {}
+        else:
+            members = group[0]
+        members[index] = result
+        self._groups[group_id] = (members, None if ttl is None else at + ttl)
+        return len(members)
+
+    async def group_results(self, group_id: str) -> dict[int, TaskResult]:
+        await trio.lowlevel.checkpoint()
+        group = self._groups.get(group_id)
+        if group is None:
+            return {}
+        if group[1] is not None and now() >= group[1]:
+            del self._groups[group_id]
+            return {}
+        return dict(group[0])
+
+    async def claim_once(
+        self, key: str, owner: str, *, ttl: float | None = None
+    ) -> bool:
+        """True for exactly one caller per ``key`` until the ttl passes."""
+        await trio.lowlevel.checkpoint()
+        at = now()
+        held = self._claims.get(key)
+        if held is not None and (held[1] is None or at < held[1]):
+            return False
+        self._claims[key] = (owner, None if ttl is None else at + ttl)
+        return True
+
+    async def reserve_unique(self, key: str, task_id: str, *, ttl: float | None) -> str:
+        """Set ``key`` to ``task_id`` unless it is held; return the holder."""
+        await trio.lowlevel.checkpoint()
+        at = now()
+        held = self._unique.get(key)
+        if held is not None and (held[1] is None or at < held[1]):
+            return held[0]
+        self._unique[key] = (task_id, None if ttl is None else at + ttl)
+        return task_id
+
+    async def release_unique(self, key: str, task_id: str) -> None:
+        """Free ``key`` if ``task_id`` holds it."""
+        await trio.lowlevel.checkpoint()
+        held = self._unique.get(key)
+        if held is not None and held[0] == task_id:
+            del self._unique[key]

@@ -1,0 +1,950 @@
+"""The adapter contract checks, reusable by any backend.
+
+Each check is a plain coroutine ``async def check_<behaviour>(h: Harness)``
+(in the manner of ``trio.testing.check_one_way_stream``): give it a
+:class:`Harness` around a fresh, empty backend and a ``MockClock``. Time moves
+only through ``h.advance``; leases are short (1-2 s) so backends that follow
+the server's clock stay fast. A check that needs a capability the backend lacks
+skips with the reason (``h.require``), never passes silently.
+"""
+
+from __future__ import annotations
+
+import trio
+
+import stem
+from stem import ErrorInfo, TaskResult, TaskState
+from stem._codec import encode_envelope
+from stem.contracts import (
+    Broker,
+    DeadLetter,
+    Delivery,
+    HeartbeatStore,
+    LockStore,
+    RateLimitStore,
+    ResultBackend,
+    Revocation,
+    RevocationStore,
+    WorkerInfo,
+)
+
+from .harness import Harness as Harness
+from .harness import Pending as Pending
+
+LEASE = 2.0
+TIME_EPS = 1e-3
+
+
+def _dead(d: Delivery, *, reason: str = "max-retries-exhausted") -> DeadLetter:
+    env = d.envelope
+    return DeadLetter(
+        task_id=d.task_id,
+        name=env.name if env else "",
+        queue=d.queue,
+        reason=reason,
+        error=ErrorInfo(type="ValueError", message="boom", traceback="Traceback..."),
+        attempts=env.attempt if env else 1,
+        dead_at=stem.now(),
+        envelope=env,
+        raw=d.raw,
+        history=({"type": "ValueError", "message": "boom", "traceback": ""},),
+    )
+
+
+async def _claim(
+    h: Harness, queues: list[str] | None = None, **kw: object
+) -> list[Delivery]:
+    kw.setdefault("limit", 100)
+    kw.setdefault("lease", LEASE)
+    kw.setdefault("consumer", "contract")
+    return list(await h.broker.claim(queues or ["default"], **kw))
+
+
+async def _stats(h: Harness, queue: str = "default") -> tuple[int, int, int, int]:
+    s = await h.broker.stats(queue)
+    assert s.queue == queue
+    return (s.pending, s.delayed, s.in_flight, s.dead)
+
+
+async def _dead_letter_one(
+    h: Harness, queue: str = "default", **env_kw: object
+) -> Delivery:
+    await h.broker.publish([h.envelope(queue=queue, **env_kw)])
+    [d] = await _claim(h, [queue], limit=1)
+    assert await h.broker.dead_letter(d, _dead(d)) is True
+    return d
+
+
+# ---------------------------------------------------------------------------
+# Backend shape
+
+
+async def check_backend_shape(h: Harness) -> None:
+    """The backend exposes every store, a capability record and a safe URL."""
+    b = h.backend
+    assert isinstance(b.broker, Broker)
+    assert isinstance(b.results, ResultBackend)
+    assert isinstance(b.locks, LockStore)
+    assert isinstance(b.revocations, RevocationStore)
+    assert isinstance(b.heartbeats, HeartbeatStore)
+    assert isinstance(b.limiter, RateLimitStore)
+    assert isinstance(b.capabilities.name, str)
+    assert b.capabilities.name
+    assert isinstance(b.url, str)
+    assert ":" not in b.url.split("://", 1)[1].split("@", 1)[0] or "***" in b.url
+
+
+# ---------------------------------------------------------------------------
+# Broker: publish, claim, ack, routing, stats
+
+
+async def check_publish_claim_ack(h: Harness) -> None:
+    """Published envelopes are claimed once each, intact, then acked away."""
+    envs = [h.envelope() for _ in range(3)]
+    await h.broker.publish(envs)
+    before = stem.now()
+    ds = await _claim(h, limit=10)
+    assert sorted(d.task_id for d in ds) == sorted(e.id for e in envs)
+    by_id = {e.id: e for e in envs}
+    for d in ds:
+        assert d.envelope == by_id[d.task_id]
+        assert d.queue == "default"
+        assert d.delivery_count == 1
+        assert d.raw is None
+        assert d.decode_error is None
+        assert abs(d.lease_until - (before + LEASE)) < 0.5
+    assert len({d.receipt for d in ds}) == 3
+    assert await _stats(h) == (0, 0, 3, 0)
+    await h.broker.ack(ds)
+    assert await _stats(h) == (0, 0, 0, 0)
+    assert await _claim(h) == []
+    await h.advance(LEASE + 1)
+    assert await _claim(h) == [], "an acked message came back"
+
+
+async def check_envelope_fields_roundtrip(h: Harness) -> None:
+    """Every envelope field survives the broker unchanged."""
+    env = h.envelope(
+        args={"to": "a@b.c", "nested": {"list": [1, 2.5, "x", None, True]}},
+        headers={"traceparent": "00-abc-def-01", "x-user": "é"},
+        max_retries=4,
+        attempt=2,
+        expires=stem.now() + 3600,
+        meta={"history": [{"type": "E", "message": "m"}], "unique_key": "k"},
+        priority=3,
+    )
+    await h.broker.publish([env])
+    [d] = await _claim(h)
+    assert d.envelope == env
+
+
+async def check_queue_routing(h: Harness) -> None:
+    """A message is delivered only from its own queue; queues are served in
+    the order the claim names them."""
+    a = [h.envelope(queue="alpha") for _ in range(2)]
+    b = [h.envelope(queue="beta") for _ in range(2)]
+    await h.broker.publish([a[0], b[0], a[1], b[1]])
+    assert await _claim(h, ["gamma"]) == []
+    got_a = await _claim(h, ["alpha"], limit=1)
+    assert [d.task_id for d in got_a] == [a[0].id]
+    assert got_a[0].queue == "alpha"
+    both = await _claim(h, ["beta", "alpha"], limit=10)
+    assert [d.task_id for d in both] == [b[0].id, b[1].id, a[1].id]
+    assert [d.queue for d in both] == ["beta", "beta", "alpha"]
+    names = await h.broker.queues()
+    assert {"alpha", "beta"} <= set(names)
+
+
+async def check_stats_counts(h: Harness) -> None:
+    """stats counts pending, delayed, in-flight and dead messages."""
+    await h.broker.publish([h.envelope() for _ in range(3)])
+    await h.broker.publish([h.envelope(delay=60) for _ in range(2)])
+    assert await _stats(h) == (3, 2, 0, 0)
+    [d1, d2] = await _claim(h, limit=2)
+    assert await _stats(h) == (1, 2, 2, 0)
+    assert await h.broker.dead_letter(d2, _dead(d2)) is True
+    assert await _stats(h) == (1, 2, 1, 1)
+    await h.broker.ack([d1])
+    assert await _stats(h) == (1, 2, 0, 1)
+    empty = await h.broker.stats("nothing-here")
+    assert (empty.pending, empty.delayed, empty.in_flight, empty.dead) == (0, 0, 0, 0)
+
+
+async def check_claim_limit(h: Harness) -> None:
+    """claim never returns more than ``limit`` messages."""
+    await h.broker.publish([h.envelope() for _ in range(5)])
+    assert len(await _claim(h, limit=2)) == 2
+    assert len(await _claim(h, limit=1)) == 1
+    assert len(await _claim(h, limit=10)) == 2
+    assert await _claim(h, limit=10) == []
+
+
+# ---------------------------------------------------------------------------
+# Broker: nack
+
+
+async def check_nack_requeue(h: Harness) -> None:
+    """A nacked message comes straight back with a new receipt."""
+    env = h.envelope()
+    await h.broker.publish([env])
+    [d1] = await _claim(h)
+    assert await h.broker.nack(d1, requeue=True) is True
+    assert await _stats(h) == (1, 0, 0, 0)
+    [d2] = await _claim(h)
+    assert d2.task_id == env.id
+    assert d2.envelope == env
+    assert d2.receipt != d1.receipt
+    assert d2.delivery_count == 2
+
+
+async def check_nack_requeue_delay_and_envelope(h: Harness) -> None:
+    """A retry (nack with delay and the next attempt's envelope) comes back
+    after the delay, with the same id and the new attempt."""
+    env = h.envelope(max_retries=3)
+    await h.broker.publish([env])
+    [d1] = await _claim(h)
+    retry = env.next_attempt(
+        not_before=stem.now() + 1.0,
+        error={"type": "ValueError", "message": "boom", "traceback": ""},
+    )
+    assert await h.broker.nack(d1, requeue=True, delay=1.0, envelope=retry) is True
+    assert await _claim(h) == []
+    assert await _stats(h) == (0, 1, 0, 0)
+    await h.advance(1.5)
+    [d2] = await _claim(h)
+    assert d2.task_id == env.id
+    assert d2.envelope is not None
+    assert d2.envelope.attempt == 2
+    assert d2.envelope == retry
+    assert len(d2.envelope.meta["history"]) == 1
+
+
+async def check_nack_without_requeue_drops(h: Harness) -> None:
+    """nack(requeue=False) drops the message for good."""
+    await h.broker.publish([h.envelope()])
+    [d] = await _claim(h)
+    assert await h.broker.nack(d, requeue=False) is True
+    assert await _stats(h) == (0, 0, 0, 0)
+    await h.advance(LEASE + 1)
+    assert await _claim(h) == []
+    assert await h.broker.list_dead("default") == []
+
+
+# ---------------------------------------------------------------------------
+# Broker: leases
+
+
+async def check_unacked_comes_back_after_lease(h: Harness) -> None:
+    """An unacked delivery is delivered again after its lease, with
+    delivery_count 2 and a new receipt; not before."""
+    env = h.envelope()
+    await h.broker.publish([env])
+    [d1] = await _claim(h, lease=1.0)
+    await h.advance(0.5)
+    assert await _claim(h, consumer="other") == []
+    await h.advance(1.0)
+    [d2] = await _claim(h, consumer="other")
+    assert d2.task_id == env.id
+    assert d2.envelope == env
+    assert d2.delivery_count == 2
+    assert d2.receipt != d1.receipt
+
+
+async def check_extend_delays_redelivery(h: Harness) -> None:
+    """Extending a lease keeps the message from being delivered again until
+    the new deadline."""
+    await h.broker.publish([h.envelope()])
+    [d] = await _claim(h, lease=LEASE)
+    await h.advance(1.5)
+    assert await h.broker.extend([d], LEASE) == [True]
+    await h.advance(1.5)  # past the first deadline (2.0), before the new (3.5)
+    assert await _claim(h, consumer="other") == []
+    assert await _stats(h) == (0, 0, 1, 0)
+    await h.advance(1.5)
+    [again] = await _claim(h, consumer="other")
+    assert again.task_id == d.task_id
+    assert again.delivery_count == 2
+
+
+async def check_stale_receipt_changes_nothing(h: Harness) -> None:
+    """Once a lease expired and the message was claimed again, the old
+    receipt's ack, nack, extend and dead_letter change nothing."""
+    await h.broker.publish([h.envelope()])
+    [old] = await _claim(h, lease=1.0)
+    await h.advance(1.5)
+    [new] = await _claim(h, lease=LEASE, consumer="other")
+    assert new.task_id == old.task_id
+    assert new.receipt != old.receipt
+    await h.broker.ack([old])
+    assert await _stats(h) == (0, 0, 1, 0)
+    assert await h.broker.nack(old, requeue=True) is False
+    assert await h.broker.nack(old, requeue=False) is False
+    assert await _stats(h) == (0, 0, 1, 0)
+    assert await h.broker.extend([old, new], LEASE) == [False, True]
+    assert await h.broker.dead_letter(old, _dead(old)) is False
+    assert await _stats(h) == (0, 0, 1, 0)
+    assert await h.broker.list_dead("default") == []
+    assert await _claim(h, consumer="third") == []
+    await h.broker.ack([new])
+    assert await _stats(h) == (0, 0, 0, 0)
+
+
+async def check_delayed_invisible_until_due(h: Harness) -> None:
+    """A message whose not_before is in the future is invisible until then."""
+    env = h.envelope(delay=2.0)
+    await h.broker.publish([env])
+    assert await _claim(h) == []
+    assert await _stats(h) == (0, 1, 0, 0)
+    await h.advance(1.0)
+    assert await _claim(h) == []
+    await h.advance(1.5)
+    [d] = await _claim(h)
+    assert d.task_id == env.id
+
+
+async def check_priority_ordering(h: Harness) -> None:
+    """Higher priority first (9, 5, 0), FIFO within a priority."""
+    envs = [h.envelope(priority=p) for p in (0, 5, 9, 5, 0, 9)]
+    await h.broker.publish(envs)
+    ds = await _claim(h, limit=10)
+    expected = [envs[2], envs[5], envs[1], envs[3], envs[0], envs[4]]
+    assert [d.task_id for d in ds] == [e.id for e in expected]
+
+
+async def check_priority_fifo_across_publishes(h: Harness) -> None:
+    """Within a priority, earlier publishes are claimed first, one at a time."""
+    envs = [h.envelope(priority=5) for _ in range(4)]
+    for env in envs:
+        await h.broker.publish([env])
+    got = [(await _claim(h, limit=1))[0].task_id for _ in envs]
+    assert got == [e.id for e in envs]
+
+
+async def check_due_delayed_ordered_by_priority(h: Harness) -> None:
+    """A delayed message, once due, takes its place by priority."""
+    low = h.envelope(priority=0)
+    high = h.envelope(priority=9, delay=1.0)
+    await h.broker.publish([low, high])
+    await h.advance(1.5)
+    ds = await _claim(h, limit=10)
+    assert [d.task_id for d in ds] == [high.id, low.id]
+
+
+# ---------------------------------------------------------------------------
+# Broker: waiting claims
+
+
+async def check_claim_wait_woken_by_publish(h: Harness) -> None:
+    """A waiting claim is woken by a publish from another task (no clock
+    movement needed)."""
+    env = h.envelope()
+    async with trio.open_nursery() as nursery:
+        pending = h.start(nursery, _claim, h, wait=30.0)
+        await h.settle()
+        assert not pending.done.is_set(), "claim returned before any publish"
+        await h.broker.publish([env])
+        await h.eventually(pending.done.is_set, "claim woken by publish")
+    assert [d.task_id for d in pending.result()] == [env.id]
+
+
+async def check_claim_wait_woken_when_delayed_due(h: Harness) -> None:
+    """A waiting claim returns a delayed message once it falls due."""
+    env = h.envelope(delay=1.0)
+    await h.broker.publish([env])
+    async with trio.open_nursery() as nursery:
+        pending = h.start(nursery, _claim, h, wait=30.0)
+        await h.settle()
+        assert not pending.done.is_set()
+        await h.advance_until(pending, step=0.5, limit=10.0, what="delayed wakeup")
+    assert [d.task_id for d in pending.result()] == [env.id]
+
+
+async def check_claim_wait_times_out(h: Harness) -> None:
+    """A waiting claim returns [] once its wait passes, not before."""
+    async with trio.open_nursery() as nursery:
+        pending = h.start(nursery, _claim, h, wait=2.0)
+        await h.settle()
+        await h.advance(1.0)
+        assert not pending.done.is_set(), "claim gave up before its wait"
+        moved = await h.advance_until(pending, step=0.5, limit=10.0, what="timeout")
+    assert 1.0 + moved >= 2.0
+    assert pending.result() == []
+
+
+async def check_concurrent_consumers_exclusive(h: Harness) -> None:
+    """Many consumers claiming at once never get the same live delivery."""
+    envs = [h.envelope() for _ in range(200)]
+    await h.broker.publish(envs)
+    seen: list[str] = []
+
+    async def consumer(i: int) -> None:
+        while True:
+            ds = await _claim(h, limit=7, consumer=f"c{i}", lease=60.0)
+            if not ds:
+                return
+            seen.extend(d.task_id for d in ds)
+            await trio.sleep(0)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(10):
+            nursery.start_soon(consumer, i)
+    assert len(seen) == len(set(seen)), "a live delivery was handed out twice"
+    assert sorted(seen) == sorted(e.id for e in envs)
+
+
+# ---------------------------------------------------------------------------
+# Broker: poison messages
+
+
+async def check_publish_raw_garbage_decode_error(h: Harness) -> None:
+    """A body that cannot be decoded is delivered with decode_error and raw,
+    and can be dead-lettered with its body."""
+    body = b"\xffnot json at all"
+    await h.broker.publish_raw("default", body)
+    [d] = await _claim(h)
+    assert d.envelope is None
+    assert d.raw == body
+    assert isinstance(d.decode_error, str)
+    assert d.decode_error
+    assert isinstance(d.task_id, str)
+    assert await h.broker.dead_letter(d, _dead(d, reason="decode-error")) is True
+    [entry] = await h.broker.list_dead("default")
+    assert entry.envelope is None
+    assert entry.raw == body
+    assert entry.reason == "decode-error"
+    assert await _claim(h) == []
+
+
+async def check_publish_raw_valid_body(h: Harness) -> None:
+    """A foreign producer's well-formed body is delivered as an envelope."""
+    env = h.envelope(queue="foreign")
+    await h.broker.publish_raw("foreign", encode_envelope(env))
+    [d] = await _claim(h, ["foreign"])
+    assert d.envelope == env
+    assert d.task_id == env.id
+    assert d.decode_error is None
+
+
+# ---------------------------------------------------------------------------
+# Broker: dead letters
+
+
+async def check_dead_letter_list_get(h: Harness) -> None:
+    """dead_letter removes the message and records the entry, listed oldest
+    first with every field kept; get_dead finds it by id."""
+    ds = []
+    for _ in range(3):
+        ds.append(await _dead_letter_one(h, attempt=3, max_retries=2))
+        await h.advance(0.5)
+    entries = await h.broker.list_dead("default")
+    assert [e.task_id for e in entries] == [d.task_id for d in ds]
+    first = entries[0]
+    expected = _dead(ds[0])
+    assert first.name == expected.name
+    assert first.queue == "default"
+    assert first.reason == "max-retries-exhausted"
+    assert first.error == expected.error
+    assert first.attempts == 3
+    assert first.envelope == ds[0].envelope
+    assert [dict(x) for x in first.history] == [dict(x) for x in expected.history]
+    assert entries[0].dead_at < entries[1].dead_at < entries[2].dead_at
+    page = await h.broker.list_dead("default", limit=1, offset=1)
+    assert [e.task_id for e in page] == [ds[1].task_id]
+    got = await h.broker.get_dead("default", ds[2].task_id)
+    assert got is not None
+    assert got.task_id == ds[2].task_id
+    assert await h.broker.get_dead("default", "no-such-id") is None
+    assert await h.broker.get_dead("other", ds[0].task_id) is None
+    assert await _stats(h) == (0, 0, 0, 3)
+    await h.advance(LEASE + 1)
+    assert await _claim(h) == [], "a dead-lettered message was delivered again"
+
+
+async def check_replay_dead_dry_run_changes_nothing(h: Harness) -> None:
+    """replay_dead(dry_run=True) names what it would replay and changes nothing."""
+    d = await _dead_letter_one(h)
+    assert await h.broker.replay_dead("default", dry_run=True) == [d.task_id]
+    assert [e.task_id for e in await h.broker.list_dead("default")] == [d.task_id]
+    assert await _claim(h) == []
+    assert await _stats(h) == (0, 0, 0, 1)
+
+
+async def check_replay_dead_fresh_attempt(h: Harness) -> None:
+    """A replayed dead letter comes back as attempt 1 with the same id."""
+    d = await _dead_letter_one(h, attempt=3, max_retries=2)
+    assert await h.broker.replay_dead("default") == [d.task_id]
+    assert await h.broker.list_dead("default") == []
+    [again] = await _claim(h)
+    assert again.task_id == d.task_id
+    assert again.envelope is not None
+    assert d.envelope is not None
+    assert again.envelope.id == d.envelope.id
+    assert again.envelope.attempt == 1
+    assert again.envelope.name == d.envelope.name
+    assert again.envelope.args == d.envelope.args
+
+
+async def check_replay_dead_delay(h: Harness) -> None:
+    """replay_dead(delay=d) makes the task visible only after d seconds."""
+    d = await _dead_letter_one(h)
+    assert await h.broker.replay_dead("default", delay=2.0) == [d.task_id]
+    assert await _claim(h) == []
+    assert await _stats(h) == (0, 1, 0, 0)
+    await h.advance(1.0)
+    assert await _claim(h) == []
+    await h.advance(1.5)
+    [again] = await _claim(h)
+    assert again.task_id == d.task_id
+
+
+async def check_replay_dead_filters(h: Harness) -> None:
+    """replay_dead honours task_ids, since and limit."""
+    first = await _dead_letter_one(h)
+    await h.advance(1.0)
+    cut = stem.now()
+    second = await _dead_letter_one(h)
+    third = await _dead_letter_one(h)
+    assert await h.broker.replay_dead("default", since=cut, dry_run=True) == [
+        second.task_id,
+        third.task_id,
+    ]
+    assert await h.broker.replay_dead("default", limit=1, dry_run=True) == [
+        first.task_id
+    ]
+    chosen = await h.broker.replay_dead("default", task_ids=[third.task_id])
+    assert chosen == [third.task_id]
+    remaining = [e.task_id for e in await h.broker.list_dead("default")]
+    assert remaining == [first.task_id, second.task_id]
+    [d] = await _claim(h)
+    assert d.task_id == third.task_id
+    assert await h.broker.replay_dead("default", since=cut, limit=5) == [second.task_id]
+    assert [e.task_id for e in await h.broker.list_dead("default")] == [first.task_id]
+
+
+async def check_replay_dead_skips_undecodable(h: Harness) -> None:
+    """Undecodable dead letters are never replayed."""
+    await h.broker.publish_raw("default", b"{broken")
+    [d] = await _claim(h)
+    assert await h.broker.dead_letter(d, _dead(d, reason="decode-error")) is True
+    assert await h.broker.replay_dead("default") == []
+    assert len(await h.broker.list_dead("default")) == 1
+    assert await _claim(h) == []
+
+
+async def check_purge_dead(h: Harness) -> None:
+    """purge_dead deletes oldest first, honouring since and limit."""
+    a = await _dead_letter_one(h)
+    await h.advance(1.0)
+    cut = stem.now()
+    b = await _dead_letter_one(h)
+    c = await _dead_letter_one(h)
+    assert await h.broker.purge_dead("default", since=cut, limit=1) == 1
+    remaining = [e.task_id for e in await h.broker.list_dead("default")]
+    assert remaining == [a.task_id, c.task_id]
+    assert b.task_id not in remaining
+    assert await h.broker.purge_dead("default") == 2
+    assert await h.broker.list_dead("default") == []
+    assert await h.broker.purge_dead("default") == 0
+
+
+# ---------------------------------------------------------------------------
+# Broker: purge
+
+
+async def check_purge_queue_leaves_in_flight(h: Harness) -> None:
+    """purge deletes pending and delayed messages, not leased ones."""
+    await h.broker.publish([h.envelope() for _ in range(3)])
+    await h.broker.publish([h.envelope(delay=60.0)])
+    await h.broker.publish([h.envelope(queue="other")])
+    [leased] = await _claim(h, limit=1)
+    assert await h.broker.purge("default") == 3
+    assert await _stats(h) == (0, 0, 1, 0)
+    assert await _stats(h, "other") == (1, 0, 0, 0)
+    assert await h.broker.nack(leased, requeue=True) is True
+    [again] = await _claim(h)
+    assert again.task_id == leased.task_id
+
+
+# ---------------------------------------------------------------------------
+# Broker: broadcast
+
+
+async def check_broadcast_fan_out(h: Harness) -> None:
+    """Every current subscriber receives every broadcast."""
+    h.require("broadcast")
+    message = {"command": "ping", "n": 1, "args": {"x": [1, 2]}}
+    async with h.broker.subscribe() as first, h.broker.subscribe() as second:
+        await h.broker.broadcast(message)
+        await h.broker.broadcast({"command": "shutdown"})
+        for channel in (first, second):
+            with trio.fail_after(60):  # MockClock: only a jump would fire it
+                assert await channel.receive() == message
+                assert await channel.receive() == {"command": "shutdown"}
+
+
+# ---------------------------------------------------------------------------
+# Results
+
+
+def _result(task_id: str, state: TaskState, **kw: object) -> TaskResult:
+    return TaskResult(
+        task_id=task_id,
+        state=state,
+        name="contract.noop",
+        queue="default",
+        updated_at=stem.now(),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def check_result_set_get(h: Harness) -> None:
+    """set_state stores records; get and get_many read them back."""
+    r1 = _result("t1", TaskState.QUEUED, attempt=1, meta={"k": "v"})
+    r2 = _result("t2", TaskState.SUCCEEDED, value={"out": [1, "two"]}, attempt=1)
+    assert await h.results.set_state([r1, r2]) == [True, True]
+    got = await h.results.get("t1")
+    assert got is not None
+    assert (got.task_id, got.state, got.attempt, got.name, got.queue) == (
+        "t1",
+        TaskState.QUEUED,
+        1,
+        "contract.noop",
+        "default",
+    )
+    assert got.meta == {"k": "v"}
+    many = await h.results.get_many(["t2", "missing", "t1"])
+    assert many[1] is None
+    assert many[0] is not None
+    assert many[0].value == {"out": [1, "two"]}
+    assert many[2] is not None
+    assert many[2].state is TaskState.QUEUED
+    assert await h.results.get("missing") is None
+
+
+async def check_result_overwrite_clears_error(h: Harness) -> None:
+    """A later write replaces the record whole, clearing an earlier error."""
+    error = ErrorInfo(type="ValueError", message="boom", traceback="tb")
+    await h.results.set_state(
+        [_result("t", TaskState.RETRYING, error=error, attempt=1)]
+    )
+    got = await h.results.get("t")
+    assert got is not None
+    assert got.error == error
+    await h.results.set_state([_result("t", TaskState.RUNNING, attempt=2)])
+    got = await h.results.get("t")
+    assert got is not None
+    assert got.state is TaskState.RUNNING
+    assert got.error is None
+    assert got.attempt == 2
+
+
+async def check_result_terminal_is_final(h: Harness) -> None:
+    """A terminal record is final: a later write yields False and changes
+    nothing."""
+    await h.results.set_state([_result("t", TaskState.SUCCEEDED, value=1, attempt=1)])
+    flags = await h.results.set_state(
+        [
+            _result("t", TaskState.FAILED, error=ErrorInfo(type="E", message="m")),
+            _result("u", TaskState.RUNNING),
+            _result("t", TaskState.RUNNING),
+        ]
+    )
+    assert flags == [False, True, False]
+    got = await h.results.get("t")
+    assert got is not None
+    assert got.state is TaskState.SUCCEEDED
+    assert got.value == 1
+    assert got.error is None
+
+
+async def check_result_wait_woken_by_write(h: Harness) -> None:
+    """wait is woken by the terminal write from another task (no clock
+    movement), not by a non-terminal one."""
+    async with trio.open_nursery() as nursery:
+        pending = h.start(nursery, h.results.wait, "t", timeout=30.0)
+        await h.settle()
+        assert not pending.done.is_set()
+        await h.results.set_state([_result("t", TaskState.RUNNING)])
+        await h.settle()
+        assert not pending.done.is_set(), "wait returned for a non-terminal state"
+        await h.results.set_state([_result("t", TaskState.SUCCEEDED, value="ok")])
+        await h.eventually(pending.done.is_set, "wait woken by the write")
+    got = pending.result()
+    assert got is not None
+    assert got.state is TaskState.SUCCEEDED
+    assert got.value == "ok"
+
+
+async def check_result_wait_existing(h: Harness) -> None:
+    """wait returns at once when the terminal record is already there."""
+    await h.results.set_state(
+        [_result("t", TaskState.FAILED, error=ErrorInfo(type="E", message="m"))]
+    )
+    with trio.fail_after(60):
+        got = await h.results.wait("t", timeout=30.0)
+    assert got is not None
+    assert got.state is TaskState.FAILED
+
+
+async def check_result_wait_timeout(h: Harness) -> None:
+    """wait returns None after its timeout, not before."""
+    async with trio.open_nursery() as nursery:
+        pending = h.start(nursery, h.results.wait, "t", timeout=2.0)
+        await h.settle()
+        await h.advance(1.0)
+        assert not pending.done.is_set()
+        await h.advance_until(pending, step=0.5, limit=10.0, what="wait timeout")
+    assert pending.result() is None
+
+
+async def check_result_ttl_expiry(h: Harness) -> None:
+    """A record written with a ttl is gone once the ttl passes."""
+    await h.results.set_state([_result("t", TaskState.SUCCEEDED, value=1)], ttl=2.0)
+    await h.results.set_state([_result("keep", TaskState.SUCCEEDED, value=2)])
+    await h.advance(1.0)
+    assert await h.results.get("t") is not None
+    await h.advance(1.5)
+    assert await h.results.get("t") is None
+    many = await h.results.get_many(["t", "keep"])
+    assert many[0] is None
+    assert many[1] is not None
+
+
+async def check_result_forget(h: Harness) -> None:
+    """forget deletes a record."""
+    await h.results.set_state([_result("t", TaskState.SUCCEEDED)])
+    await h.results.forget("t")
+    assert await h.results.get("t") is None
+    await h.results.forget("never-there")
+
+
+async def check_group_add_counts_distinct(h: Harness) -> None:
+    """group_add counts distinct indices; re-adding an index does not count
+    twice and the last write wins."""
+    assert (
+        await h.results.group_add("g", 0, _result("a", TaskState.SUCCEEDED, value=0))
+        == 1
+    )
+    assert await h.results.group_add("g", 1, _result("b", TaskState.FAILED)) == 2
+    assert (
+        await h.results.group_add("g", 1, _result("b", TaskState.SUCCEEDED, value=1))
+        == 2
+    )
+    assert (
+        await h.results.group_add("g", 2, _result("c", TaskState.SUCCEEDED, value=2))
+        == 3
+    )
+    assert await h.results.group_add("other", 0, _result("d", TaskState.SUCCEEDED)) == 1
+    members = await h.results.group_results("g")
+    assert sorted(members) == [0, 1, 2]
+    assert members[1].state is TaskState.SUCCEEDED
+    assert members[1].value == 1
+    assert await h.results.group_results("missing") == {}
+
+
+async def check_group_add_concurrent(h: Harness) -> None:
+    """Concurrent group_add calls for distinct indices count each once."""
+    counts: list[int] = []
+
+    async def add(i: int) -> None:
+        counts.append(
+            await h.results.group_add(
+                "g", i, _result(f"m{i}", TaskState.SUCCEEDED, value=i)
+            )
+        )
+
+    async with trio.open_nursery() as nursery:
+        for i in range(20):
+            nursery.start_soon(add, i)
+    assert sorted(counts) == list(range(1, 21))
+
+
+async def check_claim_once_single_winner(h: Harness) -> None:
+    """Among many concurrent callers exactly one wins claim_once."""
+    wins: list[str] = []
+
+    async def attempt(i: int) -> None:
+        if await h.results.claim_once("chord:cb", f"owner-{i}"):
+            wins.append(f"owner-{i}")
+
+    async with trio.open_nursery() as nursery:
+        for i in range(20):
+            nursery.start_soon(attempt, i)
+    assert len(wins) == 1
+    assert await h.results.claim_once("chord:cb", "late") is False
+    assert await h.results.claim_once("chord:other", "late") is True
+
+
+async def check_claim_once_ttl(h: Harness) -> None:
+    """A claim_once with a ttl can be won again after the ttl passes."""
+    assert await h.results.claim_once("k", "a", ttl=2.0) is True
+    await h.advance(1.0)
+    assert await h.results.claim_once("k", "b", ttl=2.0) is False
+    await h.advance(1.5)
+    assert await h.results.claim_once("k", "b", ttl=2.0) is True
+
+
+async def check_reserve_release_unique(h: Harness) -> None:
+    """reserve_unique keeps the first holder until it releases or its ttl
+    passes; release by another task id changes nothing."""
+    r = h.results
+    assert await r.reserve_unique("u", "t1", ttl=None) == "t1"
+    assert await r.reserve_unique("u", "t2", ttl=None) == "t1"
+    await r.release_unique("u", "t2")
+    assert await r.reserve_unique("u", "t2", ttl=None) == "t1"
+    await r.release_unique("u", "t1")
+    assert await r.reserve_unique("u", "t2", ttl=None) == "t2"
+    assert await r.reserve_unique("v", "t3", ttl=2.0) == "t3"
+    await h.advance(1.0)
+    assert await r.reserve_unique("v", "t4", ttl=2.0) == "t3"
+    await h.advance(1.5)
+    assert await r.reserve_unique("v", "t4", ttl=2.0) == "t4"
+
+
+# ---------------------------------------------------------------------------
+# Heartbeats
+
+
+def _worker(worker_id: str, **kw: object) -> WorkerInfo:
+    at = stem.now()
+    return WorkerInfo(
+        worker_id=worker_id,
+        hostname="host",
+        pid=1234,
+        queues=("default", "mail"),
+        concurrency=8,
+        started_at=at,
+        last_seen=at,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def check_heartbeats_ttl(h: Harness) -> None:
+    """A worker is listed while its last beat is within its ttl."""
+    hb = h.backend.heartbeats
+    await hb.beat(_worker("w1"), ttl=2.0)
+    await hb.beat(_worker("w2", processed=1), ttl=10.0)
+    listed = {w.worker_id: w for w in await hb.workers()}
+    assert set(listed) == {"w1", "w2"}
+    w1 = listed["w1"]
+    assert (w1.hostname, w1.pid, tuple(w1.queues), w1.concurrency) == (
+        "host",
+        1234,
+        ("default", "mail"),
+        8,
+    )
+    await h.advance(2.5)
+    assert [w.worker_id for w in await hb.workers()] == ["w2"]
+    await hb.beat(_worker("w2", processed=5, active=2), ttl=10.0)
+    [w2] = await hb.workers()
+    assert (w2.processed, w2.active) == (5, 2)
+    await hb.forget("w2")
+    assert await hb.workers() == []
+
+
+# ---------------------------------------------------------------------------
+# Locks
+
+
+async def check_lock_owner_checks(h: Harness) -> None:
+    """Only the owner renews or releases a lock; others cannot acquire it."""
+    locks = h.backend.locks
+    assert await locks.acquire("beat", "o1", ttl=10.0) is True
+    assert await locks.acquire("beat", "o2", ttl=10.0) is False
+    assert await locks.owner("beat") == "o1"
+    assert await locks.renew("beat", "o2", ttl=10.0) is False
+    assert await locks.renew("beat", "o1", ttl=10.0) is True
+    assert await locks.release("beat", "o2") is False
+    assert await locks.owner("beat") == "o1"
+    assert await locks.release("beat", "o1") is True
+    assert await locks.owner("beat") is None
+    assert await locks.release("beat", "o1") is False
+    assert await locks.acquire("beat", "o2", ttl=10.0) is True
+    assert await locks.owner("beat") == "o2"
+    assert await locks.owner("never") is None
+
+
+async def check_lock_expiry(h: Harness) -> None:
+    """A lock not renewed within its ttl expires; renewal pushes expiry out."""
+    locks = h.backend.locks
+    assert await locks.acquire("l", "o1", ttl=2.0) is True
+    await h.advance(1.5)
+    assert await locks.renew("l", "o1", ttl=2.0) is True
+    await h.advance(1.0)  # past the first deadline, before the renewed one
+    assert await locks.owner("l") == "o1"
+    assert await locks.acquire("l", "o2", ttl=2.0) is False
+    await h.advance(1.5)
+    assert await locks.owner("l") is None
+    assert await locks.renew("l", "o1", ttl=2.0) is False
+    assert await locks.acquire("l", "o2", ttl=2.0) is True
+    assert await locks.owner("l") == "o2"
+
+
+# ---------------------------------------------------------------------------
+# Revocations
+
+
+async def check_revocation_versions(h: Harness) -> None:
+    """Every upsert takes a higher version; changes_since returns what changed
+    after a version and the latest version."""
+    rs = h.backend.revocations
+    v1 = await rs.revoke(Revocation(task_id="t1"))
+    v2 = await rs.revoke(Revocation(task_id="t2", reason="operator"))
+    v3 = await rs.revoke(Revocation(task_id="t1", terminate=True))
+    assert v1 < v2 < v3
+    found = await rs.is_revoked(["t1", "t2", "t3"])
+    assert set(found) == {"t1", "t2"}
+    assert found["t1"].terminate is True
+    assert found["t1"].version == v3
+    assert found["t2"].reason == "operator"
+    assert found["t2"].version == v2
+    changes, latest = await rs.changes_since(0)
+    assert latest == v3
+    assert sorted(r.task_id for r in changes) == ["t1", "t2"]
+    changes, latest = await rs.changes_since(v2)
+    assert [r.task_id for r in changes] == ["t1"]
+    assert latest == v3
+    assert await rs.changes_since(v3) == ([], v3)
+
+
+async def check_revocation_expiry(h: Harness) -> None:
+    """An expired revocation is no longer reported."""
+    rs = h.backend.revocations
+    await rs.revoke(Revocation(task_id="t", expires_at=stem.now() + 2.0))
+    await rs.revoke(Revocation(task_id="forever"))
+    assert set(await rs.is_revoked(["t", "forever"])) == {"t", "forever"}
+    await h.advance(2.5)
+    assert set(await rs.is_revoked(["t", "forever"])) == {"forever"}
+    changes, _ = await rs.changes_since(0)
+    assert [r.task_id for r in changes] == ["forever"]
+
+
+# ---------------------------------------------------------------------------
+# Rate limits
+
+
+async def check_rate_limit_even_refill(h: Harness) -> None:
+    """A token bucket refills evenly: 5/s with burst 1 gives one token every
+    0.2 s; a burst of 3 allows three at once."""
+    h.require("global_rate_limits")
+    lim = h.backend.limiter
+    assert await lim.take("k", rate=5.0, burst=1) == 0.0
+    wait = await lim.take("k", rate=5.0, burst=1)
+    assert 0.15 < wait <= 0.2 + TIME_EPS
+    await h.advance(0.25)
+    assert await lim.take("k", rate=5.0, burst=1) == 0.0
+    for _ in range(3):
+        assert await lim.take("b", rate=1.0, burst=3) == 0.0
+    assert await lim.take("b", rate=1.0, burst=3) > 0.5
+    await h.advance(3.5)
+    for _ in range(3):
+        assert await lim.take("b", rate=1.0, burst=3) == 0.0
+    assert await lim.take("b", rate=1.0, burst=3) > 0.0
+
+
+# Re-exported for other adapters' own suites.
+__all__ = [
+    "Harness",
+    "Pending",
+    *sorted(name for name in dict(globals()) if name.startswith("check_")),
+]
