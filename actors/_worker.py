@@ -180,6 +180,8 @@ class Worker(Actor[WorkerMessage]):
         default=None, init=False
     )
     _backlog: list[BrokerMessage] = attrs.field(factory=list, init=False)
+    #: receipts whose outcome was sent to the broker actor but not yet settled
+    _finishing: set[str] = attrs.field(factory=set, init=False)
 
     # -- life cycle ---------------------------------------------------------
 
@@ -282,7 +284,7 @@ class Worker(Actor[WorkerMessage]):
 
     async def _hand_back_all(self) -> None:
         """Return every held delivery to its queue (used on cancellation)."""
-        held = [d for d in self._held.values()]
+        held = [d for r, d in self._held.items() if r not in self._finishing]
         self._held.clear()
         for delivery in held:
             try:
@@ -344,7 +346,7 @@ class Worker(Actor[WorkerMessage]):
                 self._new_held.set()
                 await self._drop_revoked(deliveries)
                 for delivery in deliveries:
-                    if delivery.receipt in self._held:
+                    if self._is_open(delivery):
                         await self._send.send(delivery)
 
     async def _drop_revoked(self, deliveries: list[Delivery]) -> None:
@@ -395,7 +397,7 @@ class Worker(Actor[WorkerMessage]):
                     delivery = await self._receive.receive()
                 except (trio.EndOfChannel, trio.ClosedResourceError):
                     return
-                if delivery.receipt not in self._held:
+                if not self._is_open(delivery):
                     continue  # already settled (revoked in the batch check)
                 if self._stopping:
                     self._hand_back(delivery)
@@ -405,6 +407,11 @@ class Worker(Actor[WorkerMessage]):
             self._live_slots -= 1
             if self._live_slots == 0:
                 self._slots_done.set()
+
+    def _is_open(self, delivery: Delivery) -> bool:
+        """Held, and no outcome decided for it yet."""
+        receipt = delivery.receipt
+        return receipt in self._held and receipt not in self._finishing
 
     def _options(self, name: str) -> TaskOptions:
         handler = self.app._tasks.get(name)
@@ -739,6 +746,7 @@ class Worker(Actor[WorkerMessage]):
 
     def _finish(self, finish: Finish) -> None:
         self._count("processed")
+        self._finishing.add(finish.delivery.receipt)
         self._tell(attrs.evolve(finish, on_done=self._settled))
 
     def _tell(self, msg: BrokerMessage) -> None:
@@ -756,6 +764,7 @@ class Worker(Actor[WorkerMessage]):
 
     def _settled(self, delivery: Delivery) -> None:
         self._held.pop(delivery.receipt, None)
+        self._finishing.discard(delivery.receipt)
         self._lease_len.pop(delivery.receipt, None)
         self._capacity.set()
 

@@ -4,6 +4,7 @@ from ._app import App as App
 from ._client import Client as Client
 from ._client import DeadLetters as DeadLetters
 from ._clock import now as now
+from ._config import Settings as Settings
 from ._context import TaskContext as TaskContext
 from ._envelope import Envelope as Envelope
 from ._errors import BrokerUnavailable as BrokerUnavailable
@@ -21,6 +22,7 @@ from ._errors import UnknownTask as UnknownTask
 from ._errors import WaitTimeout as WaitTimeout
 from ._handler import TaskHandler as TaskHandler
 from ._handler import task as task
+from ._main import main as main
 from ._options import TaskOptions as TaskOptions
 from ._ratelimit import RateLimit as RateLimit
 from ._result import ErrorInfo as ErrorInfo

@@ -23,9 +23,12 @@ class ErrorInfo:
         kind = type(exc)
         qualname = kind.__qualname__
         module = kind.__module__
-        name = (
-            qualname if module in ("builtins", "__main__") else f"{module}.{qualname}"
-        )
+        if module in ("builtins", "__main__"):
+            name = qualname
+        elif module.split(".", 1)[0] == "stem":
+            name = f"stem.{qualname}"  # public path: stem._errors.X is stem.X
+        else:
+            name = f"{module}.{qualname}"
         return cls(
             type=name,
             message=str(exc),

@@ -1,0 +1,134 @@
+"""Configuration from the environment (read only at the edge: ``stem.main``
+and the CLI) and loading the app named by ``STEM_APP``."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from ._app import App
+from ._errors import ConfigError
+from ._handler import TaskHandler
+from ._options import check_queue_name
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """What ``stem.main`` runs. Every field has an environment variable."""
+
+    app: str | None = None  # STEM_APP: "pkg.module:app"
+    broker_url: str = "sqlite:///stem.db"  # STEM_BROKER_URL
+    queues: tuple[str, ...] = ("default",)  # STEM_QUEUES: "default,mail"
+    concurrency: int = 10  # STEM_CONCURRENCY
+    grace_period: float = 30.0  # STEM_GRACE_PERIOD
+    beat: str = "auto"  # STEM_BEAT: "auto" (when the app has schedules), "on", "off"
+    metrics_port: int | None = None  # STEM_METRICS_PORT
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        kw: dict[str, Any] = {}
+        if env.get("STEM_APP"):
+            kw["app"] = env["STEM_APP"]
+        if env.get("STEM_BROKER_URL"):
+            kw["broker_url"] = env["STEM_BROKER_URL"]
+        if env.get("STEM_QUEUES"):
+            kw["queues"] = parse_queues(env["STEM_QUEUES"], var="STEM_QUEUES")
+        if env.get("STEM_CONCURRENCY"):
+            kw["concurrency"] = _positive_int(
+                env["STEM_CONCURRENCY"], "STEM_CONCURRENCY"
+            )
+        if env.get("STEM_GRACE_PERIOD"):
+            try:
+                kw["grace_period"] = float(env["STEM_GRACE_PERIOD"])
+            except ValueError:
+                raise ConfigError(
+                    f"STEM_GRACE_PERIOD must be seconds, got {env['STEM_GRACE_PERIOD']!r}"
+                ) from None
+        if env.get("STEM_BEAT"):
+            beat = env["STEM_BEAT"].lower()
+            if beat not in ("auto", "on", "off"):
+                raise ConfigError(f"STEM_BEAT must be auto, on or off, got {beat!r}")
+            kw["beat"] = beat
+        if env.get("STEM_METRICS_PORT"):
+            kw["metrics_port"] = _positive_int(
+                env["STEM_METRICS_PORT"], "STEM_METRICS_PORT"
+            )
+        return cls(**kw)
+
+
+def parse_queues(text: str, *, var: str = "queues") -> tuple[str, ...]:
+    names = tuple(q.strip() for q in text.split(",") if q.strip())
+    if not names:
+        raise ConfigError(f"{var} names no queue: {text!r}")
+    try:
+        return tuple(check_queue_name(q) for q in names)
+    except ValueError as exc:
+        raise ConfigError(f"{var}: {exc}") from None
+
+
+def _positive_int(text: str, var: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{var} must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise ConfigError(f"{var} must be >= 1, got {value}")
+    return value
+
+
+def load_app(spec: str | None, *, var: str = "STEM_APP") -> App:
+    """Import ``"pkg.module:attr"`` and return it as an App.
+
+    The attribute may be an App, a list of tasks, or a zero-argument factory
+    returning either. Errors name the variable and the import that failed.
+    """
+    if not spec:
+        raise ConfigError(
+            f"{var} is not set: set it to 'pkg.module:app' (an App or a list of tasks)"
+        )
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"{var}={spec!r} must have the form 'pkg.module:app'")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ConfigError(
+            f"{var}={spec!r}: cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    try:
+        target: Any = module
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except AttributeError:
+        raise ConfigError(
+            f"{var}={spec!r}: module {module_name!r} has no attribute {attr!r}"
+        ) from None
+    if (
+        callable(target)
+        and not isinstance(target, App | TaskHandler)
+        and not isinstance(target, type)
+    ):
+        try:
+            target = target()
+        except Exception as exc:
+            raise ConfigError(
+                f"{var}={spec!r}: calling {attr}() failed: {exc}"
+            ) from exc
+    if isinstance(target, App):
+        return target
+    if isinstance(target, list | tuple):
+        try:
+            return App(target)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{var}={spec!r}: {exc}") from exc
+    raise ConfigError(
+        f"{var}={spec!r} names a {type(target).__name__}, expected a stem.App or a list of tasks"
+    )
