@@ -53,7 +53,7 @@ class MemoryBackend:
         return self._url
 
     async def aclose(self) -> None:
-        """Close every broadcast subscription and wake waiting claims."""
+        """Close every broadcast subscription."""
         await trio.lowlevel.checkpoint()
         self.broker.close()
 

@@ -555,12 +555,10 @@ class MemoryBroker:
         )
 
     def close(self) -> None:
-        """Close every subscription and wake every waiting claim."""
+        """Close every subscription (their receivers see end of channel)."""
         for channel in list(self._subscribers):
             channel.close()
         self._subscribers.clear()
-        for q in self._queues.values():
-            q.wake()
 
 
 def _guess_id(raw: bytes) -> str:
