@@ -1,0 +1,612 @@
+"""The Postgres broker: one ``jobs`` table, SKIP LOCKED claims, NOTIFY wakeups.
+
+A row is claimable when ``ready_at <= now`` (delays) and ``locked_until <
+now`` (no live lease). A claim leases up to ``limit`` rows in one statement,
+ordered by the position of the queue in the claim, then priority (high
+first), then ``ready_at``, then ``id`` (enqueue order); each claim stamps a
+fresh token, and a receipt is ``"<id>:<token>"``, so a stale receipt matches
+no row and changes nothing. ``now`` is always a parameter (Trio's clock).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+
+from stem._clock import now
+from stem._codec import (
+    decode_envelope,
+    dumps,
+    encode_envelope,
+    envelope_from_dict,
+    envelope_to_dict,
+    loads,
+)
+from stem._envelope import Envelope
+from stem._errors import BrokerUnavailable
+from stem._result import ErrorInfo
+from stem.contracts import DeadLetter, Delivery, QueueStats
+
+from ._config import PostgresConfig
+from ._db import Db
+from ._notify import Hub
+
+_NOTIFY_LIMIT = 7900  # NOTIFY payloads must stay under 8000 bytes
+
+
+def _payloads(names: Sequence[str]) -> list[str]:
+    """Newline-joined chunks of ``names``, each short enough for NOTIFY."""
+    chunks: list[str] = []
+    current: list[str] = []
+    size = 0
+    for name in names:
+        length = len(name.encode()) + 1
+        if current and size + length > _NOTIFY_LIMIT:
+            chunks.append("\n".join(current))
+            current, size = [], 0
+        current.append(name)
+        size += length
+    if current:
+        chunks.append("\n".join(current))
+    return chunks
+
+
+def _split_receipt(receipt: str) -> tuple[int, str]:
+    ident, _, token = receipt.partition(":")
+    try:
+        return int(ident), token
+    except ValueError:
+        return -1, token
+
+
+def _best_task_id(body: bytes) -> str:
+    try:
+        data = loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    ident = data.get("id") if isinstance(data, dict) else None
+    return ident if isinstance(ident, str) else ""
+
+
+class _Sql:
+    """The broker's statements for one schema."""
+
+    def __init__(self, s: str) -> None:
+        self.publish = f"""
+            WITH ins AS (
+                INSERT INTO {s}.jobs (queue, task_id, priority, ready_at, body)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::int2[],
+                                     $4::float8[], $5::bytea[])
+                RETURNING 1
+            ), qs AS (
+                INSERT INTO {s}.queues (name) SELECT DISTINCT unnest($1::text[])
+                ON CONFLICT DO NOTHING
+            )
+            SELECT count(pg_notify($6, p)) FROM unnest($7::text[]) p"""
+        self.claim = f"""
+            WITH q AS (
+                SELECT name, ord FROM unnest($1::text[]) WITH ORDINALITY AS t(name, ord)
+            ), cand AS (
+                SELECT c.id, q.ord FROM q CROSS JOIN LATERAL (
+                    SELECT j.id, j.priority, j.ready_at FROM {s}.jobs j
+                    WHERE j.queue = q.name AND j.ready_at <= $2
+                      AND j.locked_until < $2
+                    ORDER BY j.priority DESC, j.ready_at, j.id
+                    LIMIT $3
+                    FOR UPDATE SKIP LOCKED
+                ) c
+                ORDER BY q.ord, c.priority DESC, c.ready_at, c.id
+                LIMIT $3
+            )
+            UPDATE {s}.jobs j
+            SET locked_until = $4, receipt = $5,
+                delivery_count = j.delivery_count + 1
+            FROM cand WHERE j.id = cand.id
+            RETURNING j.id, cand.ord, j.priority, j.ready_at, j.queue, j.task_id,
+                      j.delivery_count, j.body"""
+        self.next_due = f"""
+            SELECT least(
+                (SELECT min((SELECT j.ready_at FROM {s}.jobs j
+                             WHERE j.queue = q AND j.ready_at > $2
+                             ORDER BY j.ready_at LIMIT 1))
+                 FROM unnest($1::text[]) q),
+                (SELECT min(locked_until) FROM {s}.jobs
+                 WHERE queue = ANY($1::text[]) AND locked_until > $2))"""
+        self.ack = f"""
+            DELETE FROM {s}.jobs j
+            USING unnest($1::int8[], $2::text[]) AS r(id, token)
+            WHERE j.id = r.id AND j.receipt = r.token"""
+        self.drop = f"DELETE FROM {s}.jobs WHERE id = $1 AND receipt = $2 RETURNING 1"
+        self.requeue = f"""
+            WITH u AS (
+                UPDATE {s}.jobs SET locked_until = 0, receipt = NULL, ready_at = $3,
+                    body = coalesce($4, body), priority = coalesce($5, priority)
+                WHERE id = $1 AND receipt = $2 RETURNING queue
+            )
+            SELECT queue, pg_notify($6, queue) FROM u"""
+        self.extend = f"""
+            UPDATE {s}.jobs j SET locked_until = $3
+            FROM unnest($1::int8[], $2::text[]) AS r(id, token)
+            WHERE j.id = r.id AND j.receipt = r.token RETURNING j.id"""
+        self.dead_letter = f"""
+            WITH d AS (
+                DELETE FROM {s}.jobs WHERE id = $1 AND receipt = $2 RETURNING id
+            ), old AS (
+                DELETE FROM {s}.dead WHERE queue = $3 AND task_id = $4 AND $4 <> ''
+                  AND EXISTS (SELECT 1 FROM d)
+            ), qs AS (
+                INSERT INTO {s}.queues (name) SELECT $3 FROM d ON CONFLICT DO NOTHING
+            )
+            INSERT INTO {s}.dead (queue, task_id, name, reason, error, attempts,
+                                  dead_at, envelope, raw, history)
+            SELECT $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM d
+            RETURNING seq"""
+        self.dead_cols = (
+            "task_id, name, queue, reason, error, attempts, dead_at, envelope, "
+            "raw, history"
+        )
+        self.list_dead = f"""
+            SELECT {self.dead_cols} FROM {s}.dead WHERE queue = $1
+            ORDER BY dead_at, seq LIMIT $2 OFFSET $3"""
+        self.get_dead = f"""
+            SELECT {self.dead_cols} FROM {s}.dead WHERE queue = $1 AND task_id = $2
+            ORDER BY dead_at DESC, seq DESC LIMIT 1"""
+        self.pick_dead = f"""
+            SELECT seq, envelope FROM {s}.dead
+            WHERE queue = $1 AND envelope IS NOT NULL
+              AND ($2::text[] IS NULL OR task_id = ANY($2::text[]))
+              AND ($3::float8 IS NULL OR dead_at >= $3)
+            ORDER BY dead_at, seq LIMIT $4 FOR UPDATE"""
+        self.delete_dead = f"DELETE FROM {s}.dead WHERE seq = ANY($1::int8[])"
+        self.purge_dead = f"""
+            DELETE FROM {s}.dead WHERE seq IN (
+                SELECT seq FROM {s}.dead WHERE queue = $1
+                  AND ($2::float8 IS NULL OR dead_at >= $2)
+                ORDER BY dead_at, seq LIMIT $3)"""
+        self.stats = f"""
+            SELECT count(*) FILTER (WHERE locked_until < $2 AND ready_at <= $2),
+                   count(*) FILTER (WHERE locked_until < $2 AND ready_at > $2),
+                   count(*) FILTER (WHERE locked_until >= $2),
+                   (SELECT count(*) FROM {s}.dead WHERE queue = $1)
+            FROM {s}.jobs WHERE queue = $1"""
+        self.queues = f"SELECT name FROM {s}.queues ORDER BY name"
+        self.purge = f"DELETE FROM {s}.jobs WHERE queue = $1 AND locked_until < $2"
+        self.notify = "SELECT pg_notify($1, $2)"
+
+
+def _count(status: str) -> int:
+    try:
+        return int(status.rsplit(" ", 1)[-1])
+    except ValueError:
+        return 0
+
+
+@attrs.define(eq=False)
+class PostgresBroker:
+    """:class:`stem.contracts.Broker` on a Postgres ``jobs`` table."""
+
+    config: PostgresConfig
+    db: Db
+    hub: Hub
+    _sql: _Sql = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._sql = _Sql(self.config.quoted_schema)
+
+    # --------------------------------------------------------------- publish
+
+    async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        if not envelopes:
+            return
+        at = now()
+        queues: list[str] = []
+        task_ids: list[str] = []
+        priorities: list[int] = []
+        ready: list[float] = []
+        bodies: list[bytes] = []
+        for env in envelopes:
+            queues.append(env.queue)
+            task_ids.append(env.id)
+            priorities.append(env.priority)
+            ready.append(env.not_before if env.not_before is not None else at)
+            bodies.append(encode_envelope(env))
+        await self._insert(queues, task_ids, priorities, ready, bodies)
+
+    async def publish_raw(self, queue: str, body: bytes) -> None:
+        await self._insert([queue], [_best_task_id(body)], [0], [now()], [body])
+
+    async def _insert(
+        self,
+        queues: list[str],
+        task_ids: list[str],
+        priorities: list[int],
+        ready: list[float],
+        bodies: list[bytes],
+    ) -> None:
+        distinct = list(dict.fromkeys(queues))
+        sql = self._sql.publish
+        channel = self.config.channel("jobs")
+        payloads = _payloads(distinct)
+
+        async def insert(conn: Any) -> None:
+            await conn.fetchval(
+                sql, queues, task_ids, priorities, ready, bodies, channel, payloads
+            )
+
+        await self.db.run(insert)
+        self.hub.wake_queues(distinct)
+
+    # ----------------------------------------------------------------- claim
+
+    async def claim(
+        self,
+        queues: Sequence[str],
+        *,
+        limit: int,
+        lease: float,
+        consumer: str,
+        wait: float = 0.0,
+    ) -> list[Delivery]:
+        """Lease up to ``limit`` messages; see :class:`stem.contracts.Broker`.
+
+        Sleeps between attempts until a NOTIFY for one of ``queues``, the
+        earliest ``not_before``/lease deadline, or the fallback poll interval,
+        whichever comes first. While the server is unreachable it keeps
+        trying until ``wait`` (at least ``retry_timeout``) has passed, then
+        raises BrokerUnavailable.
+        """
+        names = list(dict.fromkeys(queues))
+        if not names or limit <= 0:
+            return []
+        deadline = trio.current_time() + max(wait, 0.0)
+        outage_deadline: float | None = None
+        delay = 0.02
+        while True:
+            with self.hub.watch_queues(names) as woken:
+                try:
+                    rows, next_due, at = await self._claim_once(names, limit, lease)
+                except BrokerUnavailable:
+                    current = trio.current_time()
+                    if outage_deadline is None:
+                        outage_deadline = max(
+                            deadline, current + self.config.retry_timeout
+                        )
+                    if current >= outage_deadline:
+                        raise
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, 0.5)
+                    continue
+                outage_deadline = None
+                if rows:
+                    return self._deliveries(rows, lease, at)
+                remaining = deadline - trio.current_time()
+                if remaining <= 0:
+                    return []
+                pause = min(remaining, self.config.poll_interval)
+                if next_due is not None:
+                    pause = min(pause, max(next_due - now(), 0.0) + 0.001)
+                with trio.move_on_after(pause):
+                    await woken.wait()
+
+    async def _claim_once(
+        self, names: list[str], limit: int, lease: float
+    ) -> tuple[list[Any], float | None, float]:
+        at = now()
+        token = uuid.uuid4().hex
+        claim_sql, due_sql = self._sql.claim, self._sql.next_due
+
+        async def claim(conn: Any) -> tuple[list[Any], float | None]:
+            rows = await conn.fetch(claim_sql, names, at, limit, at + lease, token)
+            if rows:
+                return [(*row, token) for row in rows], None
+            due = await conn.fetchval(due_sql, names, at)
+            return [], due
+
+        rows, due = await self.db.run_once(claim)
+        return rows, due, at
+
+    def _deliveries(self, rows: list[Any], lease: float, at: float) -> list[Delivery]:
+        rows.sort(key=lambda r: (r[1], -r[2], r[3], r[0]))
+        out: list[Delivery] = []
+        for ident, _ord, _prio, _ready, queue, task_id, count, body, token in rows:
+            receipt = f"{ident}:{token}"
+            raw = bytes(body)
+            try:
+                env = decode_envelope(raw)
+            except Exception as exc:
+                out.append(
+                    Delivery(
+                        receipt=receipt,
+                        queue=queue,
+                        task_id=task_id or _best_task_id(raw),
+                        envelope=None,
+                        lease_until=at + lease,
+                        delivery_count=count,
+                        raw=raw,
+                        decode_error=str(exc),
+                    )
+                )
+                continue
+            out.append(
+                Delivery(
+                    receipt=receipt,
+                    queue=queue,
+                    task_id=task_id or env.id,
+                    envelope=env,
+                    lease_until=at + lease,
+                    delivery_count=count,
+                )
+            )
+        return out
+
+    # ---------------------------------------------------- ack / nack / extend
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        if not deliveries:
+            return
+        ids, tokens = self._receipts(deliveries)
+        sql = self._sql.ack
+
+        async def ack(conn: Any) -> None:
+            await conn.execute(sql, ids, tokens)
+
+        await self.db.run(ack)
+
+    async def nack(
+        self,
+        delivery: Delivery,
+        *,
+        requeue: bool = True,
+        delay: float = 0.0,
+        envelope: Envelope | None = None,
+    ) -> bool:
+        ident, token = _split_receipt(delivery.receipt)
+        if not requeue:
+            drop = self._sql.drop
+
+            async def dropper(conn: Any) -> bool:
+                return await conn.fetchval(drop, ident, token) is not None
+
+            return await self.db.run(dropper)
+        ready = now() + max(delay, 0.0)
+        body: bytes | None = None
+        priority: int | None = None
+        if envelope is not None:
+            body = encode_envelope(envelope)
+            priority = envelope.priority
+            if envelope.not_before is not None:
+                ready = max(ready, envelope.not_before)
+        sql = self._sql.requeue
+        channel = self.config.channel("jobs")
+
+        async def requeuer(conn: Any) -> str | None:
+            queue: str | None = await conn.fetchval(
+                sql, ident, token, ready, body, priority, channel
+            )
+            return queue
+
+        queue = await self.db.run(requeuer)
+        if queue is None:
+            return False
+        self.hub.wake_queues([queue])
+        return True
+
+    async def extend(self, deliveries: Sequence[Delivery], lease: float) -> list[bool]:
+        if not deliveries:
+            return []
+        ids, tokens = self._receipts(deliveries)
+        sql = self._sql.extend
+        until = now() + lease
+
+        async def extend(conn: Any) -> set[int]:
+            return {row[0] for row in await conn.fetch(sql, ids, tokens, until)}
+
+        held = await self.db.run(extend)
+        return [ident in held and ident >= 0 for ident in ids]
+
+    def _receipts(self, deliveries: Sequence[Delivery]) -> tuple[list[int], list[str]]:
+        ids: list[int] = []
+        tokens: list[str] = []
+        for delivery in deliveries:
+            ident, token = _split_receipt(delivery.receipt)
+            ids.append(ident)
+            tokens.append(token)
+        return ids, tokens
+
+    # ---------------------------------------------------------- dead letters
+
+    async def dead_letter(self, delivery: Delivery, entry: DeadLetter) -> bool:
+        ident, token = _split_receipt(delivery.receipt)
+        args = (
+            ident,
+            token,
+            entry.queue or delivery.queue,
+            entry.task_id,
+            entry.name,
+            entry.reason,
+            dumps(entry.error.to_dict()) if entry.error else None,
+            entry.attempts,
+            entry.dead_at,
+            dumps(envelope_to_dict(entry.envelope)) if entry.envelope else None,
+            entry.raw,
+            dumps(list(entry.history), what="history"),
+        )
+        sql = self._sql.dead_letter
+
+        async def bury(conn: Any) -> bool:
+            return await conn.fetchval(sql, *args) is not None
+
+        return await self.db.run(bury)
+
+    @staticmethod
+    def _dead(row: Any) -> DeadLetter:
+        task_id, name, queue, reason, error, attempts, dead_at, env, raw, hist = row
+        return DeadLetter(
+            task_id=task_id,
+            name=name,
+            queue=queue,
+            reason=reason,
+            error=ErrorInfo.from_dict(loads(error)) if error else None,
+            attempts=attempts,
+            dead_at=dead_at,
+            envelope=envelope_from_dict(loads(env)) if env else None,
+            raw=bytes(raw) if raw is not None else None,
+            history=tuple(json.loads(hist or "[]")),
+        )
+
+    async def list_dead(
+        self, queue: str, *, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetter]:
+        sql = self._sql.list_dead
+
+        async def fetch(conn: Any) -> list[Any]:
+            rows: list[Any] = await conn.fetch(sql, queue, limit, offset)
+            return rows
+
+        return [self._dead(row) for row in await self.db.run(fetch)]
+
+    async def get_dead(self, queue: str, task_id: str) -> DeadLetter | None:
+        sql = self._sql.get_dead
+
+        async def fetch(conn: Any) -> Any:
+            return await conn.fetchrow(sql, queue, task_id)
+
+        row = await self.db.run(fetch)
+        return self._dead(row) if row is not None else None
+
+    async def replay_dead(
+        self,
+        queue: str,
+        *,
+        task_ids: Sequence[str] | None = None,
+        limit: int | None = None,
+        since: float | None = None,
+        delay: float = 0.0,
+        dry_run: bool = False,
+    ) -> list[str]:
+        at = now()
+        ready = at + max(delay, 0.0)
+        ids = list(task_ids) if task_ids is not None else None
+        pick, delete, publish = (
+            self._sql.pick_dead,
+            self._sql.delete_dead,
+            self._sql.publish,
+        )
+        channel = self.config.channel("jobs")
+
+        async def replay(conn: Any) -> list[str]:
+            async with conn.transaction():
+                rows = await conn.fetch(pick, queue, ids, since, limit)
+                fresh: list[Envelope] = []
+                seqs: list[int] = []
+                for seq, text in rows:
+                    try:
+                        old = envelope_from_dict(loads(text))
+                    except Exception:
+                        continue
+                    meta = {k: v for k, v in old.meta.items() if k != "history"}
+                    fresh.append(
+                        attrs.evolve(
+                            old,
+                            attempt=1,
+                            not_before=ready if delay > 0 else None,
+                            enqueued_at=at,
+                            meta=meta,
+                        )
+                    )
+                    seqs.append(seq)
+                if dry_run or not fresh:
+                    return [env.id for env in fresh]
+                await conn.execute(delete, seqs)
+                await conn.fetchval(
+                    publish,
+                    [env.queue for env in fresh],
+                    [env.id for env in fresh],
+                    [env.priority for env in fresh],
+                    [ready for _ in fresh],
+                    [encode_envelope(env) for env in fresh],
+                    channel,
+                    _payloads(list(dict.fromkeys(env.queue for env in fresh))),
+                )
+                return [env.id for env in fresh]
+
+        chosen = await self.db.run(replay)
+        if chosen and not dry_run:
+            self.hub.wake_queues([queue])
+        return chosen
+
+    async def purge_dead(
+        self, queue: str, *, since: float | None = None, limit: int | None = None
+    ) -> int:
+        sql = self._sql.purge_dead
+
+        async def purge(conn: Any) -> int:
+            return _count(await conn.execute(sql, queue, since, limit))
+
+        return await self.db.run(purge)
+
+    # ------------------------------------------------------------- the rest
+
+    async def stats(self, queue: str) -> QueueStats:
+        sql = self._sql.stats
+        at = now()
+
+        async def fetch(conn: Any) -> Any:
+            return await conn.fetchrow(sql, queue, at)
+
+        pending, delayed, in_flight, dead = await self.db.run(fetch)
+        return QueueStats(
+            queue=queue,
+            pending=pending,
+            delayed=delayed,
+            in_flight=in_flight,
+            dead=dead,
+        )
+
+    async def queues(self) -> list[str]:
+        sql = self._sql.queues
+
+        async def fetch(conn: Any) -> list[str]:
+            return [row[0] for row in await conn.fetch(sql)]
+
+        return await self.db.run(fetch)
+
+    async def purge(self, queue: str) -> int:
+        sql = self._sql.purge
+        at = now()
+
+        async def purge(conn: Any) -> int:
+            return _count(await conn.execute(sql, queue, at))
+
+        return await self.db.run(purge)
+
+    async def broadcast(self, message: Mapping[str, Any]) -> None:
+        payload = dumps(dict(message), what="broadcast message")
+        if len(payload.encode()) > _NOTIFY_LIMIT:
+            raise ValueError(
+                f"broadcast message too large for NOTIFY ({len(payload)} bytes; "
+                f"at most {_NOTIFY_LIMIT})"
+            )
+        channel = self.config.channel("control")
+        sql = self._sql.notify
+
+        async def send(conn: Any) -> None:
+            await conn.execute(sql, channel, payload)
+
+        await self.db.run(send)
+
+    def subscribe(
+        self,
+    ) -> AbstractAsyncContextManager[trio.abc.ReceiveChannel[dict[str, Any]]]:
+        @asynccontextmanager
+        async def subscribed() -> Any:
+            with self.hub.subscription() as recv:
+                yield recv
+
+        return subscribed()

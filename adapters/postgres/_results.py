@@ -1,0 +1,281 @@
+"""Results, group counters, one-shot claims and unique reservations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import trio
+
+from stem._clock import now
+from stem._codec import decode_result, encode_result
+from stem._errors import BrokerUnavailable
+from stem._result import TaskResult
+
+from ._broker import _payloads
+from ._config import PostgresConfig
+from ._db import Db
+from ._notify import Hub
+
+
+class _Sql:
+    def __init__(self, s: str) -> None:
+        live = "(expires_at IS NULL OR expires_at > $2)"
+        self.set_state = f"""
+            WITH up AS (
+                INSERT INTO {s}.results AS r (task_id, terminal, body, expires_at)
+                SELECT * FROM unnest($1::text[], $2::bool[], $3::bytea[],
+                                     $4::float8[])
+                ON CONFLICT (task_id) DO UPDATE SET terminal = excluded.terminal,
+                    body = excluded.body, expires_at = excluded.expires_at
+                WHERE NOT r.terminal
+                   OR (r.expires_at IS NOT NULL AND r.expires_at <= $5)
+                RETURNING task_id
+            ), n AS (
+                SELECT count(pg_notify($6, p)) AS c FROM unnest($7::text[]) p
+            )
+            SELECT up.task_id FROM n, up"""
+        self.get = f"SELECT body FROM {s}.results WHERE task_id = $1 AND {live}"
+        self.get_many = f"""
+            SELECT task_id, body FROM {s}.results
+            WHERE task_id = ANY($1::text[]) AND {live}"""
+        self.forget = f"DELETE FROM {s}.results WHERE task_id = $1"
+        self.group_add = f"""
+            WITH m AS (
+                INSERT INTO {s}.group_members (group_id, idx, body, expires_at)
+                VALUES ($1, $2, $3, $4)
+                ON CONFLICT (group_id, idx) DO UPDATE
+                SET body = excluded.body, expires_at = excluded.expires_at
+                RETURNING (xmax = 0) AS inserted
+            )
+            INSERT INTO {s}.groups AS g (group_id, n, expires_at)
+            SELECT $1, CASE WHEN m.inserted THEN 1 ELSE 0 END, $4 FROM m
+            ON CONFLICT (group_id) DO UPDATE
+            SET n = g.n + excluded.n, expires_at = excluded.expires_at
+            RETURNING n"""
+        self.group_results = f"""
+            SELECT idx, body FROM {s}.group_members
+            WHERE group_id = $1 AND {live} ORDER BY idx"""
+        self.claim_once = f"""
+            INSERT INTO {s}.once AS o (key, owner, expires_at) VALUES ($1, $2, $3)
+            ON CONFLICT (key) DO UPDATE
+            SET owner = excluded.owner, expires_at = excluded.expires_at
+            WHERE o.expires_at IS NOT NULL AND o.expires_at <= $4
+            RETURNING 1"""
+        self.reserve = f"""
+            WITH ins AS (
+                INSERT INTO {s}.uniq AS u (key, task_id, expires_at)
+                VALUES ($1, $2, $3)
+                ON CONFLICT (key) DO UPDATE
+                SET task_id = excluded.task_id, expires_at = excluded.expires_at
+                WHERE u.expires_at IS NOT NULL AND u.expires_at <= $4
+                RETURNING task_id
+            )
+            SELECT task_id FROM ins
+            UNION ALL
+            SELECT task_id FROM {s}.uniq
+            WHERE key = $1 AND NOT EXISTS (SELECT 1 FROM ins)"""
+        self.release = f"DELETE FROM {s}.uniq WHERE key = $1 AND task_id = $2"
+
+
+def _rounds(results: Sequence[TaskResult]) -> list[list[int]]:
+    """Split indexes into rounds in which each task id appears once (an
+    upsert may touch a row only once per statement), keeping write order."""
+    rounds: list[list[int]] = []
+    seen: list[set[str]] = []
+    last_round: dict[str, int] = {}
+    for index, result in enumerate(results):
+        number = last_round.get(result.task_id, -1) + 1
+        if number == len(rounds):
+            rounds.append([])
+            seen.append(set())
+        rounds[number].append(index)
+        seen[number].add(result.task_id)
+        last_round[result.task_id] = number
+    return rounds
+
+
+@attrs.define(eq=False)
+class PostgresResults:
+    """:class:`stem.contracts.ResultBackend` on Postgres tables."""
+
+    config: PostgresConfig
+    db: Db
+    hub: Hub
+    _sql: _Sql = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._sql = _Sql(self.config.quoted_schema)
+
+    async def set_state(
+        self, results: Sequence[TaskResult], *, ttl: float | None = None
+    ) -> list[bool]:
+        if not results:
+            return []
+        at = now()
+        expires = at + ttl if ttl is not None else None
+        bodies = [encode_result(r) for r in results]
+        rounds = _rounds(results)
+        sql = self._sql.set_state
+        channel = self.config.channel("results")
+        batches = []
+        for indexes in rounds:
+            finished = [results[i].task_id for i in indexes if results[i].is_terminal]
+            batches.append(
+                (
+                    indexes,
+                    [results[i].task_id for i in indexes],
+                    [results[i].is_terminal for i in indexes],
+                    [bodies[i] for i in indexes],
+                    [expires for _ in indexes],
+                    _payloads(list(dict.fromkeys(finished))),
+                )
+            )
+
+        async def write(conn: Any) -> list[bool]:
+            flags = [False] * len(results)
+
+            async def one_round(batch: Any) -> None:
+                indexes, ids, terminal, body, exp, payloads = batch
+                rows = await conn.fetch(
+                    sql, ids, terminal, body, exp, at, channel, payloads
+                )
+                written = {row[0] for row in rows}
+                for index, task_id in zip(indexes, ids, strict=True):
+                    flags[index] = task_id in written
+
+            if len(batches) == 1:
+                await one_round(batches[0])
+            else:
+                async with conn.transaction():
+                    for batch in batches:
+                        await one_round(batch)
+            return flags
+
+        flags = await self.db.run(write)
+        self.hub.wake_results(r.task_id for r in results if r.is_terminal)
+        return flags
+
+    async def get(self, task_id: str) -> TaskResult | None:
+        sql = self._sql.get
+        at = now()
+
+        async def fetch(conn: Any) -> Any:
+            return await conn.fetchval(sql, task_id, at)
+
+        body = await self.db.run(fetch)
+        return decode_result(body) if body is not None else None
+
+    async def get_many(self, task_ids: Sequence[str]) -> list[TaskResult | None]:
+        if not task_ids:
+            return []
+        sql = self._sql.get_many
+        at = now()
+        ids = list(task_ids)
+
+        async def fetch(conn: Any) -> dict[str, bytes]:
+            return {row[0]: row[1] for row in await conn.fetch(sql, ids, at)}
+
+        found = await self.db.run(fetch)
+        return [
+            decode_result(found[task_id]) if task_id in found else None
+            for task_id in ids
+        ]
+
+    async def wait(self, task_id: str, *, timeout: float) -> TaskResult | None:
+        """Woken by NOTIFY on the results channel (any process), with a
+        fallback poll. While the server is unreachable it keeps trying until
+        ``timeout``; if the last attempt failed it raises BrokerUnavailable."""
+        deadline = trio.current_time() + max(timeout, 0.0)
+        delay = 0.02
+        while True:
+            with self.hub.watch_result(task_id) as woken:
+                failure: BrokerUnavailable | None = None
+                try:
+                    result = await self.get(task_id)
+                except BrokerUnavailable as exc:
+                    failure, result = exc, None
+                if result is not None and result.is_terminal:
+                    return result
+                remaining = deadline - trio.current_time()
+                if remaining <= 0:
+                    if failure is not None:
+                        raise failure
+                    return None
+                if failure is not None:
+                    await trio.sleep(min(delay, remaining))
+                    delay = min(delay * 2, 0.5)
+                    continue
+                with trio.move_on_after(min(remaining, self.config.poll_interval)):
+                    await woken.wait()
+
+    async def forget(self, task_id: str) -> None:
+        sql = self._sql.forget
+
+        async def delete(conn: Any) -> None:
+            await conn.execute(sql, task_id)
+
+        await self.db.run(delete)
+
+    async def group_add(
+        self, group_id: str, index: int, result: TaskResult, *, ttl: float | None = None
+    ) -> int:
+        sql = self._sql.group_add
+        expires = now() + ttl if ttl is not None else None
+        body = encode_result(result)
+
+        async def add(conn: Any) -> int:
+            count: int = await conn.fetchval(sql, group_id, index, body, expires)
+            return count
+
+        return await self.db.run(add)
+
+    async def group_results(self, group_id: str) -> dict[int, TaskResult]:
+        sql = self._sql.group_results
+        at = now()
+
+        async def fetch(conn: Any) -> list[Any]:
+            rows: list[Any] = await conn.fetch(sql, group_id, at)
+            return rows
+
+        return {idx: decode_result(body) for idx, body in await self.db.run(fetch)}
+
+    async def claim_once(
+        self, key: str, owner: str, *, ttl: float | None = None
+    ) -> bool:
+        sql = self._sql.claim_once
+        at = now()
+        expires = at + ttl if ttl is not None else None
+
+        async def claim(conn: Any) -> bool:
+            return await conn.fetchval(sql, key, owner, expires, at) is not None
+
+        return await self.db.run(claim)
+
+    async def reserve_unique(self, key: str, task_id: str, *, ttl: float | None) -> str:
+        sql = self._sql.reserve
+        at = now()
+        expires = at + ttl if ttl is not None else None
+
+        async def reserve(conn: Any) -> str | None:
+            for _ in range(5):
+                # None only when a concurrent reservation committed between
+                # our snapshot and our insert: look again.
+                holder: str | None = await conn.fetchval(sql, key, task_id, expires, at)
+                if holder is not None:
+                    return holder
+            return None
+
+        holder = await self.db.run(reserve)
+        if holder is None:
+            raise BrokerUnavailable(f"could not reserve unique key {key!r}")
+        return holder
+
+    async def release_unique(self, key: str, task_id: str) -> None:
+        sql = self._sql.release
+
+        async def release(conn: Any) -> None:
+            await conn.execute(sql, key, task_id)
+
+        await self.db.run(release)

@@ -1,0 +1,156 @@
+"""Versioned schema migrations, applied under an advisory lock.
+
+Each migration is a list of statements run in one transaction; the schema's
+``migrations`` table records which versions are applied. Many workers starting
+at once serialize on ``pg_advisory_lock`` keyed by the schema name, so each
+migration runs exactly once. ``{s}`` stands for the quoted schema name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+    (
+        1,
+        "initial schema",
+        (
+            """CREATE TABLE {s}.jobs (
+                id bigserial PRIMARY KEY,
+                queue text NOT NULL,
+                task_id text NOT NULL,
+                priority smallint NOT NULL DEFAULT 0,
+                ready_at double precision NOT NULL,
+                locked_until double precision NOT NULL DEFAULT 0,
+                receipt text,
+                delivery_count integer NOT NULL DEFAULT 0,
+                body bytea NOT NULL
+            ) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.02,
+                    autovacuum_vacuum_cost_delay = 0)""",
+            "CREATE INDEX jobs_claim ON {s}.jobs (queue, priority DESC, ready_at, id)",
+            "CREATE INDEX jobs_due ON {s}.jobs (queue, ready_at)",
+            "CREATE TABLE {s}.queues (name text PRIMARY KEY)",
+            """CREATE TABLE {s}.dead (
+                seq bigserial PRIMARY KEY,
+                queue text NOT NULL,
+                task_id text NOT NULL,
+                name text NOT NULL,
+                reason text NOT NULL,
+                error text,
+                attempts integer NOT NULL,
+                dead_at double precision NOT NULL,
+                envelope text,
+                raw bytea,
+                history text NOT NULL DEFAULT '[]'
+            )""",
+            "CREATE INDEX dead_order ON {s}.dead (queue, dead_at, seq)",
+            "CREATE INDEX dead_task ON {s}.dead (queue, task_id)",
+            """CREATE TABLE {s}.results (
+                task_id text PRIMARY KEY,
+                terminal boolean NOT NULL,
+                body bytea NOT NULL,
+                expires_at double precision
+            )""",
+            "CREATE INDEX results_expiry ON {s}.results (expires_at)",
+            """CREATE TABLE {s}.groups (
+                group_id text PRIMARY KEY,
+                n integer NOT NULL,
+                expires_at double precision
+            )""",
+            """CREATE TABLE {s}.group_members (
+                group_id text NOT NULL,
+                idx integer NOT NULL,
+                body bytea NOT NULL,
+                expires_at double precision,
+                PRIMARY KEY (group_id, idx)
+            )""",
+            """CREATE TABLE {s}.once (
+                key text PRIMARY KEY,
+                owner text NOT NULL,
+                expires_at double precision
+            )""",
+            """CREATE TABLE {s}.uniq (
+                key text PRIMARY KEY,
+                task_id text NOT NULL,
+                expires_at double precision
+            )""",
+            """CREATE TABLE {s}.locks (
+                name text PRIMARY KEY,
+                owner text NOT NULL,
+                expires_at double precision NOT NULL
+            )""",
+            "CREATE SEQUENCE {s}.revocation_version",
+            """CREATE TABLE {s}.revocations (
+                task_id text PRIMARY KEY,
+                terminate boolean NOT NULL,
+                reason text NOT NULL,
+                expires_at double precision,
+                version bigint NOT NULL
+            )""",
+            "CREATE INDEX revocations_version ON {s}.revocations (version)",
+            """CREATE TABLE {s}.workers (
+                worker_id text PRIMARY KEY,
+                info text NOT NULL,
+                expires_at double precision NOT NULL
+            )""",
+            """CREATE TABLE {s}.buckets (
+                key text PRIMARY KEY,
+                tokens double precision NOT NULL,
+                ts double precision NOT NULL,
+                taken boolean NOT NULL
+            )""",
+        ),
+    ),
+)
+
+LATEST = MIGRATIONS[-1][0]
+
+
+async def current_version(conn: Any, schema: str) -> int:
+    """The applied version (0 for a schema that does not exist yet)."""
+    exists = await conn.fetchval(
+        "SELECT to_regclass($1) IS NOT NULL", f'"{schema}".migrations'
+    )
+    if not exists:
+        return 0
+    quoted = f'"{schema}"'
+    version = await conn.fetchval(f"SELECT max(version) FROM {quoted}.migrations")
+    return int(version or 0)
+
+
+async def apply_migrations(conn: Any, schema: str) -> list[int]:
+    """Bring ``schema`` up to :data:`LATEST`; returns the versions applied.
+
+    Runs on the asyncio side with a dedicated connection. Safe to call from
+    many processes at once: they serialize on an advisory lock.
+    """
+    if await current_version(conn, schema) >= LATEST:
+        return []
+    quoted = f'"{schema}"'
+    key = f"stem.migrate.{schema}"
+    await conn.execute("SELECT pg_advisory_lock(hashtext($1))", key)
+    applied: list[int] = []
+    try:
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {quoted}.migrations ("
+            "version integer PRIMARY KEY, description text NOT NULL, "
+            "applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = await current_version(conn, schema)
+        for version, description, statements in MIGRATIONS:
+            if version <= done:
+                continue
+            async with conn.transaction():
+                for statement in statements:
+                    await conn.execute(statement.format(s=quoted))
+                await conn.execute(
+                    f"INSERT INTO {quoted}.migrations (version, description) "
+                    "VALUES ($1, $2)",
+                    version,
+                    description,
+                )
+            applied.append(version)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", key)
+    return applied
