@@ -1,0 +1,137 @@
+"""The Redis backend bundle and :func:`open_backend`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import redis.asyncio as aioredis
+import trio
+import trio_asyncio
+
+from stem._urls import redact
+from stem.contracts import Capabilities
+
+from ._broker import RedisBroker
+from ._conn import Conn, Keys, Settings, make_client, parse_url
+from ._hub import Hub
+from ._results import RedisResults
+from ._stores import RedisHeartbeats, RedisLimiter, RedisLocks, RedisRevocations
+
+CAPABILITIES = Capabilities(
+    name="redis",
+    cross_process=True,
+    persistent=True,
+    server_clock=False,
+    broadcast=True,
+    global_rate_limits=True,
+)
+
+
+@attrs.define(eq=False)
+class RedisBackend:
+    """Every store of :class:`stem.contracts.Backend` on one Redis namespace.
+
+    Opened by :func:`open_backend`; closing it closes both connection pools
+    and stops the pub/sub listener."""
+
+    settings: Settings
+    conn: Conn
+    hub: Hub
+    broker: RedisBroker
+    results: RedisResults
+    locks: RedisLocks
+    revocations: RedisRevocations
+    heartbeats: RedisHeartbeats
+    limiter: RedisLimiter
+    capabilities: Capabilities = CAPABILITIES
+    _scope: trio.CancelScope | None = None
+    _sub_client: aioredis.Redis | None = None
+    _closed: bool = False
+
+    @property
+    def url(self) -> str:
+        return redact(self.settings.url)
+
+    @property
+    def namespace(self) -> str:
+        return self.settings.namespace
+
+    async def aclose(self) -> None:
+        """Stop the listener and close every connection (shielded)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._scope is not None:
+            self._scope.cancel()
+        with trio.CancelScope(shield=True):
+            await self.conn.aclose()
+            if self._sub_client is not None:
+                await Conn(self.settings, self._sub_client).aclose()
+
+
+def _build(settings: Settings) -> RedisBackend:
+    client = make_client(settings, blocking=False)
+    sub = make_client(settings, blocking=True)
+    conn = Conn(settings, client)
+    keys = Keys(settings.namespace)
+    hub = Hub(sub, keys, redact(settings.url))
+    return RedisBackend(
+        settings=settings,
+        conn=conn,
+        hub=hub,
+        broker=RedisBroker(conn, keys, hub),
+        results=RedisResults(conn, keys, hub),
+        locks=RedisLocks(conn, keys),
+        revocations=RedisRevocations(conn, keys),
+        heartbeats=RedisHeartbeats(conn, keys),
+        limiter=RedisLimiter(conn, keys),
+        sub_client=sub,
+    )
+
+
+@asynccontextmanager
+async def _open(settings: Settings) -> AsyncIterator[RedisBackend]:
+    backend = _build(settings)
+    try:
+        await backend.conn.load_scripts()
+        try:
+            async with trio.open_nursery() as nursery:
+                backend._scope = nursery.cancel_scope
+                await nursery.start(backend.hub.run)
+                try:
+                    yield backend
+                finally:
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # The listener never raises (it reconnects); surface the body's
+            # own exception instead of a one-member group.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+    finally:
+        await backend.aclose()
+
+
+@asynccontextmanager
+async def open_backend(url: str, **options: Any) -> AsyncIterator[RedisBackend]:
+    """Open the Redis backend named by ``url``.
+
+    ``redis://[[user]:password@]host[:port][/db][?namespace=stem]`` or
+    ``rediss://`` for TLS. Options (keyword or query): ``namespace`` (key
+    prefix, default ``"stem"``), ``retry_for`` (seconds a failing command is
+    retried before :class:`stem.BrokerUnavailable`, default 3),
+    ``connect_timeout`` (2), ``command_timeout`` (5), ``max_connections`` (64).
+
+    Uses the trio-asyncio loop of the current Trio run, or opens one for its
+    own lifetime when none is open.
+    """
+    settings = parse_url(url, dict(options))
+    if trio_asyncio.current_loop.get() is None:
+        async with trio_asyncio.open_loop(), _open(settings) as backend:
+            yield backend
+    else:
+        async with _open(settings) as backend:
+            yield backend

@@ -1,0 +1,502 @@
+"""The broker on Redis Streams with one consumer group per priority stream.
+
+Layout per queue (all keys share the queue's hash tag): ten streams, one per
+priority 0..9, read highest first; a sorted set of delayed messages (score
+``not_before``, bodies in a hash) moved into the streams by Lua when due; a
+sorted set of lease deadlines (member ``bucket|entry id``, score in client
+time); dead letters in a hash plus a sorted set ordered by arrival.
+
+The lease is the pending entry (PEL) of the consumer group: claiming moves a
+new entry into the PEL with ``XREADGROUP``, an expired lease is taken over with
+``XCLAIM`` (delivery count + 1), a renewal is ``XCLAIM ... JUSTID`` to the same
+consumer (idle reset, count unchanged, never a copy). The deadline lives in the
+lease sorted set, scored by the client's clock, so ``MockClock`` drives leases
+and ``Capabilities.server_clock`` stays False. A receipt is
+``bucket|entry id|consumer|delivery count``; every settle checks with
+``XPENDING`` that the entry is still owned by that consumer with that count,
+which makes a stale receipt harmless.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Awaitable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import attrs
+import trio
+
+from stem._clock import now
+from stem._codec import (
+    decode_envelope,
+    dumps,
+    encode_envelope,
+    envelope_from_dict,
+    envelope_to_dict,
+)
+from stem._envelope import Envelope
+from stem._errors import DecodeError
+from stem._result import ErrorInfo
+from stem.contracts import DeadLetter, Delivery, QueueStats
+
+from ._conn import Conn, Keys, evalsha, fmt
+from ._hub import Hub
+from ._scripts import SCRIPTS
+
+#: Longest a waiting claim sleeps without re-checking (a lost wake costs this).
+MAX_NAP = 2.0
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _guess_id(raw: bytes) -> str:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    if isinstance(data, dict) and isinstance(data.get("id"), str):
+        return str(data["id"])
+    return ""
+
+
+def _parse_receipt(receipt: str) -> tuple[str, str, str, str]:
+    bucket, entry_id, rest = receipt.split("|", 2)
+    consumer, count = rest.rsplit("|", 1)
+    return bucket, entry_id, consumer, count
+
+
+def _ready_at(env: Envelope) -> str:
+    return fmt(env.not_before) if env.not_before is not None else "0"
+
+
+def _bucket(priority: int) -> str:
+    return str(min(max(int(priority), 0), 9))
+
+
+@attrs.define(eq=False)
+class RedisBroker:
+    """:class:`stem.contracts.Broker` on Redis Streams."""
+
+    conn: Conn
+    keys: Keys
+    hub: Hub
+    _watched: set[str] = attrs.field(factory=set)
+
+    # ---------------------------------------------------------------- publish
+
+    async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        """Store the batch in one round trip (MULTI/EXEC: all or nothing on a
+        single Redis; per queue on a cluster). Encoding errors raise first."""
+        by_queue: dict[str, list[str]] = {}
+        for env in envelopes:
+            args = by_queue.setdefault(env.queue, [])
+            args += [_bucket(env.priority), _ready_at(env)]
+            args.append(encode_envelope(env))  # type: ignore[arg-type]
+        if by_queue:
+            await self._publish(by_queue)
+
+    async def publish_raw(self, queue: str, body: bytes) -> None:
+        await self._publish({queue: ["0", "0", body]})  # type: ignore[list-item]
+
+    async def _publish(self, by_queue: dict[str, list[str]]) -> None:
+        keys = self.keys
+        at = fmt(now())
+
+        async def send() -> None:
+            pipe = self.conn.client.pipeline(transaction=True)
+            pipe.sadd(keys.queues, *by_queue)
+            for queue, args in by_queue.items():
+                evalsha(
+                    pipe,
+                    "publish",
+                    keys.queue(queue),
+                    [at, keys.wake(queue), queue, *args],
+                )
+            await pipe.execute()
+
+        await self.conn.run(send)
+        for queue in by_queue:
+            self.hub.wake_queue(queue)
+
+    # ---------------------------------------------------------------- claim
+
+    async def claim(
+        self,
+        queues: Sequence[str],
+        *,
+        limit: int,
+        lease: float,
+        consumer: str,
+        wait: float = 0.0,
+    ) -> list[Delivery]:
+        """Lease up to ``limit`` messages, waiting up to ``wait`` seconds.
+
+        A waiting claim sleeps on a pub/sub wake (or a local publish), or until
+        the earliest delayed message or lease on its queues falls due, capped
+        at ``MAX_NAP``. While Redis is away it keeps retrying until ``wait``
+        passes (at least ``retry_for``), then raises BrokerUnavailable.
+        Cancelled while waiting, nothing is leased; cancelled during the
+        script, the batch may be lost to the lease timeout (never a message).
+        """
+        if limit <= 0 or not queues:
+            return []
+        deadline = trio.current_time() + max(wait, 0.0)
+        if wait > 0:
+            for queue in queues:
+                if queue not in self._watched:
+                    self._watched.add(queue)
+                    await self.hub.ensure(self.keys.wake(queue))
+        while True:
+            event = trio.Event()
+            if wait > 0:
+                for queue in queues:
+                    self.hub.add(self.hub.queue_waiters, queue, event)
+            try:
+                out, due = await self._claim_once(
+                    queues, limit, lease, consumer, deadline
+                )
+                remaining = deadline - trio.current_time()
+                if out or remaining <= 0:
+                    return out
+                nap = min(remaining, MAX_NAP)
+                if due is not None:
+                    nap = min(nap, max(due - now(), 0.0))
+                with trio.move_on_after(nap):
+                    await event.wait()
+            finally:
+                if wait > 0:
+                    for queue in queues:
+                        self.hub.discard(self.hub.queue_waiters, queue, event)
+
+    async def _claim_once(
+        self,
+        queues: Sequence[str],
+        limit: int,
+        lease: float,
+        consumer: str,
+        deadline: float,
+    ) -> tuple[list[Delivery], float | None]:
+        out: list[Delivery] = []
+        due: float | None = None
+        for queue in queues:
+            at = now()
+            until = at + lease
+            reply = await self.conn.run(
+                functools.partial(
+                    self._claim_call, queue, limit - len(out), until, at, consumer
+                ),
+                until=deadline,
+            )
+            next_due, rows = reply
+            if next_due:
+                value = float(_text(next_due))
+                due = value if due is None else min(due, value)
+            for i in range(0, len(rows), 5):
+                out.append(self._delivery(queue, consumer, until, rows[i : i + 5]))
+            if len(out) >= limit:
+                break
+        return out, due
+
+    def _claim_call(
+        self, queue: str, limit: int, until: float, at: float, consumer: str
+    ) -> Awaitable[Any]:
+        keys = self.keys.queue(queue)
+        return self.conn.client.evalsha(
+            SCRIPTS["claim"].sha,
+            len(keys),
+            *keys,
+            fmt(at),
+            str(limit),
+            fmt(until),
+            consumer,
+        )
+
+    @staticmethod
+    def _delivery(
+        queue: str, consumer: str, until: float, row: Sequence[Any]
+    ) -> Delivery:
+        bucket, entry_id, prior, count, body = row
+        count_text = _text(count)
+        receipt = f"{_text(bucket)}|{_text(entry_id)}|{consumer}|{count_text}"
+        deliveries = int(_text(prior)) + int(count_text)
+        raw = bytes(body) if body else b""
+        try:
+            env = decode_envelope(raw)
+        except DecodeError as exc:
+            return Delivery(
+                receipt=receipt,
+                queue=queue,
+                task_id=_guess_id(raw),
+                envelope=None,
+                lease_until=until,
+                delivery_count=deliveries,
+                raw=raw,
+                decode_error=str(exc),
+            )
+        return Delivery(
+            receipt=receipt,
+            queue=queue,
+            task_id=env.id,
+            envelope=env,
+            lease_until=until,
+            delivery_count=deliveries,
+        )
+
+    # ---------------------------------------------------------------- settle
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Remove finished messages (one round trip); stale receipts are
+        ignored."""
+        by_queue: dict[str, list[str]] = {}
+        for delivery in deliveries:
+            by_queue.setdefault(delivery.queue, []).extend(
+                _parse_receipt(delivery.receipt)
+            )
+        if not by_queue:
+            return
+
+        async def send() -> None:
+            pipe = self.conn.client.pipeline(transaction=False)
+            for queue, args in by_queue.items():
+                evalsha(pipe, "ack", self.keys.queue(queue), args)
+            await pipe.execute()
+
+        await self.conn.run(send)
+
+    async def extend(self, deliveries: Sequence[Delivery], lease: float) -> list[bool]:
+        """Renew leases (XCLAIM JUSTID to the same consumer) in one round trip."""
+        if not deliveries:
+            return []
+        until = fmt(now() + lease)
+        order: list[tuple[str, int]] = []
+        by_queue: dict[str, list[str]] = {}
+        for delivery in deliveries:
+            args = by_queue.setdefault(delivery.queue, [until])
+            order.append((delivery.queue, (len(args) - 1) // 4))
+            args.extend(_parse_receipt(delivery.receipt))
+        names = list(by_queue)
+
+        async def send() -> list[Any]:
+            pipe = self.conn.client.pipeline(transaction=False)
+            for queue in names:
+                evalsha(pipe, "extend", self.keys.queue(queue), by_queue[queue])
+            result: list[Any] = await pipe.execute()
+            return result
+
+        replies = await self.conn.run(send)
+        flags = dict(zip(names, replies, strict=True))
+        return [bool(int(flags[queue][index])) for queue, index in order]
+
+    async def nack(
+        self,
+        delivery: Delivery,
+        *,
+        requeue: bool = True,
+        delay: float = 0.0,
+        envelope: Envelope | None = None,
+    ) -> bool:
+        at = now()
+        ready = at + max(delay, 0.0)
+        if envelope is not None:
+            body: bytes | str = encode_envelope(envelope)
+            bucket = _bucket(envelope.priority)
+            if envelope.not_before is not None and delay <= 0:
+                ready = max(ready, envelope.not_before)
+        else:
+            body = ""
+            bucket = _parse_receipt(delivery.receipt)[0]
+        args = [
+            fmt(at),
+            self.keys.wake(delivery.queue),
+            delivery.queue,
+            *_parse_receipt(delivery.receipt),
+            "1" if requeue else "0",
+            fmt(ready) if ready > at else "0",
+            bucket,
+            body,
+        ]
+        done = await self.conn.script("nack", self.keys.queue(delivery.queue), args)
+        if done and requeue:
+            self.hub.wake_queue(delivery.queue)
+        return bool(done)
+
+    async def dead_letter(self, delivery: Delivery, entry: DeadLetter) -> bool:
+        """Remove the leased message and record ``entry`` in one script."""
+        keys = self.keys.queue(delivery.queue, dead_queue=entry.queue)
+        args = [*_parse_receipt(delivery.receipt), entry.task_id, _encode_dead(entry)]
+        return bool(await self.conn.script("dead", keys, args))
+
+    # ---------------------------------------------------------------- dead
+
+    async def _dead_rows(
+        self, queue: str, start: int, stop: int
+    ) -> list[tuple[str, DeadLetter]]:
+        reply = await self.conn.script(
+            "list_dead", self.keys.queue(queue), [str(start), str(stop)]
+        )
+        ids, values = reply
+        rows: list[tuple[str, DeadLetter]] = []
+        for task_id, value in zip(ids, values, strict=True):
+            if value is not None:
+                rows.append((_text(task_id), _decode_dead(value)))
+        return rows
+
+    async def list_dead(
+        self, queue: str, *, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetter]:
+        if limit <= 0:
+            return []
+        start = max(offset, 0)
+        rows = await self._dead_rows(queue, start, start + limit - 1)
+        return [entry for _, entry in rows]
+
+    async def get_dead(self, queue: str, task_id: str) -> DeadLetter | None:
+        key = self.keys.queue(queue)[15]
+        value = await self.conn.run(lambda: self.conn.client.hget(key, task_id))
+        return None if value is None else _decode_dead(value)
+
+    async def replay_dead(
+        self,
+        queue: str,
+        *,
+        task_ids: Sequence[str] | None = None,
+        limit: int | None = None,
+        since: float | None = None,
+        delay: float = 0.0,
+        dry_run: bool = False,
+    ) -> list[str]:
+        wanted = None if task_ids is None else set(task_ids)
+        chosen: list[DeadLetter] = []
+        for _, entry in await self._dead_rows(queue, 0, -1):
+            if limit is not None and len(chosen) >= limit:
+                break
+            if entry.envelope is None:
+                continue
+            if wanted is not None and entry.task_id not in wanted:
+                continue
+            if since is not None and entry.dead_at < since:
+                continue
+            chosen.append(entry)
+        if dry_run or not chosen:
+            return [entry.task_id for entry in chosen]
+        at = now()
+        ready = fmt(at + delay) if delay > 0 else "0"
+        by_target: dict[str, list[Any]] = {}
+        for entry in chosen:
+            env = entry.envelope
+            assert env is not None
+            meta = {k: v for k, v in env.meta.items() if k != "history"}
+            fresh = attrs.evolve(env, attempt=1, not_before=None, meta=meta)
+            by_target.setdefault(fresh.queue, []).extend(
+                [entry.task_id, _bucket(fresh.priority), ready, encode_envelope(fresh)]
+            )
+        keys = self.keys
+
+        async def send() -> list[Any]:
+            pipe = self.conn.client.pipeline(transaction=True)
+            pipe.sadd(keys.queues, *by_target)
+            for target, args in by_target.items():
+                evalsha(
+                    pipe,
+                    "replay",
+                    keys.queue(target, dead_queue=queue),
+                    [fmt(at), keys.wake(target), target, *args],
+                )
+            result: list[Any] = await pipe.execute()
+            return result
+
+        await self.conn.run(send)
+        for target in by_target:
+            self.hub.wake_queue(target)
+        return [entry.task_id for entry in chosen]
+
+    async def purge_dead(
+        self, queue: str, *, since: float | None = None, limit: int | None = None
+    ) -> int:
+        doomed = [
+            task_id
+            for task_id, entry in await self._dead_rows(queue, 0, -1)
+            if since is None or entry.dead_at >= since
+        ]
+        if limit is not None:
+            doomed = doomed[: max(limit, 0)]
+        if not doomed:
+            return 0
+        done = await self.conn.script("purge_dead", self.keys.queue(queue), doomed)
+        return int(done)
+
+    # ---------------------------------------------------------------- queues
+
+    async def stats(self, queue: str) -> QueueStats:
+        reply = await self.conn.script("stats", self.keys.queue(queue), [fmt(now())])
+        pending, delayed, in_flight, dead = (int(x) for x in reply)
+        return QueueStats(
+            queue=queue,
+            pending=pending,
+            delayed=delayed,
+            in_flight=in_flight,
+            dead=dead,
+        )
+
+    async def queues(self) -> list[str]:
+        names = await self.conn.run(lambda: self.conn.client.smembers(self.keys.queues))
+        return sorted(_text(name) for name in names)
+
+    async def purge(self, queue: str) -> int:
+        return int(await self.conn.script("purge", self.keys.queue(queue), []))
+
+    # ---------------------------------------------------------------- fan-out
+
+    async def broadcast(self, message: Mapping[str, Any]) -> None:
+        """PUBLISH to every subscriber of the namespace (each backend's
+        listener fans it out to its local subscribers)."""
+        text = dumps(dict(message), what="broadcast message")
+        await self.conn.run(lambda: self.conn.client.publish(self.keys.broadcast, text))
+
+    def subscribe(
+        self,
+    ) -> AbstractAsyncContextManager[trio.abc.ReceiveChannel[dict[str, Any]]]:
+        """Receive every broadcast sent while subscribed (bounded buffer; a
+        full subscriber misses messages, counted in ``Hub.dropped``)."""
+        return self.hub.subscribe_broadcast()
+
+
+def _encode_dead(entry: DeadLetter) -> str:
+    return dumps(
+        {
+            "task_id": entry.task_id,
+            "name": entry.name,
+            "queue": entry.queue,
+            "reason": entry.reason,
+            "error": entry.error.to_dict() if entry.error else None,
+            "attempts": entry.attempts,
+            "dead_at": entry.dead_at,
+            "envelope": envelope_to_dict(entry.envelope) if entry.envelope else None,
+            "raw": entry.raw.decode("latin-1") if entry.raw is not None else None,
+            "history": list(entry.history),
+        },
+        what="dead letter",
+    )
+
+
+def _decode_dead(value: bytes | str) -> DeadLetter:
+    data = json.loads(value)
+    env = data.get("envelope")
+    raw = data.get("raw")
+    error = data.get("error")
+    return DeadLetter(
+        task_id=data["task_id"],
+        name=data.get("name", ""),
+        queue=data.get("queue", ""),
+        reason=data.get("reason", ""),
+        error=ErrorInfo.from_dict(error) if error else None,
+        attempts=int(data.get("attempts", 0)),
+        dead_at=float(data.get("dead_at", 0.0)),
+        envelope=envelope_from_dict(env) if env is not None else None,
+        raw=raw.encode("latin-1") if raw is not None else None,
+        history=tuple(data.get("history") or ()),
+    )

@@ -1,0 +1,180 @@
+"""Results, group counters, one-shot claims and unique reservations.
+
+A result is one string key ``<flag><expires>\\n<json>``: the flag is ``T`` for a
+terminal record (final) and ``N`` otherwise; ``expires`` (client epoch seconds,
+empty for never) decides when the record counts as forgotten, so ``MockClock``
+drives TTLs; a ``PX`` of ttl + 1 s frees the memory on the server. A terminal
+write PUBLISHes on ``<ns>:done:<task id>``; ``wait`` subscribes to that channel
+(through the backend's one pub/sub connection) before it reads the key, so a
+write from any process wakes it. A safety re-read every ``MAX_NAP`` seconds
+covers a wake lost to a reconnect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import trio
+
+from stem._clock import now
+from stem._codec import decode_result, encode_result
+from stem._result import TaskResult
+
+from ._conn import Conn, Keys, evalsha, fmt, px
+from ._hub import Hub
+
+MAX_NAP = 2.0
+
+
+def parse_result(value: Any, at: float) -> TaskResult | None:
+    if value is None:
+        return None
+    head, _, body = value.partition(b"\n")
+    expires = head[1:]
+    if expires and float(expires) <= at:
+        return None
+    return decode_result(body)
+
+
+def lease_args(
+    op: str, owner: str, ttl: float | None, *, at: float | None = None
+) -> list[str]:
+    at = now() if at is None else at
+    expires = fmt(at + ttl) if ttl is not None else ""
+    return [op, owner, fmt(at), expires, px(ttl)]
+
+
+@attrs.define(eq=False)
+class RedisResults:
+    """:class:`stem.contracts.ResultBackend` on Redis."""
+
+    conn: Conn
+    keys: Keys
+    hub: Hub
+
+    async def set_state(
+        self, results: Sequence[TaskResult], *, ttl: float | None = None
+    ) -> list[bool]:
+        """Store the batch in one round trip (one script per record, so each
+        record's final-state check is atomic); wakes waiters everywhere."""
+        if not results:
+            return []
+        at = now()
+        expires = fmt(at + ttl) if ttl is not None else ""
+        expiry = px(ttl)
+        bodies = [encode_result(result) for result in results]
+        keys = self.keys
+
+        async def send() -> list[Any]:
+            pipe = self.conn.client.pipeline(transaction=False)
+            for result, body in zip(results, bodies, strict=True):
+                evalsha(
+                    pipe,
+                    "set_state",
+                    [keys.result(result.task_id)],
+                    [
+                        fmt(at),
+                        "1" if result.is_terminal else "0",
+                        expires,
+                        expiry,
+                        body,
+                        keys.done(result.task_id),
+                    ],
+                )
+            replies: list[Any] = await pipe.execute()
+            return replies
+
+        replies = await self.conn.run(send)
+        flags = [bool(int(reply)) for reply in replies]
+        for result, stored in zip(results, flags, strict=True):
+            if stored and result.is_terminal:
+                self.hub.wake_result(result.task_id)
+        return flags
+
+    async def get(self, task_id: str) -> TaskResult | None:
+        key = self.keys.result(task_id)
+        value = await self.conn.run(lambda: self.conn.client.get(key))
+        return parse_result(value, now())
+
+    async def get_many(self, task_ids: Sequence[str]) -> list[TaskResult | None]:
+        if not task_ids:
+            return []
+        keys = [self.keys.result(task_id) for task_id in task_ids]
+
+        async def send() -> list[Any]:
+            pipe = self.conn.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.get(key)
+            replies: list[Any] = await pipe.execute()
+            return replies
+
+        values = await self.conn.run(send)
+        at = now()
+        return [parse_result(value, at) for value in values]
+
+    async def wait(self, task_id: str, *, timeout: float) -> TaskResult | None:
+        """The terminal result, waiting up to ``timeout`` seconds; woken by a
+        terminal write from any process sharing the Redis namespace."""
+        deadline = trio.current_time() + max(timeout, 0.0)
+        channel = self.keys.done(task_id)
+        await self.hub.ensure(channel)
+        try:
+            while True:
+                event = trio.Event()
+                self.hub.add(self.hub.result_waiters, task_id, event)
+                try:
+                    result = await self.get(task_id)
+                    if result is not None and result.is_terminal:
+                        return result
+                    remaining = deadline - trio.current_time()
+                    if remaining <= 0:
+                        return None
+                    with trio.move_on_after(min(remaining, MAX_NAP)):
+                        await event.wait()
+                finally:
+                    self.hub.discard(self.hub.result_waiters, task_id, event)
+        finally:
+            await self.hub.release(channel)
+
+    async def forget(self, task_id: str) -> None:
+        key = self.keys.result(task_id)
+        await self.conn.run(lambda: self.conn.client.delete(key))
+
+    async def group_add(
+        self, group_id: str, index: int, result: TaskResult, *, ttl: float | None = None
+    ) -> int:
+        """HSET member + HLEN in one script: atomic, a repeated index counts
+        once (the last write wins)."""
+        count = await self.conn.script(
+            "group_add",
+            [self.keys.group(group_id)],
+            [str(index), encode_result(result), px(ttl)],
+        )
+        return int(count)
+
+    async def group_results(self, group_id: str) -> dict[int, TaskResult]:
+        key = self.keys.group(group_id)
+        values = await self.conn.run(lambda: self.conn.client.hgetall(key))
+        return {int(index): decode_result(body) for index, body in values.items()}
+
+    async def claim_once(
+        self, key: str, owner: str, *, ttl: float | None = None
+    ) -> bool:
+        reply = await self.conn.script(
+            "lease", [self.keys.once(key)], lease_args("once", owner, ttl)
+        )
+        return bool(int(reply[0]))
+
+    async def reserve_unique(self, key: str, task_id: str, *, ttl: float | None) -> str:
+        reply = await self.conn.script(
+            "lease", [self.keys.unique(key)], lease_args("once", task_id, ttl)
+        )
+        holder = reply[1]
+        return holder.decode() if isinstance(holder, bytes) else str(holder)
+
+    async def release_unique(self, key: str, task_id: str) -> None:
+        await self.conn.script(
+            "lease", [self.keys.unique(key)], lease_args("release", task_id, None)
+        )

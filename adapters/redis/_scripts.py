@@ -1,0 +1,447 @@
+"""The Lua scripts of the Redis backend.
+
+Every broker script takes the same 17 keys of one queue (see ``_keys.QueueKeys``)
+so that helpers can be shared; all keys of a queue share one hash tag, hence one
+Redis Cluster slot. Times (``now``, deadlines) always come from the client as
+ARGV: no script reads the server's clock, so Trio's ``MockClock`` drives leases
+and delays. Scores are formatted with ``%.6f`` before they are returned, since
+Redis truncates Lua numbers to integers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import attrs
+
+#: Helpers shared by the broker scripts. KEYS layout:
+#: 1..10 streams s0..s9 (priority buckets), 11 delayed zset, 12 delayed bodies
+#: hash, 13 sequence counter, 14 lease zset (member "bucket|id", score deadline),
+#: 15 dead zset (member task id, score sequence), 16 dead hash, 17 dead sequence.
+_BROKER_PRELUDE = r"""
+local G = 'stem'
+local function ensure(s)
+  if redis.call('EXISTS', s) == 0 then
+    redis.call('XGROUP', 'CREATE', s, G, '0', 'MKSTREAM')
+  end
+end
+local function xadd(prio, body, n)
+  local s = KEYS[tonumber(prio) + 1]
+  ensure(s)
+  redis.call('XADD', s, '*', 'b', body, 'n', n)
+end
+local function delay(at, prio, body, n)
+  local seq = redis.call('INCR', KEYS[13])
+  local m = string.format('%014d|%d|%d', seq, tonumber(prio), tonumber(n))
+  redis.call('ZADD', KEYS[11], at, m)
+  redis.call('HSET', KEYS[12], m, body)
+end
+local function promote(now)
+  local due = redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', now, 'LIMIT', 0, 1000)
+  for _, m in ipairs(due) do
+    local _, _, prio, n = string.find(m, '^%d+|(%d+)|(%d+)$')
+    local body = redis.call('HGET', KEYS[12], m)
+    if body then xadd(prio, body, n) end
+    redis.call('ZREM', KEYS[11], m)
+    redis.call('HDEL', KEYS[12], m)
+  end
+end
+local function owned(s, id, consumer, count)
+  local p = redis.call('XPENDING', s, G, id, id, 1)
+  local e = p[1]
+  return e ~= nil and e[2] == consumer and tonumber(e[4]) == tonumber(count)
+end
+local function fields(f)
+  local body, n = false, '0'
+  for j = 1, #f, 2 do
+    if f[j] == 'b' then body = f[j + 1] elseif f[j] == 'n' then n = f[j + 1] end
+  end
+  return body, n
+end
+local function settle(b, id)
+  local s = KEYS[tonumber(b) + 1]
+  redis.call('XACK', s, G, id)
+  redis.call('XDEL', s, id)
+  redis.call('ZREM', KEYS[14], b .. '|' .. id)
+end
+local function next_due()
+  local best = nil
+  for _, k in ipairs({KEYS[11], KEYS[14]}) do
+    local r = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
+    if r[2] then
+      local v = tonumber(r[2])
+      if best == nil or v < best then best = v end
+    end
+  end
+  if best == nil then return '' end
+  return string.format('%.6f', best)
+end
+"""
+
+# ARGV: now, wake channel, queue, then (priority, ready_at, body) per message.
+PUBLISH = r"""
+local now = tonumber(ARGV[1])
+promote(ARGV[1])
+for i = 4, #ARGV, 3 do
+  local at = tonumber(ARGV[i + 1])
+  if at > now then delay(at, ARGV[i], ARGV[i + 2], 0)
+  else xadd(ARGV[i], ARGV[i + 2], 0) end
+end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+"""
+
+# ARGV: now, limit, lease deadline, consumer.
+# Returns {next due time or '', {bucket, id, n, count, body, ...}}.
+CLAIM = r"""
+local now = ARGV[1]
+local limit = tonumber(ARGV[2])
+local untl = ARGV[3]
+local consumer = ARGV[4]
+promote(now)
+local out = {}
+local got = 0
+local expired = redis.call('ZRANGEBYSCORE', KEYS[14], '-inf', now, 'LIMIT', 0, limit)
+for _, m in ipairs(expired) do
+  local _, _, b, id = string.find(m, '^(%d)|(.+)$')
+  local s = KEYS[tonumber(b) + 1]
+  local r = redis.call('XCLAIM', s, G, consumer, 0, id)
+  local e = r[1]
+  if e and e[2] then
+    local p = redis.call('XPENDING', s, G, id, id, 1)
+    redis.call('ZADD', KEYS[14], untl, m)
+    local body, n = fields(e[2])
+    out[#out + 1] = b
+    out[#out + 1] = id
+    out[#out + 1] = n
+    out[#out + 1] = tostring(p[1][4])
+    out[#out + 1] = body
+    got = got + 1
+  else
+    redis.call('ZREM', KEYS[14], m)
+    redis.call('XACK', s, G, id)
+  end
+end
+for b = 9, 0, -1 do
+  if got >= limit then break end
+  local s = KEYS[b + 1]
+  if redis.call('EXISTS', s) == 1 then
+    local r = redis.call('XREADGROUP', 'GROUP', G, consumer, 'COUNT', limit - got,
+                         'STREAMS', s, '>')
+    if r then
+      for _, e in ipairs(r[1][2]) do
+        redis.call('ZADD', KEYS[14], untl, b .. '|' .. e[1])
+        local body, n = fields(e[2])
+        out[#out + 1] = tostring(b)
+        out[#out + 1] = e[1]
+        out[#out + 1] = n
+        out[#out + 1] = '1'
+        out[#out + 1] = body
+        got = got + 1
+      end
+    end
+  end
+end
+return {next_due(), out}
+"""
+
+# ARGV: (bucket, id, consumer, count) per delivery. Returns how many were acked.
+ACK = r"""
+local done = 0
+for i = 1, #ARGV, 4 do
+  local b, id = ARGV[i], ARGV[i + 1]
+  if owned(KEYS[tonumber(b) + 1], id, ARGV[i + 2], ARGV[i + 3]) then
+    settle(b, id)
+    done = done + 1
+  end
+end
+return done
+"""
+
+# ARGV: lease deadline, then (bucket, id, consumer, count). Returns 0/1 flags.
+EXTEND = r"""
+local untl = ARGV[1]
+local out = {}
+for i = 2, #ARGV, 4 do
+  local b, id, consumer = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local s = KEYS[tonumber(b) + 1]
+  local m = b .. '|' .. id
+  if owned(s, id, consumer, ARGV[i + 3]) and redis.call('ZSCORE', KEYS[14], m) then
+    redis.call('XCLAIM', s, G, consumer, 0, id, 'JUSTID')
+    redis.call('ZADD', KEYS[14], untl, m)
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
+"""
+
+# ARGV: now, wake channel, queue, bucket, id, consumer, count, requeue (0/1),
+# ready_at, priority, body ('' keeps the old body).
+NACK = r"""
+local now = tonumber(ARGV[1])
+local b, id = ARGV[4], ARGV[5]
+local s = KEYS[tonumber(b) + 1]
+if not owned(s, id, ARGV[6], ARGV[7]) then return 0 end
+local old, n = false, '0'
+local r = redis.call('XRANGE', s, id, id)
+if r[1] then old, n = fields(r[1][2]) end
+settle(b, id)
+if ARGV[8] == '1' then
+  local body = ARGV[11]
+  if body == '' then body = old end
+  if body then
+    local n2 = tonumber(n) + tonumber(ARGV[7])
+    local at = tonumber(ARGV[9])
+    if at > now then delay(at, ARGV[10], body, n2) else xadd(ARGV[10], body, n2) end
+    redis.call('PUBLISH', ARGV[2], ARGV[3])
+  end
+end
+return 1
+"""
+
+# ARGV: bucket, id, consumer, count, task id, entry (JSON). KEYS 15..17 belong
+# to the dead-letter queue of the entry.
+DEAD = r"""
+local b, id = ARGV[1], ARGV[2]
+if not owned(KEYS[tonumber(b) + 1], id, ARGV[3], ARGV[4]) then return 0 end
+settle(b, id)
+local seq = redis.call('INCR', KEYS[17])
+redis.call('ZADD', KEYS[15], seq, ARGV[5])
+redis.call('HSET', KEYS[16], ARGV[5], ARGV[6])
+return 1
+"""
+
+# ARGV: start, stop (ZRANGE indexes). Returns {ids, entries}.
+LIST_DEAD = r"""
+local ids = redis.call('ZRANGE', KEYS[15], ARGV[1], ARGV[2])
+local vals = {}
+for i = 1, #ids, 500 do
+  local chunk = {}
+  for j = i, math.min(i + 499, #ids) do chunk[#chunk + 1] = ids[j] end
+  local got = redis.call('HMGET', KEYS[16], unpack(chunk))
+  for _, v in ipairs(got) do vals[#vals + 1] = v end
+end
+return {ids, vals}
+"""
+
+# KEYS 1..14 of the target queue, 15..16 of the dead-letter queue.
+# ARGV: now, wake channel, queue, then (task id, priority, ready_at, body).
+REPLAY = r"""
+local now = tonumber(ARGV[1])
+promote(ARGV[1])
+local done = 0
+for i = 4, #ARGV, 4 do
+  if redis.call('HDEL', KEYS[16], ARGV[i]) == 1 then
+    redis.call('ZREM', KEYS[15], ARGV[i])
+    local at = tonumber(ARGV[i + 2])
+    if at > now then delay(at, ARGV[i + 1], ARGV[i + 3], 0)
+    else xadd(ARGV[i + 1], ARGV[i + 3], 0) end
+    done = done + 1
+  end
+end
+if done > 0 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+return done
+"""
+
+# ARGV: task ids. Returns how many were deleted.
+PURGE_DEAD = r"""
+local done = 0
+for i = 1, #ARGV do
+  if redis.call('HDEL', KEYS[16], ARGV[i]) == 1 then
+    redis.call('ZREM', KEYS[15], ARGV[i])
+    done = done + 1
+  end
+end
+return done
+"""
+
+# ARGV: now. Returns {pending, delayed, in_flight, dead}.
+STATS = r"""
+promote(ARGV[1])
+local total = 0
+for b = 1, 10 do total = total + redis.call('XLEN', KEYS[b]) end
+local live = redis.call('ZCOUNT', KEYS[14], '(' .. ARGV[1], '+inf')
+local delayed = redis.call('ZCARD', KEYS[11])
+return {total - live, delayed, live, redis.call('ZCARD', KEYS[15])}
+"""
+
+# Deletes entries never delivered (after the group's last-delivered-id) and
+# every delayed message; leased entries stay. Returns how many were deleted.
+PURGE = r"""
+local done = 0
+for b = 1, 10 do
+  local s = KEYS[b]
+  if redis.call('EXISTS', s) == 1 then
+    local last = '0-0'
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do
+      local name, lid = nil, nil
+      for j = 1, #g, 2 do
+        if g[j] == 'name' then name = g[j + 1]
+        elseif g[j] == 'last-delivered-id' then lid = g[j + 1] end
+      end
+      if name == G and lid then last = lid end
+    end
+    local entries = redis.call('XRANGE', s, '(' .. last, '+')
+    for _, e in ipairs(entries) do
+      redis.call('XDEL', s, e[1])
+      done = done + 1
+    end
+  end
+end
+done = done + redis.call('ZCARD', KEYS[11])
+redis.call('DEL', KEYS[11], KEYS[12])
+return done
+"""
+
+# A key holding "expires|owner" (expires '' = never), expiry judged by the
+# client's ``now``; PX only frees memory. KEYS[1]; ARGV: op, owner, now,
+# expires, px ('0' = none). Returns {1 if changed, current holder or false}.
+LEASE = r"""
+local op, owner, now, exp, px = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local holder = nil
+local v = redis.call('GET', KEYS[1])
+if v then
+  local _, _, e, o = string.find(v, '^([^|]*)|(.*)$')
+  if e == '' or tonumber(e) > now then holder = o end
+end
+local function put()
+  if px ~= '0' then redis.call('SET', KEYS[1], exp .. '|' .. owner, 'PX', px)
+  else redis.call('SET', KEYS[1], exp .. '|' .. owner) end
+end
+if op == 'once' then
+  if holder == nil then put() return {1, owner} end
+elseif op == 'lock' then
+  if holder == nil or holder == owner then put() return {1, owner} end
+elseif op == 'renew' then
+  if holder == owner then put() return {1, owner} end
+elseif op == 'release' then
+  if holder == owner then redis.call('DEL', KEYS[1]) return {1, owner} end
+end
+return {0, holder or false}
+"""
+
+# KEYS[1] result key; ARGV: now, terminal (0/1), expires ('' = never), px,
+# body, done channel. A terminal record (unexpired) is final.
+SET_STATE = r"""
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, 1) == 'T' then
+  local nl = string.find(v, '\n', 1, true)
+  local e = string.sub(v, 2, nl - 1)
+  if e == '' or tonumber(e) > tonumber(ARGV[1]) then return 0 end
+end
+local val = (ARGV[2] == '1' and 'T' or 'N') .. ARGV[3] .. '\n' .. ARGV[5]
+if ARGV[4] ~= '0' then redis.call('SET', KEYS[1], val, 'PX', ARGV[4])
+else redis.call('SET', KEYS[1], val) end
+if ARGV[2] == '1' then redis.call('PUBLISH', ARGV[6], '1') end
+return 1
+"""
+
+# KEYS[1] group hash; ARGV: index, body, px. Returns the member count.
+GROUP_ADD = r"""
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return redis.call('HLEN', KEYS[1])
+"""
+
+# KEYS: hash, zset, version counter; ARGV: task id, JSON. Returns the version.
+REVOKE = r"""
+local v = redis.call('INCR', KEYS[3])
+redis.call('HSET', KEYS[1], ARGV[1], v .. '\n' .. ARGV[2])
+redis.call('ZADD', KEYS[2], v, ARGV[1])
+return v
+"""
+
+# KEYS: hash, zset, version counter; ARGV: version. Returns {latest, records}.
+CHANGES = r"""
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf')
+local vals = {}
+for i = 1, #ids, 500 do
+  local chunk = {}
+  for j = i, math.min(i + 499, #ids) do chunk[#chunk + 1] = ids[j] end
+  local got = redis.call('HMGET', KEYS[1], unpack(chunk))
+  for _, v in ipairs(got) do vals[#vals + 1] = v end
+end
+return {redis.call('GET', KEYS[3]) or '0', vals}
+"""
+
+# KEYS: hash, zset; ARGV: worker id, JSON, deadline, now.
+BEAT = r"""
+local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[4], 'LIMIT', 0, 100)
+for _, w in ipairs(old) do
+  if w ~= ARGV[1] then
+    redis.call('HDEL', KEYS[1], w)
+    redis.call('ZREM', KEYS[2], w)
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+"""
+
+# KEYS: hash, zset; ARGV: now. Returns the live workers' JSON.
+WORKERS = r"""
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf')
+if #ids == 0 then return {} end
+return redis.call('HMGET', KEYS[1], unpack(ids))
+"""
+
+# KEYS[1] bucket hash; ARGV: now, rate, burst. Returns seconds to wait ('0').
+TAKE = r"""
+local now, rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local h = redis.call('HMGET', KEYS[1], 't', 'ts')
+local tokens, ts = tonumber(h[1]), tonumber(h[2])
+if tokens == nil or ts == nil then tokens, ts = burst, now end
+if now > ts then
+  tokens = math.min(burst, tokens + (now - ts) * rate)
+  ts = now
+end
+local wait = 0
+if tokens >= 1 - 1e-9 then tokens = math.max(tokens - 1, 0)
+else wait = (1 - tokens) / rate end
+redis.call('HSET', KEYS[1], 't', string.format('%.17g', tokens),
+           'ts', string.format('%.17g', ts))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return string.format('%.17g', wait)
+"""
+
+
+@attrs.frozen
+class Script:
+    """A Lua script with its SHA1 (for EVALSHA)."""
+
+    name: str
+    source: str
+    sha: str
+
+
+def _script(name: str, body: str, *, broker: bool = False) -> Script:
+    source = (_BROKER_PRELUDE + body) if broker else body
+    return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
+
+
+SCRIPTS: dict[str, Script] = {
+    s.name: s
+    for s in [
+        _script("publish", PUBLISH, broker=True),
+        _script("claim", CLAIM, broker=True),
+        _script("ack", ACK, broker=True),
+        _script("extend", EXTEND, broker=True),
+        _script("nack", NACK, broker=True),
+        _script("dead", DEAD, broker=True),
+        _script("list_dead", LIST_DEAD, broker=True),
+        _script("replay", REPLAY, broker=True),
+        _script("purge_dead", PURGE_DEAD, broker=True),
+        _script("stats", STATS, broker=True),
+        _script("purge", PURGE, broker=True),
+        _script("lease", LEASE),
+        _script("set_state", SET_STATE),
+        _script("group_add", GROUP_ADD),
+        _script("revoke", REVOKE),
+        _script("changes", CHANGES),
+        _script("beat", BEAT),
+        _script("workers", WORKERS),
+        _script("take", TAKE),
+    ]
+}
