@@ -223,3 +223,22 @@ def age(ts: float, at: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.1f}m ago"
     return f"{seconds / 3600:.1f}h ago"
+
+
+class QueueName(click.ParamType):  # type: ignore[type-arg]
+    """A queue name, checked like the API checks it."""
+
+    name = "queue"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        from .._options import check_queue_name
+
+        try:
+            return check_queue_name(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+QUEUE = QueueName()

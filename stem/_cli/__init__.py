@@ -1,0 +1,1 @@
+"""The command modules of ``stem`` (see :mod:`stem.cli` for the registry)."""

@@ -1,0 +1,266 @@
+"""``stem dlq``: list, show, retry, replay and purge dead letters."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from ._common import (
+    QUEUE,
+    age,
+    echo_json,
+    fail,
+    iso,
+    json_option,
+    open_client,
+    parse_when,
+    plain,
+    print_table,
+    require_yes,
+    run,
+    url_option,
+    yes_option,
+)
+
+_since_help = (
+    "Only entries dead at or after this time: ISO 8601 "
+    "(UTC when no offset is given) or epoch seconds."
+)
+
+
+@click.group()
+def dlq() -> None:
+    """The dead-letter queue: tasks that will not run again unless you say so.
+
+    A task lands here after its last attempt fails, or when its message
+    cannot be decoded, names an unregistered task or passes a time limit.
+    """
+
+
+@dlq.command("list")
+@click.argument("queue", type=QUEUE)
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
+@url_option
+@json_option
+def dlq_list(queue: str, limit: int, offset: int, url: str, as_json: bool) -> None:
+    """List the dead letters of QUEUE, oldest first.
+
+    \b
+    Examples:
+      stem dlq list default
+      stem dlq list mail --limit 20 --offset 40 --json
+    """
+    from .._clock import now
+
+    async def go() -> tuple[list[Any], float]:
+        async with open_client(url) as client:
+            entries = await client.dead_letters(queue).list(limit=limit, offset=offset)
+            return entries, now()
+
+    entries, at = run(go)
+    records = [dead_letter_record(e) for e in entries]
+    if as_json:
+        echo_json(records)
+        return
+    if not records:
+        click.echo(f"No dead letters in {queue}.")
+        return
+    print_table(
+        f"Dead letters of {queue}",
+        ["task id", "name", "reason", "attempts", "dead", "error"],
+        [
+            [
+                r["task_id"],
+                r["name"],
+                r["reason"],
+                r["attempts"],
+                age(r["dead_at"], at),
+                _error_line(r["error"]),
+            ]
+            for r in records
+        ],
+    )
+
+
+def _error_line(error: dict[str, Any] | None) -> str:
+    if not error:
+        return "-"
+    line = f"{error['type']}: {error['message']}"
+    return line if len(line) <= 80 else line[:77] + "..."
+
+
+@dlq.command("show")
+@click.argument("queue", type=QUEUE)
+@click.argument("task_id")
+@url_option
+@json_option
+def dlq_show(queue: str, task_id: str, url: str, as_json: bool) -> None:
+    """Show one dead letter of QUEUE in full: arguments, error, traceback,
+    attempt history. Exits 1 if there is no such entry.
+
+    \b
+    Example:
+      stem dlq show default 0190f1c2-... --json
+    """
+
+    async def go() -> Any:
+        async with open_client(url) as client:
+            return await client.dead_letters(queue).get(task_id)
+
+    entry = run(go)
+    if entry is None:
+        fail(f"no dead letter {task_id} in queue {queue}")
+    record = dead_letter_record(entry, full=True)
+    if as_json:
+        echo_json(record)
+        return
+    click.echo(f"task:     {record['task_id']}")
+    click.echo(f"name:     {record['name']}")
+    click.echo(f"queue:    {record['queue']}")
+    click.echo(f"reason:   {record['reason']}")
+    click.echo(f"attempts: {record['attempts']}")
+    click.echo(f"dead at:  {record['dead_at_iso']}")
+    if record["args"] is not None:
+        click.echo(f"args:     {json.dumps(record['args'], default=str)}")
+    if record["raw"] is not None:
+        click.echo(f"raw:      {record['raw']}")
+    for i, item in enumerate(record["history"], start=1):
+        click.echo(f"attempt {i}: {item.get('type', '?')}: {item.get('message', '')}")
+    error = record["error"]
+    if error:
+        click.echo(f"error:    {error['type']}: {error['message']}")
+        if error.get("traceback"):
+            click.echo(error["traceback"].rstrip())
+
+
+def dead_letter_record(entry: Any, *, full: bool = False) -> dict[str, Any]:
+    """A DeadLetter as a JSON-ready dict (``full`` adds envelope and history)."""
+    env = entry.envelope
+    record: dict[str, Any] = {
+        "task_id": entry.task_id,
+        "name": entry.name,
+        "queue": entry.queue,
+        "reason": entry.reason,
+        "attempts": entry.attempts,
+        "dead_at": entry.dead_at,
+        "dead_at_iso": iso(entry.dead_at),
+        "error": None if entry.error is None else entry.error.to_dict(),
+        "args": None if env is None else plain(env.args),
+    }
+    if full:
+        record["history"] = [plain(h) for h in entry.history]
+        record["envelope"] = None if env is None else plain(env)
+        record["raw"] = None if entry.raw is None else plain(entry.raw)
+    return record
+
+
+@dlq.command("retry")
+@click.argument("queue", type=QUEUE)
+@click.argument("task_ids", nargs=-1, required=True)
+@url_option
+def dlq_retry(queue: str, task_ids: tuple[str, ...], url: str) -> None:
+    """Put the dead letters TASK_IDS of QUEUE back on the queue.
+
+    Each runs again as a fresh task (attempt 1, same id). Exits 1 if any id
+    was not found (the others are still retried).
+
+    \b
+    Example:
+      stem dlq retry default 0190f1c2-... 0190f1c3-...
+    """
+
+    async def go() -> list[str]:
+        async with open_client(url) as client:
+            done: list[str] = await client.dead_letters(queue).replay(list(task_ids))
+            return done
+
+    done = run(go)
+    for task_id in done:
+        click.echo(f"retried {task_id}")
+    missing = [t for t in task_ids if t not in set(done)]
+    if missing:
+        fail(f"no dead letter in queue {queue} for: {', '.join(missing)}")
+
+
+@dlq.command("replay")
+@click.argument("queue", type=QUEUE)
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many.")
+@click.option("--since", metavar="TIME", help=_since_help)
+@click.option(
+    "--delay",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Make the replayed tasks visible only after this delay.",
+)
+@click.option("--dry-run", is_flag=True, help="Only print what would be replayed.")
+@url_option
+@json_option
+def dlq_replay(
+    queue: str,
+    limit: int | None,
+    since: str | None,
+    delay: float,
+    dry_run: bool,
+    url: str,
+    as_json: bool,
+) -> None:
+    """Replay dead letters of QUEUE (oldest first) as fresh tasks.
+
+    Undecodable entries are never replayed.
+
+    \b
+    Examples:
+      stem dlq replay default --dry-run
+      stem dlq replay mail --since 2024-05-01T00:00:00Z --limit 100 --delay 5
+    """
+    since_ts = None if since is None else parse_when(since, option="--since")
+
+    async def go() -> list[str]:
+        async with open_client(url) as client:
+            ids: list[str] = await client.dead_letters(queue).replay(
+                limit=limit, since=since_ts, delay=delay, dry_run=dry_run
+            )
+            return ids
+
+    ids = run(go)
+    if as_json:
+        echo_json({"queue": queue, "dry_run": dry_run, "task_ids": ids})
+        return
+    verb = "would replay" if dry_run else "replayed"
+    for task_id in ids:
+        click.echo(f"{verb} {task_id}")
+    click.echo(f"{verb} {len(ids)} dead letter(s) of {queue}")
+
+
+@dlq.command("purge")
+@click.argument("queue", type=QUEUE)
+@click.option("--since", metavar="TIME", help=_since_help)
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many.")
+@yes_option
+@url_option
+def dlq_purge(
+    queue: str, since: str | None, limit: int | None, yes: bool, url: str
+) -> None:
+    """Delete dead letters of QUEUE (oldest first). Refuses without --yes.
+
+    \b
+    Examples:
+      stem dlq purge default --yes
+      stem dlq purge mail --since 2024-05-01 --limit 1000 --yes
+    """
+    since_ts = None if since is None else parse_when(since, option="--since")
+    require_yes(yes, f"purge the dead letters of {queue!r}")
+
+    async def go() -> int:
+        async with open_client(url) as client:
+            count: int = await client.dead_letters(queue).purge(
+                since=since_ts, limit=limit
+            )
+            return count
+
+    click.echo(f"purged {run(go)} dead letter(s) from {queue}")
