@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -79,8 +80,8 @@ class PostgresCluster:
     def init(self) -> None:
         self.datadir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
-            shutil.chown(self.datadir, "postgres", "postgres")
             shutil.chown(self.datadir.parent, "postgres", "postgres")
+            shutil.chown(self.datadir, "postgres", "postgres")
         self._run(
             "initdb",
             "-D",
@@ -109,6 +110,14 @@ class PostgresCluster:
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.datadir), "-w", "-m", mode, "stop")
 
+    def destroy(self) -> None:
+        """Stop the server if it runs and delete its files."""
+        try:
+            self.stop("immediate")
+        except RuntimeError:
+            pass
+        shutil.rmtree(self.datadir.parent, ignore_errors=True)
+
     def restart(self, mode: str = "fast") -> None:
         self._run(
             "pg_ctl",
@@ -125,10 +134,13 @@ class PostgresCluster:
         )
 
 
-def _start_cluster(base: Path) -> PostgresCluster:
+def _start_cluster() -> PostgresCluster:
     bindir = _bindir()
     if bindir is None:
         missing("PostgreSQL binaries (initdb, pg_ctl) not found")
+    # Not under pytest's tmp dir: that one is private to root, and initdb
+    # runs as user postgres.
+    base = Path(tempfile.mkdtemp(prefix="stem-pg-"))
     cluster = PostgresCluster(bindir=bindir, datadir=base / "data", port=free_port())
     cluster.init()
     cluster.start()
@@ -136,35 +148,28 @@ def _start_cluster(base: Path) -> PostgresCluster:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[PostgresCluster]:
+def postgres_server() -> Iterator[PostgresCluster]:
     """A PostgreSQL cluster for the whole session, stopped at its end."""
-    cluster = _start_cluster(tmp_path_factory.mktemp("pg"))
+    cluster = _start_cluster()
     try:
         yield cluster
     finally:
-        cluster.stop("immediate")
+        cluster.destroy()
 
 
 @pytest.fixture
-def postgres_cluster_factory(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Callable[[], PostgresCluster]]:
+def postgres_cluster_factory() -> Iterator[Callable[[], PostgresCluster]]:
     """Start private clusters (for tests that restart or stop the server)."""
     started: list[PostgresCluster] = []
 
     def make() -> PostgresCluster:
-        cluster = _start_cluster(tmp_path_factory.mktemp("pgprivate"))
+        cluster = _start_cluster()
         started.append(cluster)
         return cluster
 
     yield make
     for cluster in started:
-        try:
-            cluster.stop("immediate")
-        except RuntimeError:
-            pass
+        cluster.destroy()
 
 
 def fresh_schema_url(base_url: str) -> str:

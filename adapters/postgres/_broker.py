@@ -133,7 +133,7 @@ class _Sql:
         self.extend = f"""
             UPDATE {s}.jobs j SET locked_until = $3
             FROM unnest($1::int8[], $2::text[]) AS r(id, token)
-            WHERE j.id = r.id AND j.receipt = r.token RETURNING j.id"""
+            WHERE j.id = r.id AND j.receipt = r.token RETURNING j.id, j.receipt"""
         self.dead_letter = f"""
             WITH d AS (
                 DELETE FROM {s}.jobs WHERE id = $1 AND receipt = $2 RETURNING id
@@ -404,11 +404,12 @@ class PostgresBroker:
         sql = self._sql.extend
         until = now() + lease
 
-        async def extend(conn: Any) -> set[int]:
-            return {row[0] for row in await conn.fetch(sql, ids, tokens, until)}
+        async def extend(conn: Any) -> set[tuple[int, str]]:
+            rows = await conn.fetch(sql, ids, tokens, until)
+            return {(row[0], row[1]) for row in rows}
 
         held = await self.db.run(extend)
-        return [ident in held and ident >= 0 for ident in ids]
+        return [pair in held for pair in zip(ids, tokens, strict=True)]
 
     def _receipts(self, deliveries: Sequence[Delivery]) -> tuple[list[int], list[str]]:
         ids: list[int] = []
