@@ -95,8 +95,14 @@ async def migrate(url: str, **options: Any) -> list[int]:
     applied (empty when up to date). Safe to run from many processes at once.
     """
     config = parse_url(url, **options)
-    async with _asyncio_loop() as loop:
-        return await _migrate_with(config, Db(config=config, loop=loop))
+    try:
+        async with _asyncio_loop() as loop:
+            return await _migrate_with(config, Db(config=config, loop=loop))
+    except BaseExceptionGroup as group:
+        inner = _single(group)
+        if inner is group:
+            raise
+        raise inner from None
 
 
 async def _reaper(backend: PostgresBackend) -> None:
@@ -111,6 +117,12 @@ async def _reaper(backend: PostgresBackend) -> None:
                 raise
 
 
+def _single(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 @asynccontextmanager
 async def open_backend(url: str, **options: Any) -> AsyncIterator[PostgresBackend]:
     """Open the Postgres backend named by ``url``.
@@ -120,9 +132,22 @@ async def open_backend(url: str, **options: Any) -> AsyncIterator[PostgresBacken
     ``pool_max``, ``poll_interval``, ``retry_timeout``, ``reap_interval``,
     ``auto_migrate``. Migrates the schema on first use unless
     ``auto_migrate=false``. Raises BrokerUnavailable when the server cannot
-    be reached.
+    be reached. An exception from the body (or from opening) comes out as
+    itself, not wrapped in the exception group of an internal nursery.
     """
     config = parse_url(url, **options)
+    try:
+        async with _open(config) as backend:
+            yield backend
+    except BaseExceptionGroup as group:
+        inner = _single(group)
+        if inner is group:
+            raise
+        raise inner from None
+
+
+@asynccontextmanager
+async def _open(config: PostgresConfig) -> AsyncIterator[PostgresBackend]:
     async with AsyncExitStack() as stack:
         loop = await stack.enter_async_context(_asyncio_loop())
         db = Db(config=config, loop=loop)

@@ -90,25 +90,24 @@ class _Sql:
             )
             SELECT count(pg_notify($6, p)) FROM unnest($7::text[]) p"""
         self.claim = f"""
-            WITH q AS (
-                SELECT name, ord FROM unnest($1::text[]) WITH ORDINALITY AS t(name, ord)
-            ), cand AS (
-                SELECT c.id, q.ord FROM q CROSS JOIN LATERAL (
-                    SELECT j.id, j.priority, j.ready_at FROM {s}.jobs j
-                    WHERE j.queue = q.name AND j.ready_at <= $2
-                      AND j.locked_until < $2
-                    ORDER BY j.priority DESC, j.ready_at, j.id
+            UPDATE {s}.jobs j
+            SET locked_until = $4, receipt = $5,
+                delivery_count = j.delivery_count + 1
+            WHERE j.id = ANY(ARRAY(
+                SELECT c.id
+                FROM unnest($1::text[]) WITH ORDINALITY AS q(name, ord)
+                CROSS JOIN LATERAL (
+                    SELECT i.id, i.priority, i.ready_at FROM {s}.jobs i
+                    WHERE i.queue = q.name AND i.ready_at <= $2
+                      AND i.locked_until < $2
+                    ORDER BY i.priority DESC, i.ready_at, i.id
                     LIMIT $3
                     FOR UPDATE SKIP LOCKED
                 ) c
                 ORDER BY q.ord, c.priority DESC, c.ready_at, c.id
                 LIMIT $3
-            )
-            UPDATE {s}.jobs j
-            SET locked_until = $4, receipt = $5,
-                delivery_count = j.delivery_count + 1
-            FROM cand WHERE j.id = cand.id
-            RETURNING j.id, cand.ord, j.priority, j.ready_at, j.queue, j.task_id,
+            ))
+            RETURNING j.id, j.priority, j.ready_at, j.queue, j.task_id,
                       j.delivery_count, j.body"""
         self.next_due = f"""
             SELECT least(
@@ -284,7 +283,7 @@ class PostgresBroker:
                     continue
                 outage_deadline = None
                 if rows:
-                    return self._deliveries(rows, lease, at)
+                    return self._deliveries(names, rows, lease, at)
                 remaining = deadline - trio.current_time()
                 if remaining <= 0:
                     return []
@@ -311,10 +310,13 @@ class PostgresBroker:
         rows, due = await self.db.run_once(claim)
         return rows, due, at
 
-    def _deliveries(self, rows: list[Any], lease: float, at: float) -> list[Delivery]:
-        rows.sort(key=lambda r: (r[1], -r[2], r[3], r[0]))
+    def _deliveries(
+        self, names: list[str], rows: list[Any], lease: float, at: float
+    ) -> list[Delivery]:
+        order = {name: index for index, name in enumerate(names)}
+        rows.sort(key=lambda r: (order.get(r[3], 0), -r[1], r[2], r[0]))
         out: list[Delivery] = []
-        for ident, _ord, _prio, _ready, queue, task_id, count, body, token in rows:
+        for ident, _prio, _ready, queue, task_id, count, body, token in rows:
             receipt = f"{ident}:{token}"
             raw = bytes(body)
             try:
