@@ -67,7 +67,8 @@ async def test_restart_mid_traffic_loses_nothing(postgres_cluster_factory) -> No
         async def wait_across_restart() -> None:
             # Started before the restart, answered after it by another backend.
             result = await backend.results.wait("survivor", timeout=60)
-            assert result is not None and result.value == "ok"
+            assert result is not None
+            assert result.value == "ok"
 
         async def chaos() -> None:
             while len(acked) < TOTAL // 4:

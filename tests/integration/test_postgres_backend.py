@@ -52,9 +52,13 @@ def test_url_options_and_redaction() -> None:
     )
     assert cfg.schema == "jobs"
     assert cfg.poll_interval == 2.0
-    assert "schema" not in cfg.dsn and "poll_interval" not in cfg.dsn
-    assert "sslmode=require" in cfg.dsn and "secret" in cfg.dsn
-    assert "secret" not in cfg.url and "***" in cfg.url and "schema=jobs" in cfg.url
+    assert "schema" not in cfg.dsn
+    assert "poll_interval" not in cfg.dsn
+    assert "sslmode=require" in cfg.dsn
+    assert "secret" in cfg.dsn
+    assert "secret" not in cfg.url
+    assert "***" in cfg.url
+    assert "schema=jobs" in cfg.url
     assert parse_url("postgres://h/db").schema == "stem"
     with pytest.raises(ConfigError):
         parse_url("postgresql://h/db?schema=bad-name;drop")
@@ -169,7 +173,8 @@ async def test_result_wait_woken_across_backends(postgres_url: str) -> None:
             nursery.start_soon(write_later)
             start = trio.current_time()
             result = await waiter_side.results.wait("x", timeout=10)
-        assert result is not None and result.value == 7
+        assert result is not None
+        assert result.value == 7
         assert trio.current_time() - start < 2
 
 
@@ -245,4 +250,5 @@ async def test_many_results_notify_in_chunks(postgres_url: str) -> None:
             nursery.start_soon(write_later)
             with trio.fail_after(5):
                 got = await a.results.wait(results[-1].task_id, timeout=10)
-        assert got is not None and got.ok
+        assert got is not None
+        assert got.ok
