@@ -108,9 +108,7 @@ async def _open(settings: Settings) -> AsyncIterator[RedisBackend]:
         except BaseExceptionGroup as group:
             # The listener never raises (it reconnects); surface the body's
             # own exception instead of a one-member group.
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
+            raise _single(group) from None
     finally:
         await backend.aclose()
 
@@ -129,9 +127,21 @@ async def open_backend(url: str, **options: Any) -> AsyncIterator[RedisBackend]:
     own lifetime when none is open.
     """
     settings = parse_url(url, dict(options))
-    if trio_asyncio.current_loop.get() is None:
-        async with trio_asyncio.open_loop(), _open(settings) as backend:
-            yield backend
-    else:
-        async with _open(settings) as backend:
-            yield backend
+    try:
+        if trio_asyncio.current_loop.get() is None:
+            async with trio_asyncio.open_loop(), _open(settings) as backend:
+                yield backend
+        else:
+            async with _open(settings) as backend:
+                yield backend
+    except BaseExceptionGroup as group:
+        raise _single(group) from None
+
+
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception inside nested one-member groups (the loop's and the
+    listener's nurseries), else the group itself."""
+    inner: BaseException = group
+    while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+        inner = inner.exceptions[0]
+    return inner

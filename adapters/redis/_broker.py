@@ -253,9 +253,7 @@ class RedisBroker:
         ignored."""
         by_queue: dict[str, list[str]] = {}
         for delivery in deliveries:
-            by_queue.setdefault(delivery.queue, []).extend(
-                _parse_receipt(delivery.receipt)
-            )
+            by_queue.setdefault(delivery.queue, []).append(delivery.receipt)
         if not by_queue:
             return
 
@@ -276,8 +274,8 @@ class RedisBroker:
         by_queue: dict[str, list[str]] = {}
         for delivery in deliveries:
             args = by_queue.setdefault(delivery.queue, [until])
-            order.append((delivery.queue, (len(args) - 1) // 4))
-            args.extend(_parse_receipt(delivery.receipt))
+            order.append((delivery.queue, len(args) - 1))
+            args.append(delivery.receipt)
         names = list(by_queue)
 
         async def send() -> list[Any]:

@@ -126,7 +126,9 @@ class Conn:
         return redact(self.settings.url)
 
     def unavailable(self, exc: BaseException) -> BrokerUnavailable:
-        return BrokerUnavailable(f"redis at {self.redacted} is unavailable: {exc!r}")
+        return BrokerUnavailable(
+            f"redis at {self.redacted} is unavailable: {type(exc).__name__}: {exc}"
+        )
 
     async def run(
         self, make: Callable[[], Awaitable[T]], *, until: float | None = None

@@ -145,12 +145,12 @@ end
 return {next_due(), out}
 """
 
-# ARGV: (bucket, id, consumer, count) per delivery. Returns how many were acked.
+# ARGV: receipts ("bucket|id|consumer|count"). Returns how many were acked.
 ACK = r"""
 local done = 0
-for i = 1, #ARGV, 4 do
-  local b, id = ARGV[i], ARGV[i + 1]
-  if owned(KEYS[tonumber(b) + 1], id, ARGV[i + 2], ARGV[i + 3]) then
+for i = 1, #ARGV do
+  local _, _, b, id, consumer, count = string.find(ARGV[i], '^(%d)|([^|]+)|(.*)|(%d+)$')
+  if b and owned(KEYS[tonumber(b) + 1], id, consumer, count) then
     settle(b, id)
     done = done + 1
   end
@@ -158,21 +158,23 @@ end
 return done
 """
 
-# ARGV: lease deadline, then (bucket, id, consumer, count). Returns 0/1 flags.
+# ARGV: lease deadline, then receipts. Returns 0/1 flags.
 EXTEND = r"""
 local untl = ARGV[1]
 local out = {}
-for i = 2, #ARGV, 4 do
-  local b, id, consumer = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local s = KEYS[tonumber(b) + 1]
-  local m = b .. '|' .. id
-  if owned(s, id, consumer, ARGV[i + 3]) and redis.call('ZSCORE', KEYS[14], m) then
-    redis.call('XCLAIM', s, G, consumer, 0, id, 'JUSTID')
-    redis.call('ZADD', KEYS[14], untl, m)
-    out[#out + 1] = 1
-  else
-    out[#out + 1] = 0
+for i = 2, #ARGV do
+  local _, _, b, id, consumer, count = string.find(ARGV[i], '^(%d)|([^|]+)|(.*)|(%d+)$')
+  local held = false
+  if b then
+    local s = KEYS[tonumber(b) + 1]
+    local m = b .. '|' .. id
+    if owned(s, id, consumer, count) and redis.call('ZSCORE', KEYS[14], m) then
+      redis.call('XCLAIM', s, G, consumer, 0, id, 'JUSTID')
+      redis.call('ZADD', KEYS[14], untl, m)
+      held = true
+    end
   end
+  out[#out + 1] = held and 1 or 0
 end
 return out
 """
