@@ -25,8 +25,8 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapters.postgres import open_backend  # noqa: E402
-from stem._envelope import Envelope  # noqa: E402
+from adapters.postgres import open_backend
+from stem._envelope import Envelope
 
 
 def _envelopes(n: int, prefix: str) -> list[Envelope]:
