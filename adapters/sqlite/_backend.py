@@ -1,0 +1,116 @@
+"""The SQLite backend: every store on one file, opened from a URL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+
+from stem.contracts import Capabilities
+
+from ._broker import SQLiteBroker
+from ._config import SQLiteConfig, parse_url
+from ._db import Database
+from ._results import SQLiteResults
+from ._stores import (
+    SQLiteHeartbeats,
+    SQLiteLocks,
+    SQLiteRateLimits,
+    SQLiteRevocations,
+    reap,
+)
+
+#: How often expired rows are deleted (Stem-clock seconds).
+REAP_INTERVAL = 60.0
+
+
+@attrs.define(eq=False)
+class SQLiteBackend:
+    """:class:`stem.contracts.Backend` on one SQLite file (or ``:memory:``,
+    single process). Open it with :func:`open_backend`."""
+
+    config: SQLiteConfig
+    capabilities: Capabilities
+    db: Database
+    broker: SQLiteBroker
+    results: SQLiteResults
+    locks: SQLiteLocks
+    revocations: SQLiteRevocations
+    heartbeats: SQLiteHeartbeats
+    limiter: SQLiteRateLimits
+    _url: str
+    _cancel: trio.CancelScope = attrs.field(factory=trio.CancelScope, init=False)
+    _closed: bool = attrs.field(default=False, init=False)
+
+    @classmethod
+    def from_config(cls, config: SQLiteConfig, url: str) -> SQLiteBackend:
+        db = Database(config, url)
+        return cls(
+            config=config,
+            capabilities=Capabilities(
+                name="sqlite",
+                cross_process=not config.in_memory,
+                persistent=not config.in_memory,
+                server_clock=False,
+                broadcast=True,
+                global_rate_limits=True,
+            ),
+            db=db,
+            broker=SQLiteBroker(
+                db=db,
+                poll_interval=config.poll_interval,
+                broadcast_retention=config.broadcast_retention,
+            ),
+            results=SQLiteResults(db=db, poll_interval=config.poll_interval),
+            locks=SQLiteLocks(db=db),
+            revocations=SQLiteRevocations(db=db),
+            heartbeats=SQLiteHeartbeats(db=db),
+            limiter=SQLiteRateLimits(db=db),
+            url=url,
+        )
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    async def run_background(self) -> None:
+        """The broadcast fan-out and the expiry reaper; stops at ``aclose``."""
+        with self._cancel:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.broker.run_broadcast_poller)
+                while True:
+                    await trio.sleep(REAP_INTERVAL)
+                    await reap(self.db)
+
+    async def aclose(self) -> None:
+        """Stop the background tasks and close the connection (idempotent)."""
+        self._cancel.cancel()
+        if not self._closed:
+            self._closed = True
+            await self.db.aclose()
+
+
+@asynccontextmanager
+async def open_backend(url: str, **options: Any) -> AsyncIterator[SQLiteBackend]:
+    """Open ``sqlite:///relative.db``, ``sqlite:////abs/path.db`` or
+    ``sqlite:///:memory:``; creates the file and migrates its schema.
+
+    Options (query string or keyword): ``poll_interval`` (cross-process
+    wake-up poll, seconds, default 0.05), ``busy_timeout`` (seconds a writer
+    waits for another process's lock, default 10), ``synchronous`` (default
+    NORMAL: a committed task survives a process crash; FULL also survives
+    power loss).
+    """
+    config = parse_url(url, **options)
+    backend = SQLiteBackend.from_config(config, url)
+    await backend.db.open()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(backend.run_background)
+            yield backend
+            backend._cancel.cancel()
+    finally:
+        await backend.aclose()

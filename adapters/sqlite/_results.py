@@ -1,0 +1,263 @@
+"""Task results, group counters, one-shot claims and unique keys.
+
+Every row that can expire carries ``expires_at`` (epoch seconds from Stem's
+clock, passed in as a parameter; SQLite's own clock is never used) and every
+read filters on it, so an expired record is gone the moment its TTL passes;
+the backend's reaper only reclaims the space.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
+
+import attrs
+import trio
+
+from stem import _clock
+from stem._codec import decode_result, encode_result
+from stem._result import TaskResult
+
+from ._db import Database, Signal
+
+_LIVE = "(expires_at IS NULL OR expires_at > ?)"
+_CHUNK = 500
+
+
+def _expiry(now: float, ttl: float | None) -> float | None:
+    return None if ttl is None else now + ttl
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+@attrs.define(eq=False)
+class _Waiters:
+    signal: Signal = attrs.field(factory=Signal)
+    count: int = 0
+
+
+@attrs.define(eq=False)
+class SQLiteResults:
+    """:class:`stem.contracts.ResultBackend` on one SQLite file."""
+
+    db: Database
+    poll_interval: float
+    _waiters: dict[str, _Waiters] = attrs.field(factory=dict, init=False)
+
+    async def set_state(
+        self, results: Sequence[TaskResult], *, ttl: float | None = None
+    ) -> list[bool]:
+        if not results:
+            return []
+        now = _clock.now()
+        expires = _expiry(now, ttl)
+        encoded = [(r.task_id, r.state.is_terminal, encode_result(r)) for r in results]
+        ids = sorted({r.task_id for r in results})
+
+        def run(conn: sqlite3.Connection) -> list[bool]:
+            final: set[str] = set()
+            for part in _chunks(ids):
+                marks = ",".join("?" * len(part))
+                final.update(
+                    row[0]
+                    for row in conn.execute(
+                        f"SELECT task_id FROM results WHERE task_id IN ({marks}) "
+                        f"AND terminal = 1 AND {_LIVE}",
+                        (*part, now),
+                    )
+                )
+            stored: list[bool] = []
+            rows: dict[str, tuple[str, int, float | None, bytes]] = {}
+            for task_id, terminal, body in encoded:
+                if task_id in final:
+                    stored.append(False)
+                    continue
+                rows[task_id] = (task_id, int(terminal), expires, body)
+                if terminal:
+                    final.add(task_id)
+                stored.append(True)
+            conn.executemany(
+                "INSERT OR REPLACE INTO results (task_id, terminal, expires_at, body) "
+                "VALUES (?, ?, ?, ?)",
+                rows.values(),
+            )
+            return stored
+
+        stored = await self.db.write(run)
+        for task_id in ids:
+            waiters = self._waiters.get(task_id)
+            if waiters is not None:
+                waiters.signal.fire()
+        return stored
+
+    @staticmethod
+    def _get(conn: sqlite3.Connection, task_id: str, now: float) -> TaskResult | None:
+        row = conn.execute(
+            f"SELECT body FROM results WHERE task_id = ? AND {_LIVE}", (task_id, now)
+        ).fetchone()
+        return None if row is None else decode_result(row[0])
+
+    @classmethod
+    def _get_boxed(
+        cls, conn: sqlite3.Connection, *, task_id: str, now: float
+    ) -> tuple[TaskResult | None]:
+        return (cls._get(conn, task_id, now),)
+
+    async def get(self, task_id: str) -> TaskResult | None:
+        now = _clock.now()
+        return await self.db.read(lambda conn: self._get(conn, task_id, now))
+
+    async def get_many(self, task_ids: Sequence[str]) -> list[TaskResult | None]:
+        if not task_ids:
+            return []
+        now = _clock.now()
+        unique = sorted(set(task_ids))
+
+        def run(conn: sqlite3.Connection) -> dict[str, bytes]:
+            found: dict[str, bytes] = {}
+            for part in _chunks(unique):
+                marks = ",".join("?" * len(part))
+                for task_id, body in conn.execute(
+                    f"SELECT task_id, body FROM results WHERE task_id IN ({marks}) "
+                    f"AND {_LIVE}",
+                    (*part, now),
+                ):
+                    found[task_id] = body
+            return found
+
+        found = await self.db.read(run)
+        decoded = {task_id: decode_result(body) for task_id, body in found.items()}
+        return [decoded.get(task_id) for task_id in task_ids]
+
+    @contextmanager
+    def _watch(self, task_id: str) -> Iterator[Signal]:
+        waiters = self._waiters.setdefault(task_id, _Waiters())
+        waiters.count += 1
+        try:
+            yield waiters.signal
+        finally:
+            waiters.count -= 1
+            if waiters.count == 0:
+                del self._waiters[task_id]
+
+    async def wait(self, task_id: str, *, timeout: float) -> TaskResult | None:
+        """The terminal result, or None after ``timeout``. A write in this
+        process wakes it at once; another process's within ``poll_interval``
+        (a ``PRAGMA data_version`` read per poll, the row read only on change).
+        """
+        deadline = trio.current_time() + max(timeout, 0.0)
+        seen: int | None = None
+        with self._watch(task_id) as signal:
+            while True:
+                snapshot = signal.snapshot()
+                now = _clock.now()
+                seen, found = await self.db.read_if_changed(
+                    seen, partial(self._get_boxed, task_id=task_id, now=now)
+                )
+                if found is not None and found[0] is not None and found[0].is_terminal:
+                    return found[0]
+                remaining = deadline - trio.current_time()
+                if remaining <= 0:
+                    return None
+                await Signal.wait(snapshot, min(remaining, self.poll_interval))
+                if snapshot.is_set():
+                    seen = None
+
+    async def forget(self, task_id: str) -> None:
+        await self.db.write(
+            lambda conn: conn.execute(
+                "DELETE FROM results WHERE task_id = ?", (task_id,)
+            )
+        )
+
+    # ------------------------------------------------------------ groups
+
+    async def group_add(
+        self, group_id: str, index: int, result: TaskResult, *, ttl: float | None = None
+    ) -> int:
+        now = _clock.now()
+        expires = _expiry(now, ttl)
+        body = encode_result(result)
+
+        def run(conn: sqlite3.Connection) -> int:
+            conn.execute(
+                "INSERT OR REPLACE INTO group_members "
+                "(group_id, idx, expires_at, body) VALUES (?, ?, ?, ?)",
+                (group_id, index, expires, body),
+            )
+            if expires is not None:
+                conn.execute(
+                    "UPDATE group_members SET expires_at = ? WHERE group_id = ?",
+                    (expires, group_id),
+                )
+            (count,) = conn.execute(
+                f"SELECT COUNT(*) FROM group_members WHERE group_id = ? AND {_LIVE}",
+                (group_id, now),
+            ).fetchone()
+            return int(count)
+
+        return await self.db.write(run)
+
+    async def group_results(self, group_id: str) -> dict[int, TaskResult]:
+        now = _clock.now()
+        rows = await self.db.read(
+            lambda conn: conn.execute(
+                f"SELECT idx, body FROM group_members WHERE group_id = ? AND {_LIVE}",
+                (group_id, now),
+            ).fetchall()
+        )
+        return {int(idx): decode_result(body) for idx, body in rows}
+
+    # ------------------------------------------------------------ one-shot keys
+
+    async def claim_once(
+        self, key: str, owner: str, *, ttl: float | None = None
+    ) -> bool:
+        now = _clock.now()
+        expires = _expiry(now, ttl)
+
+        def run(conn: sqlite3.Connection) -> bool:
+            held = conn.execute(
+                f"SELECT 1 FROM claims WHERE key = ? AND {_LIVE}", (key, now)
+            ).fetchone()
+            if held is not None:
+                return False
+            conn.execute(
+                "INSERT OR REPLACE INTO claims (key, owner, expires_at) "
+                "VALUES (?, ?, ?)",
+                (key, owner, expires),
+            )
+            return True
+
+        return await self.db.write(run)
+
+    async def reserve_unique(self, key: str, task_id: str, *, ttl: float | None) -> str:
+        now = _clock.now()
+        expires = _expiry(now, ttl)
+
+        def run(conn: sqlite3.Connection) -> str:
+            row = conn.execute(
+                f"SELECT task_id FROM uniques WHERE key = ? AND {_LIVE}", (key, now)
+            ).fetchone()
+            if row is not None:
+                return str(row[0])
+            conn.execute(
+                "INSERT OR REPLACE INTO uniques (key, task_id, expires_at) "
+                "VALUES (?, ?, ?)",
+                (key, task_id, expires),
+            )
+            return task_id
+
+        return await self.db.write(run)
+
+    async def release_unique(self, key: str, task_id: str) -> None:
+        await self.db.write(
+            lambda conn: conn.execute(
+                "DELETE FROM uniques WHERE key = ? AND task_id = ?", (key, task_id)
+            )
+        )

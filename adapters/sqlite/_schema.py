@@ -1,0 +1,118 @@
+"""The schema, as an ordered list of migrations tracked by ``PRAGMA user_version``.
+
+Each migration runs inside the ``BEGIN IMMEDIATE`` transaction that read the
+version, so two processes opening a fresh file at once apply it exactly once:
+the second waits on the write lock, then sees the new version.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the broker, results and the small stores.
+    """
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- enqueue order
+        queue TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        -- ready/delayed: when it becomes visible, leased: the lease deadline
+        visible_at REAL NOT NULL,
+        token TEXT,                             -- lease token, NULL when not leased
+        delivery_count INTEGER NOT NULL DEFAULT 0,
+        consumer TEXT,
+        body BLOB NOT NULL
+    );
+    CREATE INDEX messages_claim ON messages (queue, priority, visible_at);
+    CREATE TABLE queues (name TEXT PRIMARY KEY) WITHOUT ROWID;
+    CREATE TABLE dead_letters (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        queue TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        error TEXT,
+        attempts INTEGER NOT NULL,
+        dead_at REAL NOT NULL,
+        envelope TEXT,
+        raw BLOB,
+        history TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX dead_letters_task ON dead_letters (queue, task_id);
+    CREATE INDEX dead_letters_order ON dead_letters (queue, dead_at, seq);
+    CREATE TABLE broadcasts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at REAL NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE TABLE results (
+        task_id TEXT PRIMARY KEY,
+        terminal INTEGER NOT NULL,
+        expires_at REAL,
+        body BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE group_members (
+        group_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        expires_at REAL,
+        body BLOB NOT NULL,
+        PRIMARY KEY (group_id, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE claims (
+        key TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires_at REAL
+    ) WITHOUT ROWID;
+    CREATE TABLE uniques (
+        key TEXT PRIMARY KEY,
+        task_id TEXT NOT NULL,
+        expires_at REAL
+    ) WITHOUT ROWID;
+    CREATE TABLE locks (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE revocations (
+        task_id TEXT PRIMARY KEY,
+        terminate INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        expires_at REAL,
+        version INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX revocations_version ON revocations (version);
+    CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)
+        WITHOUT ROWID;
+    CREATE TABLE workers (
+        worker_id TEXT PRIMARY KEY,
+        expires_at REAL NOT NULL,
+        body TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE buckets (
+        key TEXT PRIMARY KEY,
+        tokens REAL NOT NULL,
+        updated_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date inside the caller's write transaction;
+    returns the version found. Refuses a file written by a newer Stem."""
+    (found,) = conn.execute("PRAGMA user_version").fetchone()
+    if found > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"the database has schema version {found}, newer than this Stem "
+            f"understands ({SCHEMA_VERSION}); upgrade trio-stem"
+        )
+    for version in range(found, SCHEMA_VERSION):
+        for statement in MIGRATIONS[version].split(";"):
+            if statement.strip():
+                conn.execute(statement)
+    if found != SCHEMA_VERSION:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return int(found)
