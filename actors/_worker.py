@@ -196,6 +196,7 @@ class Worker(Actor[WorkerMessage]):
         self._thread_limiter = trio.CapacityLimiter(cfg.concurrency)
         self._send, self._receive = trio.open_memory_channel[Delivery](cfg.capacity)
         self._emit_worker("worker_init")
+        crashed = False
         try:
             async with trio.open_nursery() as helpers:
                 helpers.start_soon(self._renew_leases)
@@ -231,6 +232,9 @@ class Worker(Actor[WorkerMessage]):
                         self._capacity = trio.Event()
                         await self._capacity.wait()
                 helpers.cancel_scope.cancel()
+        except Exception:
+            crashed = True  # the supervisor restarts us with the same state
+            raise
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 await self._hand_back_all()
@@ -239,7 +243,8 @@ class Worker(Actor[WorkerMessage]):
                 except Exception:
                     logger.debug("could not remove heartbeat", exc_info=True)
             self._emit_worker("worker_shutdown")
-            self.state.stopped.set()
+            if not crashed:
+                self.state.stopped.set()
 
     async def _serve_mailbox(self, mailbox: Mailbox[WorkerMessage]) -> None:
         while True:

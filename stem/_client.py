@@ -27,13 +27,13 @@ from ._handler import TaskHandler
 from ._ids import new_id
 from ._options import TaskOptions, check_priority, check_queue_name
 from ._result import TaskResult
-from ._signals import PublishEvent
+from ._signals import ActorEvent, PublishEvent
 from ._states import TaskState
 from ._urls import open_backend
 from .contracts import Backend, DeadLetter, QueueStats, Revocation, WorkerInfo
 
 if TYPE_CHECKING:
-    from actors import ActorRef
+    from actors import ActorRef, Supervisor, SupervisorEvent
     from actors._broker import BrokerActor, BrokerMessage
     from actors._eventbus import EventBus
     from actors._worker import Worker
@@ -41,6 +41,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("stem.client")
 
 _UNIQUE_DEFAULT_TTL = 3600.0
+_ACTOR_SIGNALS = {
+    "started": "actor_started",
+    "crashed": "actor_crashed",
+    "restarted": "actor_restarted",
+}
 
 
 @attrs.define(eq=False)
@@ -144,6 +149,7 @@ class Client:
         self._broker_actor: BrokerActor | None = None
         self._bus: EventBus | None = None
         self._workers: list[Worker] = []
+        self._supervisor: Supervisor | None = None
 
     # -- construction -------------------------------------------------------
 
@@ -184,9 +190,9 @@ class Client:
         )
 
     async def __aenter__(self) -> Self:
+        from actors import ChildSpec, Mailbox, open_supervisor
         from actors._broker import BrokerActor
         from actors._eventbus import EventBus
-        from actors._mailbox import Mailbox
 
         if self._stack is not None:
             raise RuntimeError("this client is already open")
@@ -200,16 +206,39 @@ class Client:
             self._nursery = await stack.enter_async_context(trio.open_nursery())
             self._bus = EventBus(signals=self.app.signals)
             await self._nursery.start(self._bus.run)
-            self._broker_actor = BrokerActor(self.backend)
+            self._supervisor = await stack.enter_async_context(
+                open_supervisor(
+                    "stem",
+                    max_restarts=10,
+                    period=60.0,
+                    on_event=self._on_actor_event,
+                )
+            )
+            backend = self.backend
             mailbox: Mailbox[BrokerMessage] = Mailbox(10_000, name="broker")
-            self._broker_ref = await self._nursery.start(
-                self._broker_actor.run, mailbox
+            self._broker_ref = await self._supervisor.start_child(
+                ChildSpec("broker", lambda: BrokerActor(backend), mailbox=mailbox)
             )
         except BaseException:
             await stack.__aexit__(None, None, None)
             raise
         self._stack = stack
         return self
+
+    def _on_actor_event(self, event: SupervisorEvent) -> None:
+        signal = _ACTOR_SIGNALS.get(event.kind)
+        if signal is None or self._bus is None or not self._bus.wants(signal):
+            return
+        self._bus.emit(
+            ActorEvent(
+                signal=signal,
+                at=now(),
+                supervisor=event.supervisor,
+                child=event.child,
+                error=repr(event.error) if event.error is not None else None,
+                restarts=event.restarts,
+            )
+        )
 
     async def __aexit__(
         self,
@@ -222,11 +251,14 @@ class Client:
         try:
             if self._broker_ref is not None and exc_type is None:
                 await self.flush()
-            if self._nursery is not None:
-                self._nursery.cancel_scope.cancel()
         finally:
+            if self._nursery is not None:
+                # The supervisor (entered last) stops its children first;
+                # this ends the event bus when the stack reaches the nursery.
+                self._nursery.cancel_scope.cancel()
             result = await stack.__aexit__(exc_type, exc, tb)
             self._nursery = None
+            self._supervisor = None
             self._broker_ref = None
         return result
 
@@ -525,7 +557,7 @@ class Client:
         On exit it stops taking work, lets running tasks finish within
         ``grace_period`` seconds and hands the rest back to their queues.
         """
-        from actors._mailbox import Mailbox
+        from actors import ChildSpec, Mailbox
         from actors._worker import Stop, Worker, WorkerConfig, WorkerState
 
         if self._nursery is None:
@@ -546,23 +578,40 @@ class Client:
             **cfg_kw,
         )
         state = WorkerState()
-        worker = Worker(
-            app=self.app,
-            backend=self.backend,
-            broker=self._broker,
-            bus=self.bus,
-            config=config,
-            state=state,
-            client=self,
-        )
         mailbox: Mailbox[Any] = Mailbox(100, name=f"worker:{config.worker_id}")
-        ref = await self._nursery.start(worker.run, mailbox)
-        self._workers.append(worker)
+        backend, broker, bus = self.backend, self._broker, self.bus
+        incarnation: list[Worker] = []
+
+        def make_worker() -> Worker:
+            incarnation[:] = [
+                Worker(
+                    app=self.app,
+                    backend=backend,
+                    broker=broker,
+                    bus=bus,
+                    config=config,
+                    state=state,
+                    client=self,
+                )
+            ]
+            return incarnation[0]
+
+        if self._supervisor is None:
+            raise RuntimeError("the client is not open: use `async with client:`")
+        ref = await self._supervisor.start_child(
+            ChildSpec(
+                f"worker:{config.worker_id}",
+                make_worker,
+                restart="transient",
+                mailbox=mailbox,
+            )
+        )
+        handle = incarnation[0]
+        self._workers.append(handle)
         try:
-            yield worker
+            yield handle
         finally:
-            self._workers.remove(worker)
-            state.grace = None
+            self._workers.remove(handle)
             with trio.CancelScope(shield=True):
                 ref.tell_nowait(Stop())
                 with trio.move_on_after(config.grace_period + 30):

@@ -68,5 +68,12 @@ def migrate(url: str) -> None:
             fail(str(exc), EXIT_CONFIG)
         except StemError as exc:
             fail(str(exc))
-    suffix = "" if outcome is None else f" ({outcome})"
-    click.echo(f"migrated {redact(url)}{suffix}")
+    shown = redact(url)
+    if isinstance(outcome, list | tuple):
+        if outcome:
+            applied = ", ".join(str(v) for v in outcome)
+            click.echo(f"{shown}: applied migration(s) {applied}")
+        else:
+            click.echo(f"{shown}: schema is up to date")
+    else:
+        click.echo(f"{shown}: migrated")
