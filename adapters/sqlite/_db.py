@@ -15,6 +15,7 @@ abandoned), so every call is atomic with respect to cancellation.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -61,14 +62,7 @@ class Database:
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(cfg.busy_timeout * 1000)}")
             if not cfg.in_memory:
-                # Switching to WAL takes a brief exclusive lock; another process
-                # doing the same at that moment is waited for by busy_timeout.
-                (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-                if str(mode).lower() != "wal":
-                    raise sqlite3.OperationalError(
-                        f"cannot switch {cfg.path} to WAL mode (got {mode!r}); "
-                        "is it on a network file system?"
-                    )
+                self._enable_wal(conn)
             conn.execute(f"PRAGMA synchronous = {cfg.synchronous}")
             conn.execute("PRAGMA foreign_keys = OFF")
             conn.execute("BEGIN IMMEDIATE")
@@ -82,6 +76,33 @@ class Database:
             conn.close()
             raise
         self._conn = conn
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL. Runs in the worker thread. The switch takes a brief
+        exclusive lock and SQLite reports "locked" at once (ignoring the busy
+        timeout) when another process is creating the file at that moment, so
+        retry with a short backoff up to the busy timeout."""
+        deadline = time.monotonic() + self.config.busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
+                if str(mode).lower() != "wal":
+                    (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.1)
+                continue
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(
+                    f"cannot switch {self.config.path} to WAL mode (got {mode!r}); "
+                    "is it on a network file system?"
+                )
+            return
 
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):
