@@ -20,6 +20,7 @@ from .._errors import BrokerUnavailable, ConfigError, StemError
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
+E = TypeVar("E", bound=BaseException)
 
 #: Exit status for a configuration or usage error (bad --app, bad URL).
 EXIT_CONFIG = 2
@@ -100,13 +101,13 @@ def get_app(spec: str | None, *, required: bool = False) -> App | None:
         fail(str(exc), EXIT_CONFIG)
 
 
-def _stem_error(exc: BaseException) -> StemError | None:
-    """The first StemError in ``exc`` (unwrapping exception groups)."""
-    if isinstance(exc, StemError):
+def _leaf(exc: BaseException, kind: type[E]) -> E | None:
+    """The first exception of type ``kind`` in ``exc`` (unwrapping groups)."""
+    if isinstance(exc, kind):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
-            found = _stem_error(inner)
+            found = _leaf(inner, kind)
             if found is not None:
                 return found
     return None
@@ -116,7 +117,8 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
     """``trio.run(fn)``; Stem's errors become one line on stderr.
 
     ConfigError exits 2, anything else Stem raises on purpose (backend
-    unreachable, a timeout) exits 1. Other exceptions propagate (bugs).
+    unreachable, a timeout) exits 1; :func:`fail` may be called inside ``fn``.
+    Other exceptions propagate (bugs).
     """
 
     async def call() -> T:
@@ -124,17 +126,26 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
 
     try:
         return trio.run(call)
+    except BaseExceptionGroup as group:
+        exit_ = _leaf(group, SystemExit)
+        if exit_ is not None:
+            raise exit_ from None
+        _report(group)
     except KeyboardInterrupt:
         fail("interrupted", 130)
     except Exception as exc:
-        err = _stem_error(exc)
-        if err is None:
-            raise
-        if isinstance(err, ConfigError):
-            fail(str(err), EXIT_CONFIG)
-        if isinstance(err, BrokerUnavailable):
-            fail(f"backend unreachable: {err}")
-        fail(str(err) or type(err).__name__)
+        _report(exc)
+
+
+def _report(exc: BaseException) -> NoReturn:
+    err = _leaf(exc, StemError)
+    if err is None:
+        raise exc
+    if isinstance(err, ConfigError):
+        fail(str(err), EXIT_CONFIG)
+    if isinstance(err, BrokerUnavailable):
+        fail(f"backend unreachable: {err}")
+    fail(str(err) or type(err).__name__)
 
 
 @asynccontextmanager
