@@ -16,7 +16,7 @@ leases, so nothing is lost, only delivered again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
 
 import attrs
@@ -32,7 +32,7 @@ from ._mailbox import Reply
 
 logger = logging.getLogger("stem.broker")
 
-Action = Literal["ack", "retry", "drop", "dead"]
+Action = Literal["ack", "retry", "drop", "dead", "none"]
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -78,6 +78,14 @@ class Flush:
 
 BrokerMessage = Publish | StoreResults | Finish | Flush
 
+#: Called with every batch of finished deliveries after their results are
+#: stored and before anything is published or acked; returns envelopes to
+#: publish in the same batch (a chain's next link, a chord's callback). A hook
+#: that raises leaves the batch unacked: its messages come back after their
+#: lease and the hook sees them again. Hooks filter on ``finish.delivery``'s
+#: envelope meta themselves and must be cheap for finishes they ignore.
+FinishHook = Callable[[Sequence[Finish]], Awaitable[Sequence[Envelope]]]
+
 
 @attrs.frozen(kw_only=True)
 class BrokerActorStatistics:
@@ -94,6 +102,7 @@ class BrokerActorStatistics:
 @attrs.define(eq=False)
 class BrokerActor(Actor[BrokerMessage]):
     backend: Backend
+    hooks: Sequence[FinishHook] = ()
     retry_attempts: int = 5
     retry_initial: float = 0.05
     retry_max: float = 2.0
@@ -135,6 +144,15 @@ class BrokerActor(Actor[BrokerMessage]):
                     self.backend.results.set_state, list(by_id.values()), ttl=ttl
                 )
                 self._count("results_stored", len(by_id))
+            if finishes and self.hooks:
+                try:
+                    for hook in self.hooks:
+                        envelopes.extend(await hook(finishes))
+                except BrokerUnavailable:
+                    raise
+                except Exception:
+                    logger.exception("a finish hook failed; the batch is left unacked")
+                    finishes = [attrs.evolve(f, action="none") for f in finishes]
             if envelopes:
                 await self._retrying(self.backend.broker.publish, envelopes)
                 self._count("published", len(envelopes))

@@ -32,6 +32,7 @@ from stem._errors import (
     TimeLimitExceeded,
 )
 from stem._ids import new_id
+from stem._instrument import NOOP, Instrumentation
 from stem._options import DEFAULT_VISIBILITY_TIMEOUT, TaskOptions
 from stem._result import ErrorInfo, TaskResult
 from stem._signals import TaskEvent, WorkerEvent
@@ -162,6 +163,7 @@ class Worker(Actor[WorkerMessage]):
     config: WorkerConfig = attrs.field(factory=WorkerConfig)
     state: WorkerState = attrs.field(factory=WorkerState)
     client: Any = None
+    instrumentation: Instrumentation = attrs.field(factory=lambda: NOOP)
     _held: dict[str, Delivery] = attrs.field(factory=dict, init=False)
     _lease_len: dict[str, float] = attrs.field(factory=dict, init=False)
     _running: dict[str, _Running] = attrs.field(factory=dict, init=False)
@@ -367,7 +369,7 @@ class Worker(Actor[WorkerMessage]):
             if rev is not None and delivery.envelope is not None:
                 self._revoke_delivery(delivery, rev.reason)
 
-    def _revoke_delivery(self, delivery: Delivery, reason: str) -> None:
+    def _revoke_delivery(self, delivery: Delivery, reason: str) -> TaskResult | None:
         env = delivery.envelope
         assert env is not None
         self._count("revoked")
@@ -383,7 +385,7 @@ class Worker(Actor[WorkerMessage]):
         self._emit_task(
             "task_revoked", env.id, env.name, env.queue, env.attempt, reason=reason
         )
-        self._finish(
+        return self._finish(
             Finish(
                 delivery=delivery,
                 action="drop",
@@ -469,11 +471,18 @@ class Worker(Actor[WorkerMessage]):
                 ttl=opts.result_ttl,
             )
         )
-        await self._run_attempt(delivery, handler, opts)
+        with self.instrumentation.attempt(
+            env, worker_id=self.config.worker_id
+        ) as scope:
+            t0 = trio.current_time()
+            result = await self._run_attempt(delivery, handler, opts)
+            scope.outcome(result, runtime=trio.current_time() - t0)
 
     async def _run_attempt(
         self, delivery: Delivery, handler: TaskHandler[Any], opts: TaskOptions
-    ) -> None:
+    ) -> TaskResult | None:
+        """Run one attempt and send its outcome; returns the stored result
+        (None when the delivery was handed back)."""
         env = delivery.envelope
         assert env is not None
         t0 = trio.current_time()
@@ -519,7 +528,7 @@ class Worker(Actor[WorkerMessage]):
                 ):
                     try:
                         if handler.is_async:
-                            value = await handler(ctx, env.args)  # type: ignore[misc]
+                            value = await handler(ctx, env.args)
                         else:
                             value = await trio.to_thread.run_sync(
                                 partial(handler, ctx, env.args),
@@ -542,12 +551,8 @@ class Worker(Actor[WorkerMessage]):
         if scope.cancelled_caught:
             if running.cancel_reason == "shutdown":
                 self._hand_back(delivery)
-                return
-            error = TaskRevoked(
-                f"task was {running.cancel_reason or 'revoked'} while running"
-            )
-            self._revoke_delivery(delivery, running.cancel_reason or "revoked")
-            return
+                return None
+            return self._revoke_delivery(delivery, running.cancel_reason or "revoked")
         if self.bus.wants("task_postrun"):
             self._emit_task(
                 "task_postrun",
@@ -563,13 +568,12 @@ class Worker(Actor[WorkerMessage]):
             except EncodeError as exc:
                 error = exc
         if error is None:
-            self._succeed(delivery, value, opts, runtime)
-        else:
-            self._fail(delivery, error, opts, runtime)
+            return self._succeed(delivery, value, opts, runtime)
+        return self._fail(delivery, error, opts, runtime)
 
     def _succeed(
         self, delivery: Delivery, value: Any, opts: TaskOptions, runtime: float
-    ) -> None:
+    ) -> TaskResult | None:
         env = delivery.envelope
         assert env is not None
         self._count("succeeded")
@@ -592,7 +596,7 @@ class Worker(Actor[WorkerMessage]):
                 value=value,
                 runtime=runtime,
             )
-        self._finish(
+        return self._finish(
             Finish(delivery=delivery, action="ack", result=result, ttl=opts.result_ttl)
         )
 
@@ -602,7 +606,7 @@ class Worker(Actor[WorkerMessage]):
         error: BaseException,
         opts: TaskOptions,
         runtime: float,
-    ) -> None:
+    ) -> TaskResult | None:
         env = delivery.envelope
         assert env is not None
         info = ErrorInfo.from_exception(error)
@@ -642,7 +646,7 @@ class Worker(Actor[WorkerMessage]):
                     retry_in=delay,
                     runtime=runtime,
                 )
-            self._finish(
+            return self._finish(
                 Finish(
                     delivery=delivery,
                     action="retry",
@@ -652,7 +656,6 @@ class Worker(Actor[WorkerMessage]):
                     ttl=opts.result_ttl,
                 )
             )
-            return
         self._count("failed")
         if isinstance(error, TimeLimitExceeded):
             reason = "time-limit"
@@ -693,7 +696,7 @@ class Worker(Actor[WorkerMessage]):
             envelope=env,
             history=tuple(history),
         )
-        self._finish(
+        return self._finish(
             Finish(
                 delivery=delivery,
                 action="dead",
@@ -749,10 +752,11 @@ class Worker(Actor[WorkerMessage]):
             Finish(delivery=delivery, action="dead", result=result, dead=entry)
         )
 
-    def _finish(self, finish: Finish) -> None:
+    def _finish(self, finish: Finish) -> TaskResult | None:
         self._count("processed")
         self._finishing.add(finish.delivery.receipt)
         self._tell(attrs.evolve(finish, on_done=self._settled))
+        return finish.result
 
     def _tell(self, msg: BrokerMessage) -> None:
         """Send to the broker actor without blocking the slot, keeping order:

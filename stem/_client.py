@@ -7,6 +7,7 @@ supervisor in the client's nursery; ``client.worker()`` adds a Worker.
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -25,6 +26,7 @@ from ._envelope import Envelope
 from ._errors import EncodeError, WaitTimeout
 from ._handler import TaskHandler
 from ._ids import new_id
+from ._instrument import Instrumentation, default_instrumentation
 from ._options import TaskOptions, check_priority, check_queue_name
 from ._result import TaskResult
 from ._signals import ActorEvent, PublishEvent
@@ -34,7 +36,7 @@ from .contracts import Backend, DeadLetter, QueueStats, Revocation, WorkerInfo
 
 if TYPE_CHECKING:
     from actors import ActorRef, Supervisor, SupervisorEvent
-    from actors._broker import BrokerActor, BrokerMessage
+    from actors._broker import BrokerActor, BrokerMessage, FinishHook
     from actors._eventbus import EventBus
     from actors._worker import Worker
 
@@ -72,7 +74,7 @@ class DeadLetters:
         since: datetime | float | None = None,
         delay: Duration = 0.0,
         dry_run: bool = False,
-    ) -> list[str]:
+    ) -> builtins.list[str]:
         """Put entries back on the queue as fresh tasks (attempt 1, same id).
 
         Returns the ids chosen; ``dry_run`` only reports them. The replayed
@@ -136,9 +138,19 @@ class Client:
         workflows: Iterable[Any] | None = None,
         schedules: Iterable[Any] | None = None,
         backend: Backend | None = None,
+        instrumentation: Instrumentation | None = None,
         **backend_options: Any,
     ) -> None:
         self.app = coerce_app(app, tasks, workflows, schedules)
+        #: tracing/metrics hooks; OpenTelemetry when its global provider is set
+        self.instrumentation = (
+            instrumentation
+            if instrumentation is not None
+            else default_instrumentation()
+        )
+        #: run by the broker actor on every batch of finished deliveries
+        #: (canvas continuations, workflow wake-ups); see actors._broker.FinishHook
+        self._finish_hooks: list[FinishHook] = []
         self.url = url
         self._backend_options = backend_options
         self._given_backend = backend
@@ -217,7 +229,11 @@ class Client:
             backend = self.backend
             mailbox: Mailbox[BrokerMessage] = Mailbox(10_000, name="broker")
             self._broker_ref = await self._supervisor.start_child(
-                ChildSpec("broker", lambda: BrokerActor(backend), mailbox=mailbox)
+                ChildSpec(
+                    "broker",
+                    lambda: BrokerActor(backend, hooks=self._finish_hooks),
+                    mailbox=mailbox,
+                )
             )
         except BaseException:
             await stack.__aexit__(None, None, None)
@@ -430,6 +446,7 @@ class Client:
             )
             for env in fresh
         )
+        fresh = list(self.instrumentation.on_publish(fresh))
         bus = self.bus
         if bus.wants("publish_before"):
             bus.emit(_publish_event("publish_before", fresh))
@@ -449,6 +466,7 @@ class Client:
                     with trio.CancelScope(shield=True):
                         await results.release_unique(key, env.id)
             raise
+        self.instrumentation.published(fresh)
         if bus.wants("publish_after"):
             bus.emit(_publish_event("publish_after", fresh))
         return ids
@@ -592,6 +610,7 @@ class Client:
                     config=config,
                     state=state,
                     client=self,
+                    instrumentation=self.instrumentation,
                 )
             ]
             return incarnation[0]
@@ -616,6 +635,12 @@ class Client:
                 ref.tell_nowait(Stop())
                 with trio.move_on_after(config.grace_period + 30):
                     await state.stopped.wait()
+
+    def add_finish_hook(self, hook: FinishHook) -> None:
+        """Run ``hook`` on every batch of finished deliveries of this client's
+        workers (see ``actors._broker.FinishHook``)."""
+        if hook not in self._finish_hooks:
+            self._finish_hooks.append(hook)
 
     def events(self, *signals: str, buffer: int = 1000) -> Any:
         """``async with client.events("task_failed") as events:`` a bounded

@@ -27,6 +27,22 @@ def to_seconds(value: Duration, *, name: str = "duration") -> float:
     return seconds
 
 
+def seconds(value: Any) -> Any:
+    """attrs converter: a ``timedelta`` becomes float seconds; other values are
+    left for :func:`check_seconds` to judge (so its error names the field)."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def check_seconds(_: object, attribute: Any, value: Any) -> None:
+    """attrs validator: ``None`` or finite seconds >= 0, naming the field."""
+    if value is not None:
+        to_seconds(value, name=attribute.name)
+
+
 def optional_seconds(name: str) -> Any:
     """An attrs converter turning ``None | Duration`` into ``None | float``."""
 

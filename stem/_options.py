@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import attrs
 
-from ._durations import Duration, optional_seconds, seconds_converter
+from ._durations import Duration, check_seconds, seconds
 from ._ratelimit import RateLimit
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 
@@ -74,25 +74,26 @@ class TaskOptions:
     rate_limit_scope: Literal["local", "global"] = "local"
     rate_limit_key: str | None = None
     soft_time_limit: float | None = attrs.field(
-        default=None, converter=optional_seconds("soft_time_limit")
+        default=None, converter=seconds, validator=check_seconds
     )
     hard_time_limit: float | None = attrs.field(
-        default=None, converter=optional_seconds("hard_time_limit")
+        default=None, converter=seconds, validator=check_seconds
     )
     visibility_timeout: float = attrs.field(
         default=DEFAULT_VISIBILITY_TIMEOUT,
-        converter=seconds_converter("visibility_timeout"),
+        converter=seconds,
+        validator=check_seconds,
     )
     retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY
     unique: bool = False
     unique_for: float | None = attrs.field(
-        default=None, converter=optional_seconds("unique_for")
+        default=None, converter=seconds, validator=check_seconds
     )
     expires: float | None = attrs.field(
-        default=None, converter=optional_seconds("expires")
+        default=None, converter=seconds, validator=check_seconds
     )
     result_ttl: float | None = attrs.field(
-        default=86400.0, converter=optional_seconds("result_ttl")
+        default=86400.0, converter=seconds, validator=check_seconds
     )
     execution: Literal["async", "thread", "process"] = "async"
 

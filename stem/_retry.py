@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import attrs
 
-from ._durations import seconds_converter
+from ._durations import check_seconds, seconds
 
 ExceptionTypes = tuple[type[BaseException], ...]
 
@@ -32,8 +32,8 @@ class RetryPolicy:
     instance of ``retry_on`` and not of ``dont_retry_on``.
     """
 
-    base: float = attrs.field(default=1.0, converter=seconds_converter("base"))
-    cap: float = attrs.field(default=300.0, converter=seconds_converter("cap"))
+    base: float = attrs.field(default=1.0, converter=seconds, validator=check_seconds)
+    cap: float = attrs.field(default=300.0, converter=seconds, validator=check_seconds)
     factor: float = attrs.field(default=2.0)
     jitter: bool = True
     retry_on: ExceptionTypes = attrs.field(
