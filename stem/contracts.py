@@ -7,7 +7,7 @@ moves data, atomically where the contract says so.
 
 Conventions every implementation follows:
 
-* Times are Unix epoch seconds as float, read from :func:`stem.clock.now`
+* Times are Unix epoch seconds as float, read from ``stem._clock.now()``
   (Trio's clock, so ``MockClock`` drives leases and delays). Adapters never
   use the server's clock for deadlines unless they declare
   ``Capabilities.server_clock``.
@@ -56,10 +56,13 @@ class Capabilities:
 class Delivery:
     """One leased message handed to a consumer.
 
-    ``receipt`` identifies this lease: ack/nack/extend with a receipt whose
-    lease has expired (and the message been delivered again) do nothing and
-    report False. ``envelope`` is None when the body could not be decoded; then
-    ``raw`` holds the body and ``decode_error`` the reason.
+    ``receipt`` identifies this lease. A receipt stays valid until the message
+    is claimed again (even past its lease deadline); after that, ack/nack/
+    extend/dead_letter with it change nothing and report False.
+    ``envelope`` is None when the body could not be decoded; then ``raw`` holds
+    the body, ``decode_error`` the reason, and ``task_id`` is the body's
+    ``id`` when readable, else ``""``. ``delivery_count`` counts claims of the
+    message, carried across ``nack(requeue=True)``.
     """
 
     receipt: str
@@ -168,7 +171,9 @@ class Broker(Protocol):
         publish (not only by polling), and returns ``[]`` if none came. A
         message leased here is not delivered again until its lease expires or
         it is nacked. Cancellation may lose the batch to the lease timeout
-        (at-least-once), never a message.
+        (at-least-once), never a message. While the backend is unreachable it
+        retries until ``wait`` passes, then raises ``BrokerUnavailable``;
+        callers retry.
         """
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
@@ -184,7 +189,8 @@ class Broker(Protocol):
     ) -> bool:
         """Give a leased message back.
 
-        With ``requeue`` it becomes visible again after ``delay`` seconds,
+        With ``requeue`` it becomes visible again at ``now + delay`` (the
+        later of that and ``envelope.not_before`` where a backend stores both),
         replaced by ``envelope`` when given (a retry's next attempt keeps the
         id). Without ``requeue`` it is dropped (its outcome was stored).
         Returns False (changing nothing) for a stale receipt.
@@ -198,7 +204,9 @@ class Broker(Protocol):
     async def dead_letter(self, delivery: Delivery, entry: DeadLetter) -> bool:
         """Atomically remove the leased message and record ``entry``.
 
-        Returns False (changing nothing) for a stale receipt."""
+        A task id has at most one dead-letter entry per queue; a later entry
+        replaces it (and moves to the end). Returns False (changing nothing)
+        for a stale receipt."""
 
     async def list_dead(
         self, queue: str, *, limit: int = 100, offset: int = 0
@@ -218,7 +226,8 @@ class Broker(Protocol):
         dry_run: bool = False,
     ) -> list[str]:
         """Put dead letters back on their queue as fresh tasks (attempt 1,
-        same id), visible after ``delay``; returns the ids chosen. ``since``
+        same id, ``meta["history"]`` cleared), visible after ``delay``;
+        returns the ids chosen. ``since``
         keeps entries with ``dead_at >= since``. ``dry_run`` changes nothing.
         Undecodable entries are never replayed."""
 
@@ -236,7 +245,10 @@ class Broker(Protocol):
         """Delete the queue's pending and delayed messages (not leased ones)."""
 
     async def broadcast(self, message: Mapping[str, Any]) -> None:
-        """Send a JSON object to every current subscriber (remote control)."""
+        """Send a JSON object to every current subscriber (remote control).
+
+        Messages must stay under 7,900 bytes of JSON (Postgres NOTIFY's limit);
+        larger ones raise ValueError."""
 
     def subscribe(
         self,
@@ -279,7 +291,8 @@ class ResultBackend(Protocol):
     async def claim_once(
         self, key: str, owner: str, *, ttl: float | None = None
     ) -> bool:
-        """True for exactly one caller per ``key`` (until the ttl passes)."""
+        """True for exactly one call per ``key`` (until the ttl passes); a
+        second call is False even for the same owner."""
 
     async def reserve_unique(self, key: str, task_id: str, *, ttl: float | None) -> str:
         """Set ``key`` to ``task_id`` unless it is held; return the holder."""
@@ -292,10 +305,13 @@ class ResultBackend(Protocol):
 class LockStore(Protocol):
     """Leases with an owner and a time to live (leader election, beat)."""
 
-    async def acquire(self, name: str, owner: str, *, ttl: float) -> bool: ...
+    async def acquire(self, name: str, owner: str, *, ttl: float) -> bool:
+        """Take the lock if free or expired; acquiring a lock you already hold
+        succeeds and resets its ttl."""
 
     async def renew(self, name: str, owner: str, *, ttl: float) -> bool:
-        """Extend only if ``owner`` still holds the lock."""
+        """Extend only if ``owner`` still holds the lock; False once the ttl
+        has passed, even if nobody else took it."""
 
     async def release(self, name: str, owner: str) -> bool:
         """Release only if ``owner`` holds it."""
@@ -314,7 +330,10 @@ class RevocationStore(Protocol):
         """The live (unexpired) revocations among ``task_ids``."""
 
     async def changes_since(self, version: int) -> tuple[list[Revocation], int]:
-        """Live revocations upserted after ``version``, and the latest version."""
+        """Live revocations upserted after ``version``, and the latest version.
+
+        Versions become visible in increasing order, so a reader never skips a
+        revocation by having seen a higher version first."""
 
 
 @runtime_checkable
@@ -334,7 +353,8 @@ class RateLimitStore(Protocol):
     async def take(self, key: str, *, rate: float, burst: int) -> float:
         """Take one token from bucket ``key`` (``rate`` tokens per second,
         at most ``burst`` saved). Returns 0.0 if taken, else the seconds until
-        one will be available (nothing taken)."""
+        one will be available (nothing taken). ``rate <= 0`` raises
+        ValueError."""
 
 
 @runtime_checkable
@@ -351,7 +371,8 @@ class Backend(Protocol):
 
     @property
     def url(self) -> str:
-        """The URL with any password replaced by ``***``."""
+        """The URL with any password replaced by ``***`` (for display; keep
+        the real URL to open the backend elsewhere)."""
 
     async def aclose(self) -> None: ...
 
