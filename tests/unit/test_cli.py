@@ -531,3 +531,32 @@ def test_urls_are_redacted_in_errors() -> None:
     result = invoke("db", "migrate", "--url", "mysql://u:hunter2@h/db")
     assert "hunter2" not in result.output
     assert "***" in result.stderr
+
+
+@pytest.mark.slow
+def test_worker_command_runs_tasks_and_stops_on_sigterm(url: str) -> None:
+    """`stem worker` runs enqueued tasks and exits 0 on SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    task_id = invoke("enqueue", "cli.add", "--args", '{"a": 4, "b": 5}', "--url", url)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stem.cli", "worker", "--app", APP, "--url", url]
+        + ["-Q", "default,mail", "--concurrency", "2", "--grace-period", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        done = invoke("result", task_id.stdout.strip(), "--wait", "20", "--url", url)
+        assert done.exit_code == 0, done.output
+        assert "succeeded" in done.stdout
+    finally:
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "ready on" in err
+    assert "SIGTERM" in err
