@@ -26,7 +26,6 @@ from stem import _clock
 from stem._codec import (
     decode_envelope,
     dumps,
-    encode_envelope,
     envelope_from_dict,
     envelope_to_dict,
 )
@@ -48,6 +47,13 @@ _INSERT = (
     "VALUES (?, ?, ?, ?, ?)"
 )
 _SUBSCRIBER_BUFFER = 256
+
+
+def _encode(env: Envelope) -> str:
+    """The envelope as JSON text: stored as TEXT it reads back as ``str``,
+    which ``json.loads`` parses without sniffing an encoding. Foreign bodies
+    (``publish_raw``) stay BLOBs and read back as ``bytes``."""
+    return dumps(envelope_to_dict(env), what="envelope")
 
 
 def _priority(value: int) -> int:
@@ -73,10 +79,12 @@ def _best_effort_id(body: bytes) -> str:
 
 
 def _delivery(
-    row: tuple[int, str, int, bytes], queue: str, token: str, lease_until: float
+    row: tuple[int, str, int, str | bytes],
+    queue: str,
+    token: str,
+    lease_until: float,
 ) -> Delivery:
     row_id, task_id, count, body = row
-    body = bytes(body)
     try:
         envelope = decode_envelope(body)
     except Exception as exc:
@@ -87,7 +95,7 @@ def _delivery(
             envelope=None,
             lease_until=lease_until,
             delivery_count=count + 1,
-            raw=body,
+            raw=body.encode() if isinstance(body, str) else bytes(body),
             decode_error=str(exc),
         )
     return Delivery(
@@ -136,7 +144,7 @@ class SQLiteBroker:
                 env.id,
                 _priority(env.priority),
                 env.not_before if env.not_before is not None else now,
-                encode_envelope(env),
+                _encode(env),
             )
             for env in envelopes
         ]
@@ -152,7 +160,7 @@ class SQLiteBroker:
     @staticmethod
     def _insert(
         conn: sqlite3.Connection,
-        rows: Sequence[tuple[str, str, int, float, bytes]],
+        rows: Sequence[tuple[str, str, int, float, str | bytes]],
         queues: Sequence[str],
     ) -> None:
         conn.executemany(
@@ -225,7 +233,7 @@ class SQLiteBroker:
     ) -> tuple[list[Delivery], float | None]:
         token = secrets.token_hex(8)
         lease_until = now + lease
-        picked: list[tuple[str, tuple[int, str, int, bytes]]] = []
+        picked: list[tuple[str, tuple[int, str, int, str | bytes]]] = []
         for queue in queues:
             for priority in _PRIORITIES:
                 need = limit - len(picked)
@@ -295,7 +303,7 @@ class SQLiteBroker:
                     visible,
                     envelope.id,
                     _priority(envelope.priority),
-                    encode_envelope(envelope),
+                    _encode(envelope),
                     row_id,
                     token,
                 )
@@ -335,7 +343,7 @@ class SQLiteBroker:
                 return False
             raw = entry.raw if entry.raw is not None else None
             if raw is None and env is None:
-                raw = bytes(row[0])
+                raw = row[0].encode() if isinstance(row[0], str) else bytes(row[0])
             conn.execute(
                 "INSERT OR REPLACE INTO dead_letters (queue, task_id, name, reason, "
                 "error, attempts, dead_at, envelope, raw, history) "
@@ -453,7 +461,7 @@ class SQLiteBroker:
             )
             if dry_run or not rows:
                 return [row[1] for row in rows]
-            fresh: list[tuple[str, str, int, float, bytes]] = []
+            fresh: list[tuple[str, str, int, float, str | bytes]] = []
             for _, task_id, env_text in rows:
                 assert env_text is not None
                 old = envelope_from_dict(json.loads(env_text))
@@ -465,7 +473,7 @@ class SQLiteBroker:
                     not_before=visible if delay > 0 else None,
                     meta=meta,
                 )
-                body = encode_envelope(env)
+                body = _encode(env)
                 fresh.append((queue, task_id, _priority(env.priority), visible, body))
             conn.executemany(
                 "DELETE FROM dead_letters WHERE seq = ?", [(row[0],) for row in rows]

@@ -82,8 +82,10 @@ class SQLiteResults:
                     final.add(task_id)
                 stored.append(True)
             conn.executemany(
-                "INSERT OR REPLACE INTO results (task_id, terminal, expires_at, body) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT INTO results (task_id, terminal, expires_at, body) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET "
+                "terminal = excluded.terminal, expires_at = excluded.expires_at, "
+                "body = excluded.body",
                 rows.values(),
             )
             return stored
