@@ -16,7 +16,9 @@ class EmailTask(stem.TaskHandler[str]):
 async def main() -> None:
     async with stem.Client.in_memory(tasks=[EmailTask()]) as client:
         async with client.worker(concurrency=8, queues=["default", "mail"]):
-            task_id = await client.enqueue("email.send", args={"to": "hello@example.com"})
+            task_id = await client.enqueue(
+                "email.send", args={"to": "hello@example.com"}
+            )
             result = await client.wait_for(task_id, timeout=10)
             print("Result:", result.value)
 

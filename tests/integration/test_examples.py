@@ -1,0 +1,57 @@
+"""The README's examples run as documented."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_example(name: str, cwd: Path, timeout: float = 60) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / name)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_quickstart_prints_the_result(tmp_path: Path) -> None:
+    """examples/quickstart.py prints `Result: sent to hello@example.com`."""
+    out = run_example("quickstart.py", tmp_path)
+    assert out.strip().splitlines()[-1] == "Result: sent to hello@example.com"
+
+
+@pytest.mark.slow
+def test_sqlite_demo_runs_and_resumes_after_interrupt(tmp_path: Path) -> None:
+    """The SQLite demo finishes every task, and after an interrupt a rerun resumes."""
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "sqlite_demo.py")],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    if "Interrupted" in out:
+        assert (tmp_path / "stem-demo.db").exists()
+        rerun = run_example("sqlite_demo.py", tmp_path)
+        assert "Resuming" in rerun
+    else:  # the machine was fast enough to finish before the signal
+        rerun = run_example("sqlite_demo.py", tmp_path)
+    assert "Demo finished: every task ran" in rerun
+    assert " failed " not in rerun  # no task ended FAILED in the results table
