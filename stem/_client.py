@@ -87,8 +87,9 @@ class DeadLetters:
         )
         broker = self._client.backend.broker
         if not dry_run:
-            # Clear the final FAILED record first, so the replayed run can record its
-            # own outcome.
+            # The final FAILED record is replaced by a fresh QUEUED one (forget,
+            # then write: terminal records are otherwise final), so the replayed
+            # run can record its own outcome.
             chosen = await broker.replay_dead(
                 self.queue,
                 task_ids=task_ids,
@@ -97,8 +98,24 @@ class DeadLetters:
                 delay=0,
                 dry_run=True,
             )
+            results = self._client.backend.results
+            queued = []
             for task_id in chosen:
-                await self._client.backend.results.forget(task_id)
+                entry = await broker.get_dead(self.queue, task_id)
+                await results.forget(task_id)
+                queued.append(
+                    TaskResult(
+                        task_id=task_id,
+                        state=TaskState.QUEUED,
+                        attempt=1,
+                        name=entry.name if entry is not None else "",
+                        queue=self.queue,
+                        updated_at=now(),
+                        meta={"replayed": True},
+                    )
+                )
+            if queued:
+                await results.set_state(queued)
         return await broker.replay_dead(
             self.queue,
             task_ids=task_ids,
@@ -547,6 +564,10 @@ class Client:
 
     async def queue_stats(self, queue: str = "default") -> QueueStats:
         return await self.backend.broker.stats(check_queue_name(queue))
+
+    async def queues(self) -> builtins.list[str]:
+        """Names of the queues that hold or held messages."""
+        return await self.backend.broker.queues()
 
     async def purge(self, queue: str) -> int:
         """Delete the queue's waiting tasks (not running ones); returns how many."""
