@@ -1,6 +1,16 @@
 """Stem: background jobs, schedules and durable workflows on Trio."""
 
 from ._app import App as App
+from ._canvas import Canvas as Canvas
+from ._canvas import CanvasHandle as CanvasHandle
+from ._canvas import Chain as Chain
+from ._canvas import Chord as Chord
+from ._canvas import Group as Group
+from ._canvas import Signature as Signature
+from ._canvas import chain as chain
+from ._canvas import chord as chord
+from ._canvas import group as group
+from ._canvas import signature as signature
 from ._client import Client as Client
 from ._client import DeadLetters as DeadLetters
 from ._clock import now as now

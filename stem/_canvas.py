@@ -1,0 +1,549 @@
+"""Canvas: task calls composed into chains, groups and chords.
+
+The domain half (no I/O): :func:`signature` and the graph types, their
+validation, the JSON *spec* a submitted graph becomes (every node gets its id
+up front), and the pure planning step that turns "start this node" into the
+leaf calls to enqueue with the continuation each one carries in its envelope
+meta. The runtime half (the CanvasCoordinator actor and the finish hook that
+advances chains and joins chords) lives in ``actors/_canvas.py``; the user's
+entry point is ``client.canvas`` (:class:`Canvas`), which returns
+:class:`CanvasHandle` objects. See docs/canvas.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+
+from ._durations import Duration, to_epoch, to_seconds
+from ._errors import EncodeError, TaskFailed
+from ._ids import new_id
+from ._options import check_priority, check_queue_name
+from ._result import TaskResult
+from ._states import TaskState
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+#: How long the join data of a group or chord (member results, the claim) and
+#: the canvas records Stem writes itself are kept: independent of the members'
+#: own ``result_ttl``, so a callback runs even when member results expire at once.
+CANVAS_TTL = 7 * 86400.0
+
+#: The envelope meta key holding a leaf's continuation (its frame stack).
+META_KEY = "canvas"
+
+SIGNATURE_OPTIONS = frozenset(
+    {"queue", "priority", "countdown", "eta", "expires", "max_retries", "headers"}
+)
+
+Spec = dict[str, Any]
+Frame = dict[str, Any]
+
+
+def _check_options(options: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - SIGNATURE_OPTIONS)
+    if unknown:
+        hint = ""
+        if {"task_id", "unique_key"} & set(unknown):
+            hint = (
+                " (canvas members get their ids from the canvas and cannot be unique)"
+            )
+        raise TypeError(
+            f"unknown signature option(s) {', '.join(map(repr, unknown))}{hint}; "
+            f"expected some of {', '.join(sorted(SIGNATURE_OPTIONS))}"
+        )
+    clean: dict[str, Any] = {}
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key == "queue":
+            clean[key] = check_queue_name(value)
+        elif key == "priority":
+            clean[key] = check_priority(value)
+        elif key == "countdown":
+            clean[key] = to_seconds(value, name="countdown")
+        elif key == "eta":
+            clean[key] = to_epoch(value, name="eta")
+        elif key == "expires":
+            if isinstance(value, datetime):
+                clean[key] = {"at": to_epoch(value, name="expires")}
+            else:
+                clean[key] = to_seconds(value, name="expires")
+        elif key == "max_retries":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"max_retries must be an int >= 0, got {value!r}")
+            clean[key] = value
+        elif key == "headers":
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            ):
+                raise EncodeError("headers must be a dict of str to str")
+            clean[key] = dict(value)
+    if "countdown" in clean and "eta" in clean:
+        raise ValueError("pass countdown= or eta=, not both")
+    return clean
+
+
+def _check_args(value: object) -> dict[str, Any] | None:
+    if value is not None and not isinstance(value, dict):
+        raise EncodeError(
+            f"task args must be a dict with str keys, got {type(value).__name__}"
+        )
+    return value
+
+
+def _check_name(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"task name must be a non-empty string, got {value!r}")
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class Signature:
+    """One task call to compose: a name, its args and enqueue options.
+
+    ``options`` hold normalised enqueue options (durations as seconds, ``eta``
+    as epoch seconds). Build it with :func:`signature`.
+    """
+
+    name: str = attrs.field(converter=_check_name)
+    args: dict[str, Any] | None = attrs.field(default=None, converter=_check_args)
+    options: dict[str, Any] = attrs.field(factory=dict, converter=_check_options)
+
+    def replace(self, **options: Any) -> Signature:
+        """A copy with ``options`` merged over these (validated again)."""
+        merged = {**self._raw_options(), **options}
+        return Signature(name=self.name, args=self.args, options=merged)
+
+    def _raw_options(self) -> dict[str, Any]:
+        raw = dict(self.options)
+        if "eta" in raw:
+            raw["eta"] = datetime.fromtimestamp(raw["eta"], tz=UTC)
+        expires = raw.get("expires")
+        if isinstance(expires, dict):
+            raw["expires"] = datetime.fromtimestamp(expires["at"], tz=UTC)
+        return raw
+
+
+def signature(
+    name: str, args: dict[str, Any] | None = None, **options: Any
+) -> Signature:
+    """A task call to compose into a canvas (or a schedule entry).
+
+    ``options`` are enqueue options: ``queue``, ``priority``, ``countdown``,
+    ``eta``, ``expires``, ``max_retries``, ``headers``. Unknown option names
+    and invalid values raise here; the args are checked when submitted.
+    """
+    return Signature(name=name, args=args, options=options)
+
+
+def _members(kind: str, value: Iterable[Any]) -> tuple[Any, ...]:
+    if isinstance(value, Signature | Chain | Group | Chord | str) or not isinstance(
+        value, Iterable
+    ):
+        raise TypeError(f"a {kind} takes a list of signatures or canvases")
+    items = tuple(value)
+    if not items:
+        raise ValueError(f"a {kind} needs at least one member")
+    for item in items:
+        if not isinstance(item, Signature | Chain | Group | Chord):
+            raise TypeError(
+                f"{kind} members must be stem.signature(...), chain, group or "
+                f"chord, got {type(item).__name__}"
+            )
+    return items
+
+
+def _chain_steps(value: Iterable[Any]) -> tuple[Any, ...]:
+    return _members("chain", value)
+
+
+def _group_members(value: Iterable[Any]) -> tuple[Any, ...]:
+    return _members("group", value)
+
+
+def _chord_members(value: Iterable[Any]) -> tuple[Any, ...]:
+    return _members("chord", value)
+
+
+@attrs.frozen(kw_only=True)
+class Chain:
+    """Steps run one after another; each gets the previous one's result."""
+
+    steps: tuple[Signature | Chain | Group | Chord, ...] = attrs.field(
+        converter=_chain_steps
+    )
+
+
+@attrs.frozen(kw_only=True)
+class Group:
+    """Members run in parallel; the result is the list of their results."""
+
+    members: tuple[Signature | Chain | Group | Chord, ...] = attrs.field(
+        converter=_group_members
+    )
+
+
+def _check_signature(kind: str) -> Any:
+    def check(_: object, __: object, value: object) -> None:
+        if value is not None and not isinstance(value, Signature):
+            raise TypeError(f"{kind} must be a stem.signature(...), got {value!r}")
+
+    return check
+
+
+@attrs.frozen(kw_only=True)
+class Chord:
+    """A group whose results (in member order) feed one callback."""
+
+    members: tuple[Signature | Chain | Group | Chord, ...] = attrs.field(
+        converter=_chord_members
+    )
+    callback: Signature = attrs.field(validator=_check_signature("callback"))
+    allow_failures: bool = attrs.field(default=False)
+    on_error: Signature | None = attrs.field(
+        default=None, validator=_check_signature("on_error")
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.callback is None:
+            raise TypeError("a chord needs callback=stem.signature(...)")
+        if not isinstance(self.allow_failures, bool):
+            raise TypeError("allow_failures must be True or False")
+
+
+Canvasable = Signature | Chain | Group | Chord
+
+
+def chain(steps: Iterable[Canvasable]) -> Chain:
+    """Build (not submit) a chain; nest it or submit it with ``client.canvas``."""
+    return Chain(steps=steps)
+
+
+def group(members: Iterable[Canvasable]) -> Group:
+    """Build (not submit) a group."""
+    return Group(members=members)
+
+
+def chord(
+    members: Iterable[Canvasable],
+    *,
+    callback: Signature,
+    allow_failures: bool = False,
+    on_error: Signature | None = None,
+) -> Chord:
+    """Build (not submit) a chord."""
+    return Chord(
+        members=members,
+        callback=callback,
+        allow_failures=allow_failures,
+        on_error=on_error,
+    )
+
+
+# -- specs: a submitted graph as JSON, every node with its id ----------------
+
+
+def to_spec(node: Canvasable) -> Spec:
+    """The JSON form of ``node`` with fresh ids for every node."""
+    if isinstance(node, Signature):
+        return _sig_spec(node)
+    if isinstance(node, Chain):
+        steps: list[Spec] = []
+        for step in node.steps:
+            spec = to_spec(step)
+            # A chain inside a chain is the same as its steps spliced in.
+            steps.extend(spec["steps"] if spec["t"] == "chain" else [spec])
+        return {"t": "chain", "id": steps[-1]["id"], "steps": steps}
+    if isinstance(node, Group):
+        return {
+            "t": "group",
+            "id": new_id(),
+            "members": [to_spec(m) for m in node.members],
+        }
+    callback = _sig_spec(node.callback)
+    return {
+        "t": "chord",
+        "id": callback["id"],
+        "members": [to_spec(m) for m in node.members],
+        "cb": callback,
+        "af": node.allow_failures,
+        "err": _sig_spec(node.on_error) if node.on_error is not None else None,
+    }
+
+
+def _sig_spec(sig: Signature) -> Spec:
+    return {
+        "t": "sig",
+        "id": new_id(),
+        "name": sig.name,
+        "args": sig.args,
+        "opts": sig.options,
+    }
+
+
+def leaves(spec: Spec, *, callbacks: bool = True) -> list[Spec]:
+    """Every signature spec in ``spec`` (with chord callbacks and error
+    callbacks unless ``callbacks`` is False), in graph order."""
+    kind = spec["t"]
+    if kind == "sig":
+        return [spec]
+    children = spec["steps"] if kind == "chain" else spec["members"]
+    out = [leaf for child in children for leaf in leaves(child, callbacks=callbacks)]
+    if kind == "chord" and callbacks:
+        out.append(spec["cb"])
+        if spec["err"] is not None:
+            out.append(spec["err"])
+    return out
+
+
+def node_ids(spec: Spec) -> list[str]:
+    """Ids of every node that gets a result record (not error callbacks)."""
+    kind = spec["t"]
+    if kind == "sig":
+        return [spec["id"]]
+    children = spec["steps"] if kind == "chain" else spec["members"]
+    out = [i for child in children for i in node_ids(child)]
+    if kind == "group":
+        out.append(spec["id"])
+    elif kind == "chord":
+        out.append(spec["cb"]["id"])
+    return out
+
+
+def member_ids(spec: Spec) -> list[str]:
+    """The result ids of a node's direct members (a chain's steps)."""
+    kind = spec["t"]
+    if kind == "sig":
+        return [spec["id"]]
+    children = spec["steps"] if kind == "chain" else spec["members"]
+    return [child["id"] for child in children]
+
+
+@attrs.frozen(kw_only=True)
+class Launch:
+    """A leaf to enqueue now: its spec, its frame stack (innermost last) and
+    the previous result it receives (``has_previous`` False: none)."""
+
+    spec: Spec
+    stack: tuple[Frame, ...]
+    previous: Any = None
+    has_previous: bool = False
+
+
+def start(
+    spec: Spec,
+    stack: tuple[Frame, ...],
+    previous: Any = None,
+    *,
+    has_previous: bool = False,
+) -> list[Launch]:
+    """The leaves to enqueue to start ``spec`` under ``stack``."""
+    kind = spec["t"]
+    if kind == "sig":
+        return [
+            Launch(spec=spec, stack=stack, previous=previous, has_previous=has_previous)
+        ]
+    if kind == "chain":
+        steps = spec["steps"]
+        inner = stack
+        if len(steps) > 1:
+            inner = (*stack, {"k": "chain", "rest": steps[1:]})
+        return start(steps[0], inner, previous, has_previous=has_previous)
+    members = spec["members"]
+    out: list[Launch] = []
+    for index, member in enumerate(members):
+        if kind == "group":
+            frame: Frame = {
+                "k": "group",
+                "id": spec["id"],
+                "i": index,
+                "n": len(members),
+            }
+        else:
+            frame = {
+                "k": "chord",
+                "id": spec["id"],
+                "i": index,
+                "n": len(members),
+                "cb": spec["cb"],
+                "af": spec["af"],
+                "err": spec["err"],
+            }
+        out.extend(start(member, (*stack, frame), previous, has_previous=has_previous))
+    return out
+
+
+def member_entry(result: TaskResult) -> dict[str, Any]:
+    """How one member appears in an ``allow_failures`` chord callback's input."""
+    return {
+        "task_id": result.task_id,
+        "state": result.state.value,
+        "value": result.value if result.ok else None,
+        "error": result.error.to_dict() if result.error is not None else None,
+    }
+
+
+# -- handles and the client facade --------------------------------------------
+
+Kind = Literal["chain", "group", "chord"]
+
+
+def failure_of(result: TaskResult) -> TaskFailed:
+    """The TaskFailed a handle raises for a failed or revoked canvas record."""
+    failed_id = result.meta.get("failed_task_id") or result.task_id
+    return TaskFailed(str(failed_id), result.error, state=result.state)
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class CanvasHandle:
+    """A submitted chain, group or chord.
+
+    ``id`` is the canvas-level result id: a chain's last step, a group's own
+    record (written when its last member finishes), a chord's callback. Every
+    method reads the result backend, so a handle rebuilt in another process
+    with ``client.canvas.handle(id)`` waits on the same record.
+    """
+
+    id: str
+    kind: Kind | None
+    member_ids: tuple[str, ...]
+    _client: Client = attrs.field(alias="client", repr=False)
+
+    async def get(self, timeout: Duration | None = None) -> Any:
+        """The canvas's value once it finishes: a chain's last result, a
+        group's list of results (member order), a chord's callback result.
+
+        Raises ``stem.TaskFailed`` (with the failing member's error and id) if
+        it failed or was revoked, ``stem.WaitTimeout`` after ``timeout`` s.
+        Woken by the backend's write, not by polling alone.
+        """
+        result = await self._client.wait_for(self.id, timeout=timeout)
+        if result.state is TaskState.SUCCEEDED:
+            return result.value
+        raise failure_of(result)
+
+    async def result(self) -> TaskResult | None:
+        """The canvas-level record now (None while nothing has been written)."""
+        return await self._client.get(self.id)
+
+    async def state(self) -> TaskState:
+        """The canvas's state: its record's state once written; before that
+        RUNNING if any member has started, else QUEUED."""
+        record = await self._client.get(self.id)
+        if record is not None and record.state is not TaskState.QUEUED:
+            return record.state
+        if self.member_ids:
+            members = await self._client.backend.results.get_many(self.member_ids)
+            if any(m is not None and m.state is not TaskState.QUEUED for m in members):
+                return TaskState.RUNNING
+        return TaskState.QUEUED
+
+    async def results(self) -> list[TaskResult | None]:
+        """One record per direct member, in member order (a chain's steps, a
+        group's or chord's members; a nested canvas appears as its own
+        canvas-level record). None for a member not started yet or expired."""
+        if not self.member_ids:
+            return []
+        return await self._client.backend.results.get_many(self.member_ids)
+
+
+@attrs.frozen(eq=False)
+class Canvas:
+    """``client.canvas``: submit chains, groups and chords.
+
+    Each call is a message to the client's CanvasCoordinator actor, which
+    validates the whole graph (registered task names, encodable args) before
+    anything is enqueued, then publishes the first wave in one batch.
+    """
+
+    _client: Client
+
+    async def chain(self, steps: Iterable[Canvasable]) -> CanvasHandle:
+        """Submit ``steps`` to run one after another."""
+        return await self.submit(Chain(steps=steps))
+
+    async def group(self, members: Iterable[Canvasable]) -> CanvasHandle:
+        """Submit ``members`` to run in parallel."""
+        return await self.submit(Group(members=members))
+
+    async def chord(
+        self,
+        members: Iterable[Canvasable],
+        *,
+        callback: Signature,
+        allow_failures: bool = False,
+        on_error: Signature | None = None,
+    ) -> CanvasHandle:
+        """Submit ``members`` in parallel, then ``callback`` with their results."""
+        return await self.submit(
+            chord(
+                members,
+                callback=callback,
+                allow_failures=allow_failures,
+                on_error=on_error,
+            )
+        )
+
+    async def submit(self, node: Chain | Group | Chord) -> CanvasHandle:
+        """Validate and enqueue a built canvas (``stem.chain(...)`` etc.)."""
+        if not isinstance(node, Chain | Group | Chord):
+            raise TypeError(
+                f"submit a stem.chain/group/chord, got {type(node).__name__}"
+            )
+        from actors._canvas import Submit
+
+        ref = self._client._canvas_ref()
+        spec: Spec = await ref.ask(
+            lambda reply: Submit(node=node, reply=reply), timeout=120
+        )
+        return self.handle_for(spec)
+
+    def handle_for(self, spec: Spec) -> CanvasHandle:
+        kind = spec["t"]
+        assert kind in ("chain", "group", "chord")
+        return CanvasHandle(
+            id=spec["id"],
+            kind=kind,
+            member_ids=tuple(member_ids(spec)),
+            client=self._client,
+        )
+
+    def handle(self, canvas_id: str, member_ids: Sequence[str] = ()) -> CanvasHandle:
+        """A handle on a canvas submitted elsewhere (another process): ``get``
+        and ``state`` work from the id alone; ``results`` needs ``member_ids``."""
+        return CanvasHandle(
+            id=canvas_id, kind=None, member_ids=tuple(member_ids), client=self._client
+        )
+
+
+def enqueue_options(spec: Spec) -> dict[str, Any]:
+    """A leaf spec's options as ``client.build_envelope`` keywords."""
+    opts = dict(spec["opts"])
+    if "eta" in opts:
+        opts["eta"] = datetime.fromtimestamp(opts["eta"], tz=UTC)
+    expires = opts.get("expires")
+    if isinstance(expires, dict):
+        opts["expires"] = datetime.fromtimestamp(expires["at"], tz=UTC)
+    return opts
+
+
+__all__ = [
+    "CANVAS_TTL",
+    "Canvas",
+    "CanvasHandle",
+    "Chain",
+    "Chord",
+    "Group",
+    "Launch",
+    "Signature",
+    "chain",
+    "chord",
+    "group",
+    "signature",
+    "start",
+]
