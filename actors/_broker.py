@@ -167,6 +167,7 @@ class BrokerActor(Actor[BrokerMessage]):
         if error is None and finishes:
             try:
                 await self._settle(finishes)
+                await self._release_unique(finishes)
             except BrokerUnavailable as exc:
                 error = exc
         if error is not None:
@@ -206,6 +207,21 @@ class BrokerActor(Actor[BrokerMessage]):
                 assert fin.dead is not None
                 await self._retrying(broker.dead_letter, fin.delivery, fin.dead)
                 self._count("dead_lettered")
+
+    async def _release_unique(self, finishes: Sequence[Finish]) -> None:
+        """Free the unique keys of tasks that reached a terminal state (a
+        duplicate enqueued from now on is a new task). Retries keep theirs."""
+        for fin in finishes:
+            result = fin.result
+            if result is None or fin.action == "none" or not result.state.is_terminal:
+                continue
+            env = fin.delivery.envelope
+            if env is None or not env.meta:
+                continue
+            key = env.meta.get("unique_key")
+            if key is not None:
+                await self._retrying(self.backend.results.release_unique, key, env.id)
+                self._count("unique_released")
 
     async def _retrying(
         self, fn: Callable[..., object], *args: object, **kw: object

@@ -26,22 +26,35 @@ from stem._context import TaskContext
 from stem._errors import (
     BrokerUnavailable,
     EncodeError,
-    Retry,
     SoftTimeLimitExceeded,
-    TaskRevoked,
     TimeLimitExceeded,
 )
-from stem._ids import new_id
 from stem._instrument import NOOP, Instrumentation
 from stem._options import DEFAULT_VISIBILITY_TIMEOUT, TaskOptions
 from stem._result import ErrorInfo, TaskResult
 from stem._signals import TaskEvent, WorkerEvent
 from stem._states import TaskState
-from stem.contracts import DeadLetter, Delivery, WorkerInfo
+from stem.contracts import Delivery, WorkerInfo
 
+from . import _outcomes
 from ._actor import Actor, ActorRef
 from ._broker import Finish, Flush, StoreResults
-from ._mailbox import Mailbox, Reply
+from ._mailbox import Mailbox
+from ._process import run_in_process
+from ._ratelimit import WorkerRateLimiter
+from ._workerconfig import (
+    SHUTDOWN_MODES,
+    ActiveTask,
+    Inspect,
+    Running,
+    ShutdownMode,
+    Stop,
+    Terminate,
+    WorkerConfig,
+    WorkerMessage,
+    WorkerState,
+    WorkerStatistics,
+)
 
 if TYPE_CHECKING:
     from stem._app import App
@@ -52,104 +65,6 @@ if TYPE_CHECKING:
     from ._eventbus import EventBus
 
 logger = logging.getLogger("stem.worker")
-
-
-@attrs.frozen(kw_only=True)
-class WorkerConfig:
-    """How one worker consumes. Durations are seconds."""
-
-    queues: tuple[str, ...] = ("default",)
-    concurrency: int = 10
-    prefetch: int = -1  # extra deliveries held beyond free slots; -1: = concurrency
-    grace_period: float = 30.0
-    claim_wait: float = 1.0
-    heartbeat_interval: float = 5.0
-    revocation_poll: float = 1.0
-    worker_id: str = attrs.field(
-        factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
-    )
-
-    def __attrs_post_init__(self) -> None:
-        if self.concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
-        if not self.queues:
-            raise ValueError("a worker needs at least one queue")
-        if self.grace_period < 0:
-            raise ValueError("grace_period must be >= 0")
-
-    @property
-    def capacity(self) -> int:
-        extra = self.concurrency if self.prefetch < 0 else self.prefetch
-        return self.concurrency + extra
-
-
-# -- messages -------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True, eq=False)
-class Stop:
-    """Stop gracefully: no new work; running tasks get ``grace`` seconds."""
-
-    grace: float | None = None
-
-
-@attrs.frozen(kw_only=True, eq=False)
-class Terminate:
-    """Cancel the running attempt of ``task_id`` (revoke with terminate)."""
-
-    task_id: str
-    reason: str = "revoked"
-
-
-@attrs.frozen(kw_only=True, eq=False)
-class Inspect:
-    reply: Reply[WorkerStatistics]
-
-
-WorkerMessage = Stop | Terminate | Inspect
-
-
-@attrs.frozen(kw_only=True)
-class ActiveTask:
-    task_id: str
-    name: str
-    attempt: int
-    started_at: float
-
-
-@attrs.frozen(kw_only=True)
-class WorkerStatistics:
-    worker_id: str
-    queues: tuple[str, ...]
-    concurrency: int
-    held: int
-    active: tuple[ActiveTask, ...]
-    processed: int
-    succeeded: int
-    failed: int
-    retried: int
-    dead_lettered: int
-    revoked: int
-
-
-@attrs.define(eq=False)
-class _Running:
-    delivery: Delivery
-    scope: trio.CancelScope
-    started_at: float
-    name: str
-    attempt: int
-    cancel_reason: str | None = None
-
-
-@attrs.define(eq=False)
-class WorkerState:
-    """Shared between the client's handle and each worker incarnation."""
-
-    stop_requested: trio.Event = attrs.field(factory=trio.Event)
-    stopped: trio.Event = attrs.field(factory=trio.Event)
-    ready: trio.Event = attrs.field(factory=trio.Event)
-    grace: float | None = None
 
 
 @attrs.define(eq=False)
@@ -166,7 +81,7 @@ class Worker(Actor[WorkerMessage]):
     instrumentation: Instrumentation = attrs.field(factory=lambda: NOOP)
     _held: dict[str, Delivery] = attrs.field(factory=dict, init=False)
     _lease_len: dict[str, float] = attrs.field(factory=dict, init=False)
-    _running: dict[str, _Running] = attrs.field(factory=dict, init=False)
+    _running: dict[str, Running] = attrs.field(factory=dict, init=False)
     _capacity: trio.Event = attrs.field(factory=trio.Event, init=False)
     _new_held: trio.Event = attrs.field(factory=trio.Event, init=False)
     _slots_done: trio.Event = attrs.field(factory=trio.Event, init=False)
@@ -184,6 +99,18 @@ class Worker(Actor[WorkerMessage]):
     _backlog: list[BrokerMessage] = attrs.field(factory=list, init=False)
     #: receipts whose outcome was sent to the broker actor but not yet settled
     _finishing: set[str] = attrs.field(factory=set, init=False)
+    _limiter: WorkerRateLimiter | None = attrs.field(default=None, init=False)
+    _claim_lease: float = attrs.field(default=DEFAULT_VISIBILITY_TIMEOUT, init=False)
+    _paused: set[str] = attrs.field(factory=set, init=False)
+    _resumed: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _run_scope: trio.CancelScope = attrs.field(factory=trio.CancelScope, init=False)
+    #: autoscaling: current slot target, slots asked to retire, idle waiters
+    _slot_count: int = attrs.field(default=0, init=False)
+    _retire: int = attrs.field(default=0, init=False)
+    _idle_scopes: dict[trio.CancelScope, None] | None = attrs.field(
+        default=None, init=False
+    )
+    _slots_nursery: trio.Nursery | None = attrs.field(default=None, init=False)
 
     # -- life cycle ---------------------------------------------------------
 
@@ -193,47 +120,66 @@ class Worker(Actor[WorkerMessage]):
         *,
         task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        from ._autoscale import run_autoscaler
+        from ._control import Control
+
         cfg = self.config
         self._started_at = now()
         self._thread_limiter = trio.CapacityLimiter(cfg.concurrency)
         self._send, self._receive = trio.open_memory_channel[Delivery](cfg.capacity)
+        self._limiter = WorkerRateLimiter(
+            self.backend.limiter, hold=cfg.rate_limit_hold
+        )
+        self._claim_lease = min(
+            (h.task_options.visibility_timeout for h in self.app._tasks.values()),
+            default=DEFAULT_VISIBILITY_TIMEOUT,
+        )
+        self._slot_count = cfg.min_slots
+        if cfg.autoscale is not None:
+            self._idle_scopes = {}
         self._emit_worker("worker_init")
         crashed = False
         try:
-            async with trio.open_nursery() as helpers:
-                helpers.start_soon(self._renew_leases)
-                helpers.start_soon(self._heartbeat)
-                helpers.start_soon(self._watch_revocations)
-                helpers.start_soon(self._serve_mailbox, mailbox)
-                async with trio.open_nursery() as slots:
-                    self._live_slots = cfg.concurrency
-                    for index in range(cfg.concurrency):
-                        slots.start_soon(self._slot, name=f"slot-{index}")
-                    fetch_scope = trio.CancelScope()
-                    slots.start_soon(self._fetch, fetch_scope)
-                    task_status.started(ActorRef(mailbox))
-                    self.state.ready.set()
-                    self._emit_worker("worker_ready")
-                    await self.state.stop_requested.wait()
-                    self._emit_worker("worker_stopping")
-                    fetch_scope.cancel()
-                    await self._begin_stop()
-                    grace = (
-                        self.state.grace
-                        if self.state.grace is not None
-                        else cfg.grace_period
-                    )
-                    with trio.move_on_after(grace):
-                        await self._slots_done.wait()
-                    for running in list(self._running.values()):
-                        running.cancel_reason = "shutdown"
-                        running.scope.cancel()
-                await self._flush()
-                with trio.move_on_after(5):
-                    while self._held:
-                        self._capacity = trio.Event()
-                        await self._capacity.wait()
-                helpers.cancel_scope.cancel()
+            with self._run_scope:
+                async with trio.open_nursery() as helpers:
+                    helpers.start_soon(self._renew_leases)
+                    helpers.start_soon(self._heartbeat)
+                    helpers.start_soon(self._watch_revocations)
+                    helpers.start_soon(self._serve_mailbox, mailbox)
+                    if self.backend.capabilities.broadcast:
+                        await helpers.start(Control(worker=self).run)
+                    async with trio.open_nursery() as slots:
+                        self._slots_nursery = slots
+                        self._live_slots = self._slot_count
+                        for index in range(self._slot_count):
+                            slots.start_soon(self._slot, name=f"slot-{index}")
+                        fetch_scope = trio.CancelScope()
+                        slots.start_soon(self._fetch, fetch_scope)
+                        if cfg.autoscale is not None:
+                            helpers.start_soon(run_autoscaler, self)
+                        task_status.started(ActorRef(mailbox))
+                        self.state.ready.set()
+                        self._emit_worker("worker_ready")
+                        await self.state.stop_requested.wait()
+                        self._emit_worker("worker_stopping")
+                        fetch_scope.cancel()
+                        await self._begin_stop()
+                        grace = (
+                            self.state.grace
+                            if self.state.grace is not None
+                            else cfg.grace_period
+                        )
+                        with trio.move_on_after(grace):
+                            await self._slots_done.wait()
+                        for running in list(self._running.values()):
+                            running.cancel_reason = "shutdown"
+                            running.scope.cancel()
+                    await self._flush()
+                    with trio.move_on_after(5):
+                        while self._held:
+                            self._capacity = trio.Event()
+                            await self._capacity.wait()
+                    helpers.cancel_scope.cancel()
         except Exception:
             crashed = True  # the supervisor restarts us with the same state
             raise
@@ -264,6 +210,7 @@ class Worker(Actor[WorkerMessage]):
                     reply.send(self.worker_statistics())
 
     def terminate(self, task_id: str, reason: str = "revoked") -> bool:
+        """Cancel the running attempt of ``task_id``; False if none runs here."""
         running = self._running.get(task_id)
         if running is None:
             return False
@@ -271,10 +218,45 @@ class Worker(Actor[WorkerMessage]):
         running.scope.cancel()
         return True
 
+    def shutdown(self, mode: ShutdownMode = "warm") -> None:
+        """Stop this worker: ``warm`` lets running tasks finish within the
+        grace period; ``soft`` cancels them at once and hands them back;
+        ``hard`` stops now (running attempts cancelled, held deliveries
+        handed back in one best-effort step, nothing else awaited)."""
+        if mode not in SHUTDOWN_MODES:
+            raise ValueError(f"shutdown mode must be one of {SHUTDOWN_MODES}")
+        if mode == "hard":
+            self._run_scope.cancel()
+            return
+        if mode == "soft":
+            self.state.grace = 0.0
+        self.state.stop_requested.set()
+
+    def pause(self, queue: str) -> bool:
+        """Stop claiming from ``queue`` (a claim already waiting may still
+        return one batch). False if this worker does not consume it."""
+        if queue not in self.config.queues:
+            return False
+        self._paused.add(queue)
+        return True
+
+    def resume(self, queue: str) -> bool:
+        """Claim from ``queue`` again. False if it was not paused here."""
+        if queue not in self._paused:
+            return False
+        self._paused.discard(queue)
+        self._resumed.set()
+        return True
+
+    @property
+    def paused(self) -> frozenset[str]:
+        return frozenset(self._paused)
+
     async def _begin_stop(self) -> None:
         """No new work: hand back what is held but not started."""
         self._stopping = True
-        assert self._send is not None and self._receive is not None
+        assert self._send is not None
+        assert self._receive is not None
         self._send.close()
         while True:
             try:
@@ -300,20 +282,7 @@ class Worker(Actor[WorkerMessage]):
                 logger.debug("hand-back failed; the lease will expire", exc_info=True)
 
     def _hand_back(self, delivery: Delivery) -> None:
-        env = delivery.envelope
-        result = None
-        if env is not None:
-            result = TaskResult(
-                task_id=env.id,
-                state=TaskState.QUEUED,
-                attempt=env.attempt,
-                name=env.name,
-                queue=env.queue,
-                updated_at=now(),
-            )
-        self._finish(
-            Finish(delivery=delivery, action="retry", result=result, envelope=env)
-        )
+        self._finish(_outcomes.handed_back(delivery, at=now()))
 
     # -- claiming -----------------------------------------------------------
 
@@ -323,16 +292,23 @@ class Worker(Actor[WorkerMessage]):
         assert self._send is not None
         with scope:
             while True:
-                free = cfg.capacity - len(self._held)
+                free = self._capacity_now() - len(self._held)
                 if free <= 0:
                     self._capacity = trio.Event()
                     await self._capacity.wait()
                     continue
+                active = queues
+                if self._paused:
+                    active = [q for q in queues if q not in self._paused]
+                    if not active:
+                        self._resumed = trio.Event()
+                        await self._resumed.wait()
+                        continue
                 try:
                     deliveries = await self.backend.broker.claim(
-                        queues,
+                        active,
                         limit=free,
-                        lease=DEFAULT_VISIBILITY_TIMEOUT,
+                        lease=self._claim_lease,
                         consumer=cfg.worker_id,
                         wait=cfg.claim_wait,
                     )
@@ -356,6 +332,14 @@ class Worker(Actor[WorkerMessage]):
                     if self._is_open(delivery):
                         await self._send.send(delivery)
 
+    def _capacity_now(self) -> int:
+        """Deliveries to hold: the current slots plus the prefetch."""
+        cfg = self.config
+        if cfg.autoscale is None:
+            return cfg.capacity
+        slots = self._slot_count
+        return slots + (slots if cfg.prefetch < 0 else cfg.prefetch)
+
     async def _drop_revoked(self, deliveries: list[Delivery]) -> None:
         ids = [d.task_id for d in deliveries if d.envelope is not None]
         if not ids:
@@ -373,37 +357,38 @@ class Worker(Actor[WorkerMessage]):
         env = delivery.envelope
         assert env is not None
         self._count("revoked")
-        result = TaskResult(
-            task_id=env.id,
-            state=TaskState.REVOKED,
-            attempt=env.attempt,
-            name=env.name,
-            queue=env.queue,
-            updated_at=now(),
-            meta={"reason": reason},
-        )
         self._emit_task(
             "task_revoked", env.id, env.name, env.queue, env.attempt, reason=reason
         )
-        return self._finish(
-            Finish(
-                delivery=delivery,
-                action="drop",
-                result=result,
-                ttl=self._options(env.name).result_ttl,
-            )
-        )
+        ttl = self._options(env.name).result_ttl
+        return self._finish(_outcomes.revoked(delivery, reason, at=now(), ttl=ttl))
 
     # -- executing ----------------------------------------------------------
 
     async def _slot(self) -> None:
         assert self._receive is not None
+        idle = self._idle_scopes
         try:
             while True:
-                try:
-                    delivery = await self._receive.receive()
-                except (trio.EndOfChannel, trio.ClosedResourceError):
-                    return
+                if idle is None:
+                    try:
+                        delivery = await self._receive.receive()
+                    except (trio.EndOfChannel, trio.ClosedResourceError):
+                        return
+                else:  # autoscaling: an idle slot may be asked to retire
+                    if self._retire > 0:
+                        self._retire -= 1
+                        return
+                    with trio.CancelScope() as wait_scope:
+                        idle[wait_scope] = None
+                        try:
+                            delivery = await self._receive.receive()
+                        except (trio.EndOfChannel, trio.ClosedResourceError):
+                            return
+                        finally:
+                            idle.pop(wait_scope, None)
+                    if wait_scope.cancelled_caught:
+                        continue
                 if not self._is_open(delivery):
                     continue  # already settled (revoked in the batch check)
                 if self._stopping:
@@ -414,6 +399,37 @@ class Worker(Actor[WorkerMessage]):
             self._live_slots -= 1
             if self._live_slots == 0:
                 self._slots_done.set()
+
+    def add_slots(self, count: int) -> int:
+        """Start up to ``count`` more slots (never above the maximum)."""
+        if self._slots_nursery is None or self._stopping:
+            return 0
+        count = min(count, self.config.concurrency - self._slot_count)
+        for _ in range(max(count, 0)):
+            self._slot_count += 1
+            self._live_slots += 1
+            self._slots_nursery.start_soon(self._slot)
+        if count > 0:
+            self._capacity.set()
+        return max(count, 0)
+
+    def retire_slots(self, count: int) -> int:
+        """Ask up to ``count`` slots to stop (never below the minimum); idle
+        ones stop now, busy ones after their task."""
+        if self._idle_scopes is None:
+            return 0
+        count = min(count, self._slot_count - self.config.min_slots)
+        if count <= 0:
+            return 0
+        self._slot_count -= count
+        self._retire += count
+        for wait_scope in list(self._idle_scopes)[:count]:
+            wait_scope.cancel()
+        return count
+
+    def unstarted(self) -> int:
+        """Deliveries held but not yet running nor finishing."""
+        return len(self._held) - len(self._running) - len(self._finishing)
 
     def _is_open(self, delivery: Delivery) -> bool:
         """Held, and no outcome decided for it yet."""
@@ -454,6 +470,17 @@ class Worker(Actor[WorkerMessage]):
             return
         if opts.visibility_timeout != self._lease_len.get(delivery.receipt):
             self._lease_len[delivery.receipt] = opts.visibility_timeout
+            self._new_held.set()  # the renewer re-plans with the task's lease
+        if opts.rate_limit is not None:
+            assert self._limiter is not None
+            wait = await self._limiter.acquire(env, opts)
+            if wait > 0.0:
+                self._defer(delivery, wait)
+                return
+            if self._stopping:
+                self._hand_back(delivery)
+                return
+            at = now()
         self._emit_task("task_received", env.id, env.name, env.queue, env.attempt)
         self._tell(
             StoreResults(
@@ -489,7 +516,7 @@ class Worker(Actor[WorkerMessage]):
         soft = t0 + opts.soft_time_limit if opts.soft_time_limit is not None else None
         hard = t0 + opts.hard_time_limit if opts.hard_time_limit is not None else None
         scope = trio.CancelScope()
-        running = _Running(
+        running = Running(
             delivery=delivery,
             scope=scope,
             started_at=now(),
@@ -527,7 +554,9 @@ class Worker(Actor[WorkerMessage]):
                     ) as soft_scope,
                 ):
                     try:
-                        if handler.is_async:
+                        if opts.execution == "process":
+                            value = await run_in_process(handler, ctx, env.args)
+                        elif handler.is_async:
                             value = await handler(ctx, env.args)
                         else:
                             value = await trio.to_thread.run_sync(
@@ -577,15 +606,6 @@ class Worker(Actor[WorkerMessage]):
         env = delivery.envelope
         assert env is not None
         self._count("succeeded")
-        result = TaskResult(
-            task_id=env.id,
-            state=TaskState.SUCCEEDED,
-            value=value,
-            attempt=env.attempt,
-            name=env.name,
-            queue=env.queue,
-            updated_at=now(),
-        )
         if self.bus.wants("task_succeeded"):
             self._emit_task(
                 "task_succeeded",
@@ -597,7 +617,7 @@ class Worker(Actor[WorkerMessage]):
                 runtime=runtime,
             )
         return self._finish(
-            Finish(delivery=delivery, action="ack", result=result, ttl=opts.result_ttl)
+            _outcomes.succeeded(delivery, value, at=now(), ttl=opts.result_ttl)
         )
 
     def _fail(
@@ -609,32 +629,9 @@ class Worker(Actor[WorkerMessage]):
     ) -> TaskResult | None:
         env = delivery.envelope
         assert env is not None
-        info = ErrorInfo.from_exception(error)
-        at = now()
-        if isinstance(error, Retry):
-            retryable = True
-            delay = (
-                error.countdown
-                if error.countdown is not None
-                else opts.retry_policy.delay(env.attempt)
-            )
-        else:
-            retryable = opts.retry_policy.should_retry(error)
-            delay = opts.retry_policy.delay(env.attempt)
-        history_item = {"attempt": env.attempt, "at": at, **info.to_dict()}
-        if retryable and env.attempt <= env.max_retries:
+        outcome = _outcomes.failed(delivery, error, opts, at=now())
+        if outcome.kind == "retry":
             self._count("retried")
-            nxt = env.next_attempt(not_before=at + delay, error=history_item)
-            result = TaskResult(
-                task_id=env.id,
-                state=TaskState.RETRYING,
-                error=info,
-                attempt=env.attempt,
-                name=env.name,
-                queue=env.queue,
-                updated_at=at,
-                meta={"retry_at": at + delay},
-            )
             if self.bus.wants("task_retry"):
                 self._emit_task(
                     "task_retry",
@@ -642,96 +639,30 @@ class Worker(Actor[WorkerMessage]):
                     env.name,
                     env.queue,
                     env.attempt,
-                    error=info,
-                    retry_in=delay,
+                    error=outcome.error,
+                    retry_in=outcome.delay,
                     runtime=runtime,
                 )
-            return self._finish(
-                Finish(
-                    delivery=delivery,
-                    action="retry",
-                    result=result,
-                    envelope=nxt,
-                    delay=delay,
-                    ttl=opts.result_ttl,
-                )
-            )
-        self._count("failed")
-        if isinstance(error, TimeLimitExceeded):
-            reason = "time-limit"
-        elif retryable:
-            reason = "max-retries-exhausted"
         else:
-            reason = "non-retryable-error"
-        history = (*env.meta.get("history", ()), history_item)
-        result = TaskResult(
-            task_id=env.id,
-            state=TaskState.FAILED,
-            error=info,
-            attempt=env.attempt,
-            name=env.name,
-            queue=env.queue,
-            updated_at=at,
-            meta={"reason": reason},
-        )
-        if self.bus.wants("task_failed"):
-            self._emit_task(
-                "task_failed",
-                env.id,
-                env.name,
-                env.queue,
-                env.attempt,
-                error=info,
-                runtime=runtime,
-                reason=reason,
-            )
-        entry = DeadLetter(
-            task_id=env.id,
-            name=env.name,
-            queue=env.queue,
-            reason=reason,
-            error=info,
-            attempts=env.attempt,
-            dead_at=at,
-            envelope=env,
-            history=tuple(history),
-        )
-        return self._finish(
-            Finish(
-                delivery=delivery,
-                action="dead",
-                result=result,
-                dead=entry,
-                ttl=opts.result_ttl,
-            )
-        )
+            self._count("failed")
+            if self.bus.wants("task_failed"):
+                self._emit_task(
+                    "task_failed",
+                    env.id,
+                    env.name,
+                    env.queue,
+                    env.attempt,
+                    error=outcome.error,
+                    runtime=runtime,
+                    reason=outcome.reason,
+                )
+        return self._finish(outcome.finish)
 
     def _dead(self, delivery: Delivery, reason: str, info: ErrorInfo) -> None:
-        env = delivery.envelope
         self._count("dead_lettered")
-        entry = DeadLetter(
-            task_id=delivery.task_id or (env.id if env else ""),
-            name=env.name if env else "",
-            queue=delivery.queue,
-            reason=reason,
-            error=info,
-            attempts=env.attempt if env else delivery.delivery_count,
-            dead_at=now(),
-            envelope=env,
-            raw=delivery.raw,
-        )
-        result = None
-        if env is not None:
-            result = TaskResult(
-                task_id=env.id,
-                state=TaskState.FAILED,
-                error=info,
-                attempt=env.attempt,
-                name=env.name,
-                queue=env.queue,
-                updated_at=entry.dead_at,
-                meta={"reason": reason},
-            )
+        finish = _outcomes.rejected(delivery, reason, info, at=now())
+        entry = finish.dead
+        assert entry is not None
         if self.bus.wants("task_dead_lettered"):
             self._emit_task(
                 "task_dead_lettered",
@@ -748,8 +679,15 @@ class Worker(Actor[WorkerMessage]):
             reason,
             info.message,
         )
-        self._finish(
-            Finish(delivery=delivery, action="dead", result=result, dead=entry)
+        self._finish(finish)
+
+    def _defer(self, delivery: Delivery, wait: float) -> None:
+        """Rate-limited: give the delivery back unchanged, visible after
+        ``wait`` seconds (no attempt used, no result written)."""
+        self._count("rate_limited")
+        self._finishing.add(delivery.receipt)
+        self._tell(
+            Finish(delivery=delivery, action="retry", delay=wait, on_done=self._settled)
         )
 
     def _finish(self, finish: Finish) -> TaskResult | None:
@@ -893,6 +831,9 @@ class Worker(Actor[WorkerMessage]):
             retried=c.get("retried", 0),
             dead_lettered=c.get("dead_lettered", 0),
             revoked=c.get("revoked", 0),
+            rate_limited=c.get("rate_limited", 0),
+            slots=self._slot_count,
+            paused=tuple(sorted(self._paused)),
         )
 
     def _emit_task(
@@ -926,3 +867,18 @@ class Worker(Actor[WorkerMessage]):
                     processed=self._counts.get("processed", 0),
                 )
             )
+
+
+__all__ = [
+    "SHUTDOWN_MODES",
+    "ActiveTask",
+    "Inspect",
+    "ShutdownMode",
+    "Stop",
+    "Terminate",
+    "Worker",
+    "WorkerConfig",
+    "WorkerMessage",
+    "WorkerState",
+    "WorkerStatistics",
+]

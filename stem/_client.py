@@ -37,6 +37,10 @@ from .contracts import Backend, DeadLetter, QueueStats, Revocation, WorkerInfo
 if TYPE_CHECKING:
     from actors import ActorRef, Supervisor, SupervisorEvent
     from actors._broker import BrokerActor, BrokerMessage, FinishHook
+    from actors._canvas import CanvasHook, CanvasMessage
+    from actors._control import RemoteControl
+
+    from ._canvas import Canvas
     from actors._eventbus import EventBus
     from actors._worker import Worker
 
@@ -179,6 +183,7 @@ class Client:
         self._bus: EventBus | None = None
         self._workers: list[Worker] = []
         self._supervisor: Supervisor | None = None
+        self._canvas: tuple[ActorRef[CanvasMessage], CanvasHook] | None = None
 
     # -- construction -------------------------------------------------------
 
@@ -252,6 +257,9 @@ class Client:
                     mailbox=mailbox,
                 )
             )
+            from actors._canvas import start_canvas
+
+            self._canvas = await start_canvas(self, self._supervisor)
         except BaseException:
             await stack.__aexit__(None, None, None)
             raise
@@ -293,6 +301,7 @@ class Client:
             self._nursery = None
             self._supervisor = None
             self._broker_ref = None
+            self._canvas = None
         return result
 
     # -- properties ---------------------------------------------------------
@@ -308,6 +317,26 @@ class Client:
         if self._bus is None:
             raise RuntimeError("the client is not open: use `async with client:`")
         return self._bus
+
+    @property
+    def control(self) -> RemoteControl:
+        """Remote control of live workers: ``await client.control.ping()``
+        (see docs/reliability.md)."""
+        from actors._control import RemoteControl
+
+        return RemoteControl(self.backend)
+
+    @property
+    def canvas(self) -> Canvas:
+        """Chains, groups and chords: ``await client.canvas.chain([...])``."""
+        from ._canvas import Canvas
+
+        return Canvas(self)
+
+    def _canvas_ref(self) -> ActorRef[CanvasMessage]:
+        if self._canvas is None:
+            raise RuntimeError("the client is not open: use `async with client:`")
+        return self._canvas[0]
 
     @property
     def _broker(self) -> ActorRef[BrokerMessage]:
@@ -460,6 +489,7 @@ class Client:
                 name=env.name,
                 queue=env.queue,
                 updated_at=env.enqueued_at,
+                meta=_unique_meta(env),
             )
             for env in fresh
         )
@@ -543,6 +573,19 @@ class Client:
                 expires_at=now() + to_seconds(expires, name="expires"),
             )
         )
+        if terminate and self.backend.capabilities.broadcast:
+            from actors._control import REQUEST
+
+            # Running attempts stop now, not at the workers' next poll.
+            await self.backend.broker.broadcast(
+                {
+                    "kind": REQUEST,
+                    "request_id": new_id(),
+                    "command": "revoke",
+                    "args": {"task_id": task_id, "terminate": True, "reason": reason},
+                    "destination": None,
+                }
+            )
         current = await self.backend.results.get(task_id)
         if current is not None and current.state in (
             TaskState.QUEUED,
@@ -558,6 +601,9 @@ class Client:
                     )
                 ]
             )
+            key = current.meta.get("unique_key")
+            if key is not None:
+                await self.backend.results.release_unique(key, task_id)
 
     def dead_letters(self, queue: str = "default") -> DeadLetters:
         return DeadLetters(self, check_queue_name(queue))
@@ -582,9 +628,10 @@ class Client:
     @asynccontextmanager
     async def worker(
         self,
-        concurrency: int = 10,
+        concurrency: int | tuple[int, int] = 10,
         queues: Sequence[str] | str | None = None,
         *,
+        autoscale: tuple[int, int] | None = None,
         grace_period: Duration = 30.0,
         prefetch: int = -1,
         claim_wait: float = 1.0,
@@ -605,6 +652,17 @@ class Client:
             queues = [queues]
         names = tuple(check_queue_name(q) for q in (queues or ["default"]))
         cfg_kw: dict[str, Any] = {}
+        if isinstance(concurrency, tuple):  # (min, max): autoscaling
+            autoscale, concurrency = concurrency, concurrency[1]
+        if autoscale is not None:
+            cfg_kw["autoscale"] = tuple(autoscale)
+        for handler in self.app._tasks.values():
+            opts = handler.task_options
+            if opts.execution == "process" and handler.is_async:
+                raise ValueError(
+                    f"task {handler.task_name!r}: execution='process' needs a "
+                    "sync (def) handler"
+                )
         if worker_id is not None:
             cfg_kw["worker_id"] = worker_id
         config = WorkerConfig(
@@ -648,6 +706,8 @@ class Client:
         )
         handle = incarnation[0]
         self._workers.append(handle)
+        if self._canvas is not None:
+            self.add_finish_hook(self._canvas[1])  # a node advances canvases
         try:
             yield handle
         finally:
@@ -667,6 +727,12 @@ class Client:
         """``async with client.events("task_failed") as events:`` a bounded
         stream of signal payloads (all signals when none are named)."""
         return self.bus.stream(signals or None, buffer=buffer)
+
+
+def _unique_meta(env: Envelope) -> dict[str, Any]:
+    """A unique task's QUEUED record names its key (so revoke can free it)."""
+    key = env.meta.get("unique_key") if env.meta else None
+    return {} if key is None else {"unique_key": key}
 
 
 def _publish_event(signal: str, envelopes: Sequence[Envelope]) -> PublishEvent:

@@ -1,0 +1,315 @@
+"""Remote control over the broker's broadcast channel.
+
+Worker side: one :class:`Control` actor per worker subscribes to
+``backend.broker.subscribe()`` and answers requests addressed to every worker
+or to it by id. Client side: :class:`RemoteControl` (``client.control``)
+broadcasts a request with a fresh ``request_id`` and collects the replies
+(broadcast back with the same id) from every live worker until each worker
+with a live heartbeat answered or the timeout passed.
+
+Wire format (JSON objects, under the 7,900-byte broadcast limit)::
+
+    {"kind": "stem.control", "request_id": ..., "command": "ping",
+     "args": {...}, "destination": null | [worker ids]}
+    {"kind": "stem.control.reply", "request_id": ..., "worker_id": ...,
+     "command": "ping", "ok": true, "data": {...}, "error": null}
+
+Commands: ``ping``, ``stats``, ``active``, ``revoke`` (``task_id``,
+``terminate``, ``reason``), ``pause`` / ``resume`` (``queue``), ``shutdown``
+(``mode``: warm, soft, hard).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from stem._clock import now
+from stem._codec import dumps
+from stem._errors import BrokerUnavailable
+from stem._ids import new_id
+from stem._signals import ControlEvent
+
+if TYPE_CHECKING:
+    from stem.contracts import Backend
+
+    from ._eventbus import EventBus
+    from ._worker import Worker
+
+logger = logging.getLogger("stem.control")
+
+REQUEST = "stem.control"
+REPLY = "stem.control.reply"
+COMMANDS = ("ping", "stats", "active", "revoke", "pause", "resume", "shutdown")
+#: active tasks listed in one reply at most (the rest are counted)
+MAX_ACTIVE = 40
+#: broadcast bodies must stay under the contract's limit
+_MAX_BYTES = 7_500
+
+
+@attrs.frozen(kw_only=True)
+class ControlReply:
+    """One worker's answer to a remote-control request."""
+
+    worker_id: str
+    command: str
+    ok: bool
+    data: Mapping[str, Any] = attrs.field(factory=dict)
+    error: str | None = None
+
+
+@attrs.define(eq=False)
+class Control:
+    """Answers remote-control requests for one worker (lives in its nursery)."""
+
+    worker: Worker
+    handled: int = attrs.field(default=0, init=False)
+
+    @property
+    def _bus(self) -> EventBus:
+        return self.worker.bus
+
+    async def run(self, *, task_status: trio.TaskStatus[None]) -> None:
+        """Subscribe, then report ready; answers until cancelled."""
+        backend = self.worker.backend
+        async with backend.broker.subscribe() as inbox:
+            task_status.started()
+            async for message in inbox:
+                if message.get("kind") != REQUEST:
+                    continue
+                dest = message.get("destination")
+                me = self.worker.config.worker_id
+                if dest is not None and me not in dest:
+                    continue
+                await self._handle(backend, message)
+
+    async def _handle(self, backend: Backend, message: Mapping[str, Any]) -> None:
+        command = str(message.get("command", ""))
+        request_id = str(message.get("request_id", ""))
+        args = message.get("args") or {}
+        me = self.worker.config.worker_id
+        self._emit("control_received", command, request_id, True)
+        after = None
+        try:
+            data, after = self._execute(command, args)
+            reply = {"ok": True, "data": data, "error": None}
+        except (ValueError, TypeError, KeyError) as exc:
+            reply = {"ok": False, "data": {}, "error": f"{type(exc).__name__}: {exc}"}
+        body = {
+            "kind": REPLY,
+            "request_id": request_id,
+            "worker_id": me,
+            "command": command,
+            **reply,
+        }
+        try:
+            await backend.broker.broadcast(_fit(body))
+        except BrokerUnavailable as exc:
+            logger.warning("could not reply to %s: %s", command, exc)
+        self.handled += 1
+        self._emit("control_completed", command, request_id, bool(reply["ok"]))
+        if after is not None:
+            after()
+
+    def _execute(self, command: str, args: Mapping[str, Any]) -> tuple[Any, Any]:
+        """The reply data, and an action to run after replying (shutdown)."""
+        worker = self.worker
+        match command:
+            case "ping":
+                return {"at": now()}, None
+            case "stats":
+                stats = attrs.asdict(worker.worker_statistics(), recurse=True)
+                active = stats.pop("active")
+                stats["active"] = len(active)
+                return stats, None
+            case "active":
+                tasks = [attrs.asdict(t) for t in worker.worker_statistics().active]
+                return {
+                    "tasks": tasks[:MAX_ACTIVE],
+                    "omitted": max(len(tasks) - MAX_ACTIVE, 0),
+                }, None
+            case "revoke":
+                task_id = _text(args, "task_id")
+                done = False
+                if args.get("terminate"):
+                    done = worker.terminate(task_id, str(args.get("reason", "revoked")))
+                return {"task_id": task_id, "terminated": done}, None
+            case "pause":
+                queue = _text(args, "queue")
+                return {"queue": queue, "changed": worker.pause(queue)}, None
+            case "resume":
+                queue = _text(args, "queue")
+                return {"queue": queue, "changed": worker.resume(queue)}, None
+            case "shutdown":
+                mode = str(args.get("mode", "warm"))
+                if mode not in ("warm", "soft", "hard"):
+                    raise ValueError(f"unknown shutdown mode {mode!r}")
+                return {"mode": mode}, lambda: worker.shutdown(mode)  # type: ignore[arg-type]
+            case _:
+                raise ValueError(f"unknown command {command!r}")
+
+    def _emit(self, signal: str, command: str, request_id: str, ok: bool) -> None:
+        if self._bus.wants(signal):
+            self._bus.emit(
+                ControlEvent(
+                    signal=signal,
+                    at=now(),
+                    command=command,
+                    worker_id=self.worker.config.worker_id,
+                    request_id=request_id,
+                    ok=ok,
+                )
+            )
+
+
+def _text(args: Mapping[str, Any], key: str) -> str:
+    value = args.get(key)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{key} must be a non-empty string")
+    return value
+
+
+def _fit(body: dict[str, Any]) -> dict[str, Any]:
+    """Shrink a reply that would pass the broadcast size limit."""
+    if len(dumps(body, what="control reply")) <= _MAX_BYTES:
+        return body
+    return {**body, "data": {"truncated": True}}
+
+
+@attrs.define(eq=False)
+class RemoteControl:
+    """``client.control``: ask every live worker (or some) and collect answers.
+
+    Every call broadcasts one request and returns the replies that arrived
+    within ``timeout`` seconds, one per answering worker, sorted by worker id.
+    It returns early once every worker with a live heartbeat (among
+    ``destination`` when given) has answered. A worker that is busy or gone
+    simply does not appear in the list.
+    """
+
+    backend: Backend
+
+    async def ping(
+        self, *, timeout: float = 1.0, destination: Sequence[str] | None = None
+    ) -> list[ControlReply]:
+        return await self.broadcast("ping", timeout=timeout, destination=destination)
+
+    async def stats(
+        self, *, timeout: float = 1.0, destination: Sequence[str] | None = None
+    ) -> list[ControlReply]:
+        """Counters, slots and paused queues of each worker."""
+        return await self.broadcast("stats", timeout=timeout, destination=destination)
+
+    async def active(
+        self, *, timeout: float = 1.0, destination: Sequence[str] | None = None
+    ) -> list[ControlReply]:
+        """The tasks each worker is running (``data["tasks"]``)."""
+        return await self.broadcast("active", timeout=timeout, destination=destination)
+
+    async def revoke(
+        self,
+        task_id: str,
+        *,
+        terminate: bool = False,
+        reason: str = "revoked",
+        timeout: float = 1.0,
+    ) -> list[ControlReply]:
+        """Tell every worker now (``client.revoke`` also stores the order)."""
+        return await self.broadcast(
+            "revoke",
+            {"task_id": task_id, "terminate": terminate, "reason": reason},
+            timeout=timeout,
+        )
+
+    async def pause(
+        self,
+        queue: str,
+        *,
+        timeout: float = 1.0,
+        destination: Sequence[str] | None = None,
+    ) -> list[ControlReply]:
+        """Workers stop claiming from ``queue`` (running tasks go on)."""
+        return await self.broadcast(
+            "pause", {"queue": queue}, timeout=timeout, destination=destination
+        )
+
+    async def resume(
+        self,
+        queue: str,
+        *,
+        timeout: float = 1.0,
+        destination: Sequence[str] | None = None,
+    ) -> list[ControlReply]:
+        return await self.broadcast(
+            "resume", {"queue": queue}, timeout=timeout, destination=destination
+        )
+
+    async def shutdown(
+        self,
+        mode: str = "warm",
+        *,
+        timeout: float = 1.0,
+        destination: Sequence[str] | None = None,
+    ) -> list[ControlReply]:
+        """Stop workers: ``warm`` (finish running tasks within the grace
+        period), ``soft`` (cancel them and hand them back), ``hard`` (stop
+        now)."""
+        if mode not in ("warm", "soft", "hard"):
+            raise ValueError(
+                f"shutdown mode must be 'warm', 'soft' or 'hard', got {mode!r}"
+            )
+        return await self.broadcast(
+            "shutdown", {"mode": mode}, timeout=timeout, destination=destination
+        )
+
+    async def broadcast(
+        self,
+        command: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        timeout: float = 1.0,
+        destination: Sequence[str] | None = None,
+    ) -> list[ControlReply]:
+        """Send ``command`` and collect the replies for ``timeout`` seconds."""
+        if command not in COMMANDS:
+            raise ValueError(f"unknown command {command!r}; known: {COMMANDS}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        if isinstance(destination, str):
+            destination = [destination]
+        request_id = new_id()
+        request = {
+            "kind": REQUEST,
+            "request_id": request_id,
+            "command": command,
+            "args": dict(args or {}),
+            "destination": None if destination is None else list(destination),
+        }
+        expected = {w.worker_id for w in await self.backend.heartbeats.workers()}
+        if destination is not None:
+            expected &= set(destination)
+        replies: dict[str, ControlReply] = {}
+        async with self.backend.broker.subscribe() as inbox:
+            await self.backend.broker.broadcast(request)
+            with trio.move_on_after(timeout):
+                async for message in inbox:
+                    if (
+                        message.get("kind") != REPLY
+                        or message.get("request_id") != request_id
+                    ):
+                        continue
+                    worker_id = str(message.get("worker_id", ""))
+                    replies[worker_id] = ControlReply(
+                        worker_id=worker_id,
+                        command=command,
+                        ok=bool(message.get("ok")),
+                        data=message.get("data") or {},
+                        error=message.get("error"),
+                    )
+                    if expected and expected <= replies.keys():
+                        break
+        return [replies[w] for w in sorted(replies)]

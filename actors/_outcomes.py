@@ -1,0 +1,191 @@
+"""How an attempt's outcome becomes a :class:`Finish` for the BrokerActor.
+
+Pure functions (no I/O, no clock reads: the caller passes ``at``), shared by
+the Worker and by the property tests, so the decision "retry, dead-letter or
+done" is made in exactly one place:
+
+* success -> SUCCEEDED, ack;
+* a failure with attempts left and a retryable error -> RETRYING, nack with
+  the next attempt's envelope after the policy's delay (no dead letter);
+* otherwise -> FAILED and one dead-letter entry with the attempt history;
+* revocation / expiry -> REVOKED, dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+
+from stem._errors import Retry, TimeLimitExceeded
+from stem._options import TaskOptions
+from stem._result import ErrorInfo, TaskResult
+from stem._states import TaskState
+from stem.contracts import DeadLetter, Delivery
+
+from ._broker import Finish
+
+
+@attrs.frozen(kw_only=True)
+class FailureOutcome:
+    """A failed attempt's decision: ``kind`` is "retry" or "dead"."""
+
+    kind: Literal["retry", "dead"]
+    finish: Finish
+    error: ErrorInfo
+    delay: float = 0.0
+    reason: str = ""
+
+
+def succeeded(
+    delivery: Delivery, value: Any, *, at: float, ttl: float | None
+) -> Finish:
+    env = delivery.envelope
+    assert env is not None
+    result = TaskResult(
+        task_id=env.id,
+        state=TaskState.SUCCEEDED,
+        value=value,
+        attempt=env.attempt,
+        name=env.name,
+        queue=env.queue,
+        updated_at=at,
+    )
+    return Finish(delivery=delivery, action="ack", result=result, ttl=ttl)
+
+
+def revoked(delivery: Delivery, reason: str, *, at: float, ttl: float | None) -> Finish:
+    env = delivery.envelope
+    assert env is not None
+    result = TaskResult(
+        task_id=env.id,
+        state=TaskState.REVOKED,
+        attempt=env.attempt,
+        name=env.name,
+        queue=env.queue,
+        updated_at=at,
+        meta={"reason": reason},
+    )
+    return Finish(delivery=delivery, action="drop", result=result, ttl=ttl)
+
+
+def handed_back(delivery: Delivery, *, at: float) -> Finish:
+    """Give an unfinished delivery back to its queue (shutdown): QUEUED again."""
+    env = delivery.envelope
+    result = None
+    if env is not None:
+        result = TaskResult(
+            task_id=env.id,
+            state=TaskState.QUEUED,
+            attempt=env.attempt,
+            name=env.name,
+            queue=env.queue,
+            updated_at=at,
+        )
+    return Finish(delivery=delivery, action="retry", result=result, envelope=env)
+
+
+def failed(
+    delivery: Delivery, error: BaseException, opts: TaskOptions, *, at: float
+) -> FailureOutcome:
+    """Retry (attempts left, retryable error) or dead-letter the attempt."""
+    env = delivery.envelope
+    assert env is not None
+    info = ErrorInfo.from_exception(error)
+    if isinstance(error, Retry):
+        retryable = True
+        delay = (
+            error.countdown
+            if error.countdown is not None
+            else opts.retry_policy.delay(env.attempt)
+        )
+    else:
+        retryable = opts.retry_policy.should_retry(error)
+        delay = opts.retry_policy.delay(env.attempt)
+    history_item = {"attempt": env.attempt, "at": at, **info.to_dict()}
+    if retryable and env.attempt <= env.max_retries:
+        nxt = env.next_attempt(not_before=at + delay, error=history_item)
+        result = TaskResult(
+            task_id=env.id,
+            state=TaskState.RETRYING,
+            error=info,
+            attempt=env.attempt,
+            name=env.name,
+            queue=env.queue,
+            updated_at=at,
+            meta={"retry_at": at + delay},
+        )
+        finish = Finish(
+            delivery=delivery,
+            action="retry",
+            result=result,
+            envelope=nxt,
+            delay=delay,
+            ttl=opts.result_ttl,
+        )
+        return FailureOutcome(kind="retry", finish=finish, error=info, delay=delay)
+    if isinstance(error, TimeLimitExceeded):
+        reason = "time-limit"
+    elif retryable:
+        reason = "max-retries-exhausted"
+    else:
+        reason = "non-retryable-error"
+    history = (*env.meta.get("history", ()), history_item)
+    result = TaskResult(
+        task_id=env.id,
+        state=TaskState.FAILED,
+        error=info,
+        attempt=env.attempt,
+        name=env.name,
+        queue=env.queue,
+        updated_at=at,
+        meta={"reason": reason},
+    )
+    entry = DeadLetter(
+        task_id=env.id,
+        name=env.name,
+        queue=env.queue,
+        reason=reason,
+        error=info,
+        attempts=env.attempt,
+        dead_at=at,
+        envelope=env,
+        history=tuple(history),
+    )
+    finish = Finish(
+        delivery=delivery,
+        action="dead",
+        result=result,
+        dead=entry,
+        ttl=opts.result_ttl,
+    )
+    return FailureOutcome(kind="dead", finish=finish, error=info, reason=reason)
+
+
+def rejected(delivery: Delivery, reason: str, info: ErrorInfo, *, at: float) -> Finish:
+    """Dead-letter a delivery that cannot run at all (undecodable, unknown)."""
+    env = delivery.envelope
+    entry = DeadLetter(
+        task_id=delivery.task_id or (env.id if env else ""),
+        name=env.name if env else "",
+        queue=delivery.queue,
+        reason=reason,
+        error=info,
+        attempts=env.attempt if env else delivery.delivery_count,
+        dead_at=at,
+        envelope=env,
+        raw=delivery.raw,
+    )
+    result = None
+    if env is not None:
+        result = TaskResult(
+            task_id=env.id,
+            state=TaskState.FAILED,
+            error=info,
+            attempt=env.attempt,
+            name=env.name,
+            queue=env.queue,
+            updated_at=at,
+            meta={"reason": reason},
+        )
+    return Finish(delivery=delivery, action="dead", result=result, dead=entry)
