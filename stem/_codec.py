@@ -109,29 +109,68 @@ def envelope_from_dict(data: Any) -> Envelope:
         raise DecodeError(
             f"an envelope must be a JSON object, got {type(data).__name__}"
         )
-    try:
-        version = data.get("v", FORMAT_VERSION)
-        if version != FORMAT_VERSION:
-            raise DecodeError(f"unsupported envelope format version {version!r}")
-        env = Envelope(
-            id=_str(data["id"], "id"),
-            name=_str(data["name"], "name"),
-            args=_dict(data.get("args", {}), "args"),
-            headers=_dict(data.get("headers", {}), "headers"),
-            queue=_str(data.get("queue", "default"), "queue"),
-            priority=_int(data.get("priority", 0), "priority"),
-            attempt=_int(data.get("attempt", 1), "attempt"),
-            max_retries=_int(data.get("max_retries", 0), "max_retries"),
-            not_before=_opt_float(data.get("not_before"), "not_before"),
-            enqueued_at=float(
-                _opt_float(data.get("enqueued_at"), "enqueued_at") or 0.0
-            ),
-            expires=_opt_float(data.get("expires"), "expires"),
-            meta=_dict(data.get("meta", {}), "meta"),
+    get = data.get
+    ident, name = get("id"), get("name")
+    args, headers, meta = get("args", {}), get("headers", {}), get("meta", {})
+    queue, priority = get("queue", "default"), get("priority", 0)
+    attempt, max_retries = get("attempt", 1), get("max_retries", 0)
+    not_before, expires = get("not_before"), get("expires")
+    enqueued_at = get("enqueued_at") or 0.0
+    # Fast path: one combined check; the slow path below says what is wrong.
+    if (
+        get("v", FORMAT_VERSION) == FORMAT_VERSION
+        and type(ident) is str
+        and ident
+        and type(name) is str
+        and name
+        and type(args) is dict
+        and type(headers) is dict
+        and type(meta) is dict
+        and type(queue) is str
+        and type(priority) is int
+        and type(attempt) is int
+        and type(max_retries) is int
+        and (not_before is None or type(not_before) in _NUMBER)
+        and (expires is None or type(expires) in _NUMBER)
+        and type(enqueued_at) in _NUMBER
+    ):
+        return Envelope(
+            id=ident,
+            name=name,
+            args=args,
+            headers=headers,
+            queue=queue,
+            priority=priority,
+            attempt=attempt,
+            max_retries=max_retries,
+            not_before=not_before,
+            enqueued_at=enqueued_at,
+            expires=expires,
+            meta=meta,
         )
-    except KeyError as exc:
-        raise DecodeError(f"envelope is missing the field {exc.args[0]!r}") from None
-    return env
+    version = get("v", FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        raise DecodeError(f"unsupported envelope format version {version!r}")
+    if "id" not in data or "name" not in data:
+        missing = "id" if "id" not in data else "name"
+        raise DecodeError(f"envelope is missing the field {missing!r}")
+    return Envelope(
+        id=_str(ident, "id"),
+        name=_str(name, "name"),
+        args=_dict(args, "args"),
+        headers=_dict(headers, "headers"),
+        queue=_str(queue, "queue"),
+        priority=_int(priority, "priority"),
+        attempt=_int(attempt, "attempt"),
+        max_retries=_int(max_retries, "max_retries"),
+        not_before=_opt_float(not_before, "not_before"),
+        enqueued_at=float(_opt_float(enqueued_at, "enqueued_at") or 0.0),
+        expires=_opt_float(expires, "expires"),
+        meta=_dict(meta, "meta"),
+    )
+
+
+_NUMBER = (int, float)
 
 
 def encode_envelope(env: Envelope) -> bytes:
