@@ -39,10 +39,10 @@ if TYPE_CHECKING:
     from actors._broker import BrokerActor, BrokerMessage, FinishHook
     from actors._canvas import CanvasHook, CanvasMessage
     from actors._control import RemoteControl
-
-    from ._canvas import Canvas
     from actors._eventbus import EventBus
     from actors._worker import Worker
+
+    from ._canvas import Canvas
 
 logger = logging.getLogger("stem.client")
 
