@@ -8,6 +8,7 @@ handler never reaches the emitter (a worker slot).
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -22,12 +23,29 @@ logger = logging.getLogger("stem.events")
 
 
 @attrs.frozen(kw_only=True)
+class SubscriptionStatistics:
+    """One subscriber: ``buffered`` events wait for it now."""
+
+    signal: str
+    handler: str
+    buffer: int
+    buffered: int
+    delivered: int
+    dropped: int
+    errors: int
+
+
+@attrs.frozen(kw_only=True)
 class EventBusStatistics:
+    """Totals over all subscribers; ``dropped`` counts events a full buffer
+    refused, ``handler_errors`` handlers and filters that raised."""
+
     subscribers: int
     emitted: int
     delivered: int
     dropped: int
     handler_errors: int
+    subscriptions: tuple[SubscriptionStatistics, ...] = ()
 
 
 @attrs.define(eq=False)
@@ -36,6 +54,8 @@ class _Outlet:
     send: trio.MemorySendChannel[Event]
     receive: trio.MemoryReceiveChannel[Event]
     dropped: int = 0
+    delivered: int = 0
+    errors: int = 0
 
 
 @attrs.define(eq=False)
@@ -71,6 +91,7 @@ class EventBus:
                         continue
                 except Exception:
                     self._errors += 1
+                    outlet.errors += 1
                     logger.exception("signal filter for %s raised", event.signal)
                     continue
             try:
@@ -133,10 +154,14 @@ class EventBus:
                     if outlet.sub.is_async:
                         await handler(event)
                     else:
-                        handler(event)
+                        returned = handler(event)
+                        if inspect.isawaitable(returned):  # e.g. a lambda to async
+                            await returned
                     self._delivered += 1
+                    outlet.delivered += 1
                 except Exception:
                     self._errors += 1
+                    outlet.errors += 1
                     logger.exception(
                         "signal handler %r for %s raised", handler, event.signal
                     )
@@ -169,13 +194,32 @@ class EventBus:
             receive.close()
 
     def statistics(self) -> EventBusStatistics:
+        outlets = [o for v in self._outlets.values() for o in v]
         return EventBusStatistics(
-            subscribers=sum(len(v) for v in self._outlets.values()),
+            subscribers=len(outlets),
             emitted=self._emitted,
             delivered=self._delivered,
             dropped=self._dropped,
             handler_errors=self._errors,
+            subscriptions=tuple(
+                SubscriptionStatistics(
+                    signal=o.sub.signal,
+                    handler=_describe(o.sub.handler),
+                    buffer=o.sub.buffer,
+                    buffered=o.send.statistics().current_buffer_used,
+                    delivered=o.delivered,
+                    dropped=o.dropped,
+                    errors=o.errors,
+                )
+                for o in outlets
+            ),
         )
+
+
+def _describe(handler: Any) -> str:
+    name = getattr(handler, "__qualname__", None) or type(handler).__qualname__
+    module = getattr(handler, "__module__", None)
+    return f"{module}.{name}" if module else str(name)
 
 
 def _noop(event: Event) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import attrs
 
@@ -124,17 +124,28 @@ SIGNALS: Mapping[str, type[Event]] = {
 
 Handler = Callable[[Any], None] | Callable[[Any], Awaitable[None]]
 Filter = Callable[[Any], bool]
+H = TypeVar("H", bound=Callable[..., Any])
 
 
 @attrs.frozen(kw_only=True, eq=False)
 class Subscription:
-    """One connected handler."""
+    """One connected handler (calling it calls the handler, so ``@connect``
+    used as a bare decorator leaves the function usable)."""
 
     signal: str
     handler: Handler
     filter: Filter | None = None
     buffer: int = 1000
     is_async: bool = False
+
+    def __call__(self, event: Any) -> Any:
+        return self.handler(event)
+
+
+def _is_async(handler: Any) -> bool:
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004 - callable objects
+    )
 
 
 class Signal:
@@ -145,32 +156,79 @@ class Signal:
         self.name = name
         self.payload_type = SIGNALS[name]
 
+    @overload
     def connect(
         self,
         handler: Handler,
         *,
         filter: Filter | None = None,
         buffer: int = 1000,
-    ) -> Subscription:
-        """Call ``handler(event)`` for every event of this signal (that passes
-        ``filter``). ``buffer`` events may wait for a slow handler; more are
-        dropped and counted. Works as a decorator too."""
+    ) -> Subscription: ...
+
+    @overload
+    def connect(
+        self,
+        handler: None = None,
+        *,
+        filter: Filter | None = None,
+        buffer: int = 1000,
+    ) -> Callable[[H], H]: ...
+
+    def connect(
+        self,
+        handler: Handler | None = None,
+        *,
+        filter: Filter | None = None,
+        buffer: int = 1000,
+    ) -> Subscription | Callable[[H], H]:
+        """Call ``handler(event)`` for every event of this signal that passes
+        ``filter(event)``; returns the :class:`Subscription`.
+
+        Handlers may be sync or async; they run in the event bus's own tasks,
+        never in a worker slot, one event at a time per subscription. Up to
+        ``buffer`` events wait for a slow handler; more are dropped and
+        counted (``client.bus.statistics()``). A handler or filter that raises
+        is logged and counted; the emitter never sees it.
+
+        Without ``handler`` it is a decorator:
+        ``@app.signals.task_failed.connect(filter=lambda e: e.queue == "mail")``
+        (it returns the function unchanged).
+        """
+        if filter is not None and not callable(filter):
+            raise TypeError(f"signal filter must be callable, got {filter!r}")
+        if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
+            raise ValueError(f"buffer must be an int >= 1, got {buffer!r}")
+        if handler is None:
+
+            def decorator(fn: H) -> H:
+                self.connect(fn, filter=filter, buffer=buffer)
+                return fn
+
+            return decorator
         if not callable(handler):
             raise TypeError(f"signal handler must be callable, got {handler!r}")
-        if buffer < 1:
-            raise ValueError(f"buffer must be >= 1, got {buffer}")
         sub = Subscription(
             signal=self.name,
             handler=handler,
             filter=filter,
             buffer=buffer,
-            is_async=inspect.iscoroutinefunction(handler),
+            is_async=_is_async(handler),
         )
         self._registry._add(sub)
         return sub
 
-    def disconnect(self, sub: Subscription) -> None:
-        self._registry._remove(sub)
+    def disconnect(self, sub: Subscription | Handler) -> None:
+        """Stop delivering to ``sub`` (a Subscription, or a handler: every
+        subscription of that handler to this signal)."""
+        if isinstance(sub, Subscription):
+            self._registry._remove(sub)
+            return
+        for found in list(self._registry._subs.get(self.name, [])):
+            if found.handler is sub:
+                self._registry._remove(found)
+
+    def subscriptions(self) -> list[Subscription]:
+        return list(self._registry._subs.get(self.name, []))
 
     def __repr__(self) -> str:
         return f"<Signal {self.name}>"
