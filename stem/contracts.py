@@ -19,6 +19,7 @@ Conventions every implementation follows:
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, runtime_checkable
@@ -27,6 +28,7 @@ import attrs
 import trio
 
 from ._envelope import Envelope
+from ._errors import StemError
 from ._result import ErrorInfo, TaskResult
 
 # --------------------------------------------------------------------------
@@ -122,6 +124,42 @@ class WorkerInfo:
     active: int = 0
     processed: int = 0
     meta: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class ScheduleRecord:
+    """One schedule entry as stored (see :class:`ScheduleStore`).
+
+    ``definition`` is ``ScheduleEntry.to_dict()``. The store sets ``version``
+    (1 on add, +1 on every change, fires included), ``created_at`` and
+    ``changed_at`` (when the definition or ``enabled`` last changed: the
+    baseline after which ticks count). ``last_fire`` is the tick (nominal
+    time) of the last recorded fire, ``last_fired_at`` when it was recorded,
+    ``fired_by`` the beat instance that recorded it.
+    """
+
+    name: str
+    definition: Mapping[str, Any]
+    enabled: bool = True
+    version: int = 0
+    created_at: float = 0.0
+    changed_at: float = 0.0
+    last_fire: float | None = None
+    last_fired_at: float | None = None
+    fire_count: int = 0
+    fired_by: str | None = None
+
+
+class ScheduleExists(StemError, ValueError):
+    """``ScheduleStore.add`` of a name that is already stored."""
+
+
+class ScheduleNotFound(StemError, LookupError):
+    """A schedule entry name that is not stored."""
+
+
+class ScheduleConflict(StemError):
+    """``ScheduleStore.update`` with an ``expected_version`` that is stale."""
 
 
 @attrs.frozen(kw_only=True)
@@ -320,6 +358,67 @@ class LockStore(Protocol):
 
 
 @runtime_checkable
+class ScheduleStore(Protocol):
+    """Schedule entries and the record of their fires (beat).
+
+    Every method is atomic. ``revision`` grows on every add, update (that
+    changes something) and remove, not on fires; :meth:`wait_changed` lets a
+    beat sleep until its next tick yet wake when entries change.
+    """
+
+    async def add(
+        self, name: str, definition: Mapping[str, Any], *, enabled: bool = True
+    ) -> ScheduleRecord:
+        """Store a new entry (version 1); raises ScheduleExists if ``name`` is
+        stored."""
+
+    async def update(
+        self,
+        name: str,
+        *,
+        definition: Mapping[str, Any] | None = None,
+        enabled: bool | None = None,
+        expected_version: int | None = None,
+    ) -> ScheduleRecord:
+        """Change the definition and/or ``enabled``, keeping the fire record.
+
+        Raises ScheduleNotFound for an unknown name, ScheduleConflict when
+        ``expected_version`` is given and differs from the stored version.
+        A change that changes nothing leaves the record (and version) as is."""
+
+    async def remove(self, name: str) -> bool:
+        """Delete the entry; False if it was not stored."""
+
+    async def get(self, name: str) -> ScheduleRecord | None: ...
+
+    async def list(self) -> builtins.list[ScheduleRecord]:
+        """Every entry, by name."""
+
+    async def record_fire(
+        self,
+        name: str,
+        *,
+        expected_version: int,
+        tick: float,
+        fired_at: float,
+        owner: str,
+    ) -> ScheduleRecord | None:
+        """Compare-and-set the last fire: only if the stored version is
+        ``expected_version`` and ``tick`` is later than ``last_fire``, set
+        ``last_fire=tick``, count the fire and bump the version; returns the
+        new record. None (changing nothing) otherwise: another instance fired
+        or the entry changed or was removed."""
+
+    async def revision(self) -> int:
+        """The current revision of the set of entries."""
+
+    async def wait_changed(self, revision: int, *, timeout: float) -> int:
+        """Return the revision once it differs from ``revision`` (a change in
+        this process wakes at once, one in another process within about a
+        second), or after ``timeout`` seconds."""
+
+
+@runtime_checkable
 class RevocationStore(Protocol):
     """Revoked task ids, with a version that grows on every upsert."""
 
@@ -365,6 +464,7 @@ class Backend(Protocol):
     broker: Broker
     results: ResultBackend
     locks: LockStore
+    schedules: ScheduleStore
     revocations: RevocationStore
     heartbeats: HeartbeatStore
     limiter: RateLimitStore
@@ -390,5 +490,10 @@ __all__ = [
     "ResultBackend",
     "Revocation",
     "RevocationStore",
+    "ScheduleConflict",
+    "ScheduleExists",
+    "ScheduleNotFound",
+    "ScheduleRecord",
+    "ScheduleStore",
     "WorkerInfo",
 ]

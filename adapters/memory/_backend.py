@@ -13,6 +13,7 @@ from stem.contracts import Capabilities
 
 from ._broker import MemoryBroker
 from ._results import MemoryResultBackend
+from ._schedules import MemorySchedules
 from ._stores import (
     MemoryHeartbeatStore,
     MemoryLockStore,
@@ -43,6 +44,7 @@ class MemoryBackend:
         self.broker = MemoryBroker(broadcast_buffer=broadcast_buffer)
         self.results = MemoryResultBackend()
         self.locks = MemoryLockStore()
+        self.schedules = MemorySchedules()
         self.revocations = MemoryRevocationStore()
         self.heartbeats = MemoryHeartbeatStore()
         self.limiter = MemoryRateLimitStore()

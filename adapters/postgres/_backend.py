@@ -17,6 +17,7 @@ from ._config import PostgresConfig, parse_url
 from ._db import CONNECTION_ERRORS, Db, unavailable
 from ._notify import Hub
 from ._results import PostgresResults
+from ._schedules import PostgresSchedules
 from ._schema import apply_migrations
 from ._stores import (
     PostgresHeartbeats,
@@ -43,6 +44,7 @@ class PostgresBackend:
     broker: PostgresBroker
     results: PostgresResults
     locks: PostgresLocks
+    schedules: PostgresSchedules
     revocations: PostgresRevocations
     heartbeats: PostgresHeartbeats
     limiter: PostgresLimiter
@@ -166,6 +168,7 @@ async def _open(config: PostgresConfig) -> AsyncIterator[PostgresBackend]:
             broker=PostgresBroker(config=config, db=db, hub=hub),
             results=PostgresResults(config=config, db=db, hub=hub),
             locks=PostgresLocks(config=config, db=db),
+            schedules=PostgresSchedules(config=config, db=db),
             revocations=PostgresRevocations(config=config, db=db),
             heartbeats=PostgresHeartbeats(config=config, db=db),
             limiter=PostgresLimiter(config=config, db=db),

@@ -101,6 +101,29 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             )""",
         ),
     ),
+    (
+        2,
+        "beat schedule entries",
+        (
+            """CREATE TABLE {s}.schedules (
+                name text PRIMARY KEY,
+                definition text NOT NULL,
+                enabled boolean NOT NULL,
+                version bigint NOT NULL,
+                created_at double precision NOT NULL,
+                changed_at double precision NOT NULL,
+                last_fire double precision,
+                last_fired_at double precision,
+                fire_count bigint NOT NULL DEFAULT 0,
+                fired_by text
+            )""",
+            """CREATE TABLE {s}.schedule_revision (
+                id integer PRIMARY KEY CHECK (id = 1),
+                value bigint NOT NULL
+            )""",
+            "INSERT INTO {s}.schedule_revision (id, value) VALUES (1, 0)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]

@@ -18,6 +18,7 @@ from ._broker import RedisBroker
 from ._conn import Conn, Keys, Settings, make_client, parse_url
 from ._hub import Hub
 from ._results import RedisResults
+from ._schedules import RedisSchedules
 from ._stores import RedisHeartbeats, RedisLimiter, RedisLocks, RedisRevocations
 
 CAPABILITIES = Capabilities(
@@ -43,6 +44,7 @@ class RedisBackend:
     broker: RedisBroker
     results: RedisResults
     locks: RedisLocks
+    schedules: RedisSchedules
     revocations: RedisRevocations
     heartbeats: RedisHeartbeats
     limiter: RedisLimiter
@@ -85,6 +87,7 @@ def _build(settings: Settings) -> RedisBackend:
         broker=RedisBroker(conn, keys, hub),
         results=RedisResults(conn, keys, hub),
         locks=RedisLocks(conn, keys),
+        schedules=RedisSchedules(conn, keys.ns),
         revocations=RedisRevocations(conn, keys),
         heartbeats=RedisHeartbeats(conn, keys),
         limiter=RedisLimiter(conn, keys),

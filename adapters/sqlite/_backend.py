@@ -15,6 +15,7 @@ from ._broker import SQLiteBroker
 from ._config import SQLiteConfig, parse_url
 from ._db import Database
 from ._results import SQLiteResults
+from ._schedules import SQLiteSchedules
 from ._stores import (
     SQLiteHeartbeats,
     SQLiteLocks,
@@ -38,6 +39,7 @@ class SQLiteBackend:
     broker: SQLiteBroker
     results: SQLiteResults
     locks: SQLiteLocks
+    schedules: SQLiteSchedules
     revocations: SQLiteRevocations
     heartbeats: SQLiteHeartbeats
     limiter: SQLiteRateLimits
@@ -66,6 +68,7 @@ class SQLiteBackend:
             ),
             results=SQLiteResults(db=db, poll_interval=config.poll_interval),
             locks=SQLiteLocks(db=db),
+            schedules=SQLiteSchedules(db=db),
             revocations=SQLiteRevocations(db=db),
             heartbeats=SQLiteHeartbeats(db=db),
             limiter=SQLiteRateLimits(db=db),

@@ -95,6 +95,22 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 2: beat's schedule entries (adapters/sqlite/_schedules.py).
+    """
+    CREATE TABLE schedules (
+        name TEXT PRIMARY KEY,
+        definition TEXT NOT NULL,
+        enabled INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        changed_at REAL NOT NULL,
+        last_fire REAL,
+        last_fired_at REAL,
+        fire_count INTEGER NOT NULL DEFAULT 0,
+        fired_by TEXT
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO counters (name, value) VALUES ('schedules', 0);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

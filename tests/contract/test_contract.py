@@ -8,6 +8,7 @@ import pytest
 import trio.testing
 
 from . import checks
+from . import checks_schedules
 from .harness import Harness
 
 CHECKS: dict[str, Callable[[Harness], Awaitable[None]]] = {
@@ -15,6 +16,11 @@ CHECKS: dict[str, Callable[[Harness], Awaitable[None]]] = {
     for name, fn in vars(checks).items()
     if name.startswith("check_") and callable(fn)
 }
+CHECKS.update(
+    (name[len("check_") :], fn)
+    for name, fn in vars(checks_schedules).items()
+    if name.startswith("check_") and callable(fn)
+)
 
 
 @pytest.mark.parametrize("check", list(CHECKS.values()), ids=list(CHECKS))
