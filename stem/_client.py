@@ -41,8 +41,10 @@ if TYPE_CHECKING:
     from actors._control import RemoteControl
     from actors._eventbus import EventBus
     from actors._worker import Worker
+    from actors._workflow import WorkflowEngine
 
     from ._canvas import Canvas
+    from ._workflow_client import Workflows
 
 logger = logging.getLogger("stem.client")
 
@@ -184,6 +186,9 @@ class Client:
         self._workers: list[Worker] = []
         self._supervisor: Supervisor | None = None
         self._canvas: tuple[ActorRef[CanvasMessage], CanvasHook] | None = None
+        self._workflows_api: Workflows | None = None
+        self._workflow_engines: dict[str, WorkflowEngine] = {}
+        self._workflow_hook: FinishHook | None = None
 
     # -- construction -------------------------------------------------------
 
@@ -708,14 +713,65 @@ class Client:
         self._workers.append(handle)
         if self._canvas is not None:
             self.add_finish_hook(self._canvas[1])  # a node advances canvases
+        engine_name = await self._start_workflow_engine(config.worker_id)
         try:
             yield handle
         finally:
+            if engine_name is not None:
+                with trio.CancelScope(shield=True):
+                    await self._stop_workflow_engine(engine_name)
             self._workers.remove(handle)
             with trio.CancelScope(shield=True):
                 ref.tell_nowait(Stop())
                 with trio.move_on_after(config.grace_period + 30):
                     await state.stopped.wait()
+
+    # -- workflows ----------------------------------------------------------
+
+    @property
+    def workflows(self) -> Workflows:
+        """Start, wait for, signal and cancel workflow runs."""
+        from ._workflow_client import Workflows
+
+        if self._workflows_api is None:
+            self._workflows_api = Workflows(self)
+        return self._workflows_api
+
+    def _wake_workflow_engines(self) -> None:
+        for engine in self._workflow_engines.values():
+            engine.nudge()
+
+    async def _start_workflow_engine(self, worker_id: str) -> str | None:
+        """Every worker node wakes workflow runs whose activities finish; one
+        whose app registers workflows also runs a WorkflowEngine."""
+        from actors import ChildSpec
+        from actors._workflow import WorkflowEngine, workflow_finish_hook
+
+        from ._workflow import registry
+
+        if self._workflow_hook is None:
+            self._workflow_hook = workflow_finish_hook(self)
+            self.add_finish_hook(self._workflow_hook)
+        scripts = registry(self.app.workflows)
+        if not scripts or self._supervisor is None:
+            return None
+        name = f"workflow-engine:{worker_id}"
+
+        def make_engine() -> WorkflowEngine:
+            engine = WorkflowEngine(client=self, scripts=scripts)
+            self._workflow_engines[name] = engine
+            return engine
+
+        await self._supervisor.start_child(ChildSpec(name, make_engine))
+        return name
+
+    async def _stop_workflow_engine(self, name: str) -> None:
+        self._workflow_engines.pop(name, None)
+        if self._supervisor is not None:
+            try:
+                await self._supervisor.stop_child(name)
+            except KeyError:
+                pass
 
     def add_finish_hook(self, hook: FinishHook) -> None:
         """Run ``hook`` on every batch of finished deliveries of this client's

@@ -173,6 +173,72 @@ class Revocation:
     version: int = 0  # set by the store
 
 
+@attrs.frozen(kw_only=True)
+class WorkflowStep:
+    """One checkpoint in a workflow run's history (``index`` counts from 0).
+
+    ``kind`` is ``activity``, ``step``, ``sleep``, ``event``, ``now``,
+    ``uuid`` or ``child``; ``name`` is the task, step, topic or workflow name.
+    ``status`` is ``pending`` (started, not finished), ``done`` (``value``
+    holds the result) or ``failed`` (``error`` says why). ``meta`` holds what
+    the engine needs to finish a pending step (``task_id``, ``due_at``,
+    ``timeout_at``, ``child_run_id``).
+    """
+
+    run_id: str
+    index: int
+    kind: str
+    name: str
+    status: str = "pending"
+    value: Any = None
+    error: ErrorInfo | None = None
+    started_at: float = 0.0
+    finished_at: float | None = None
+    meta: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+#: Statuses of a run that is still going (``pending``: never driven yet).
+WORKFLOW_ACTIVE = frozenset({"pending", "running", "suspended"})
+#: Final statuses: nothing changes a run once it has one of these.
+WORKFLOW_FINAL = frozenset({"completed", "failed", "cancelled", "version-mismatch"})
+
+
+@attrs.frozen(kw_only=True)
+class WorkflowRun:
+    """One run of a workflow, as stored.
+
+    ``due_at`` is when an engine may claim it (None: only a wake makes it due;
+    while leased it is the lease deadline). ``lease_owner`` is the engine
+    driving it. ``wakes`` counts wake-ups, so a wake that arrives while the run
+    is being driven is not lost when it suspends. ``deadline`` is the
+    ``max_duration`` limit as an epoch time. ``history`` is filled only by
+    calls that say so (``client.workflows.get``).
+    """
+
+    run_id: str
+    workflow: str
+    version: int = 1
+    params: Any = None
+    status: str = "pending"
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    due_at: float | None = None
+    lease_owner: str | None = None
+    wakes: int = 0
+    cancel_requested: bool = False
+    deadline: float | None = None
+    parent_id: str | None = None
+    current_step: str | None = None
+    result: Any = None
+    error: ErrorInfo | None = None
+    history: tuple[WorkflowStep, ...] = ()
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in WORKFLOW_FINAL
+
+
+
 # --------------------------------------------------------------------------
 # The stores
 
@@ -457,6 +523,123 @@ class RateLimitStore(Protocol):
 
 
 @runtime_checkable
+class WorkflowStore(Protocol):
+    """Workflow runs, their step history, timers, events and leases.
+
+    A run is claimable when it is active, ``due_at <= now`` and its lease (if
+    any) has passed. Claiming leases it (``due_at`` becomes the lease
+    deadline), so two engines never drive one run. Every change that can make
+    a run due wakes :meth:`wait_due` callers (across processes where the
+    backend is shared).
+    """
+
+    async def create_run(self, run: WorkflowRun) -> bool:
+        """Store a new run; False (changing nothing) if ``run_id`` exists."""
+
+    async def get_run(self, run_id: str) -> WorkflowRun | None: ...
+
+    async def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | None = None,
+        parent_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[WorkflowRun]:
+        """Runs matching every filter given, oldest first."""
+
+    async def save_step(self, step: WorkflowStep) -> None:
+        """Insert or replace step ``(run_id, index)``."""
+
+    async def get_step(self, run_id: str, index: int) -> WorkflowStep | None: ...
+
+    async def list_steps(self, run_id: str) -> list[WorkflowStep]:
+        """The run's steps in index order."""
+
+    async def claim(
+        self, owner: str, *, names: Sequence[str], lease: float, limit: int = 1
+    ) -> list[WorkflowRun]:
+        """Lease up to ``limit`` due runs of the workflows ``names`` to
+        ``owner`` for ``lease`` seconds (status becomes ``running``)."""
+
+    async def renew(self, run_id: str, owner: str, *, lease: float) -> bool:
+        """Extend ``owner``'s lease; False when it no longer holds it."""
+
+    async def suspend(
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        until: float | None,
+        wakes: int,
+        current_step: str | None = None,
+    ) -> bool:
+        """Release the lease and park the run until ``until`` (None: until a
+        wake). If the run was woken since the claim that saw ``wakes``, it is
+        due at once instead. False when ``owner`` no longer holds the lease."""
+
+    async def wake(self, run_ids: Sequence[str]) -> None:
+        """Make active runs due now (a leased run is due again as soon as its
+        driver suspends it). Unknown or final runs are ignored."""
+
+    async def finish(
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        status: str,
+        result: Any = None,
+        error: ErrorInfo | None = None,
+    ) -> bool:
+        """Record a final status (one of WORKFLOW_FINAL) if ``owner`` holds the
+        lease; wakes :meth:`wait_run` callers. False otherwise."""
+
+    async def request_cancel(self, run_id: str) -> bool:
+        """Flag an active run for cancellation and make it due; False for an
+        unknown or final run."""
+
+    async def watch(self, run_id: str, index: int, topic: str) -> bool:
+        """Wait for ``topic`` at step ``index`` (a pending ``event`` step).
+
+        True if the step is already ``done`` (resolved earlier). Otherwise, if
+        the run's mailbox holds a message on ``topic`` (see :meth:`send`), the
+        oldest is taken and the step becomes ``done`` with its payload at
+        once: True. Otherwise a watcher is registered (idempotent): False."""
+
+    async def unwatch(self, run_id: str, index: int) -> bool:
+        """Remove the watcher of step ``index``: True if it was still
+        unresolved (so it never will be), False if an event resolved it."""
+
+    async def emit(self, topic: str, payload: Any) -> list[str]:
+        """Resolve every watcher on ``topic`` now, each exactly once: its step
+        becomes ``done`` with ``payload`` and its run is woken. Returns the
+        run ids. Runs that are not waiting never see the event."""
+
+    async def send(self, run_id: str, topic: str, payload: Any) -> bool:
+        """Deliver to the run's watcher on ``topic`` if it has one (True),
+        else keep the message in the run's mailbox for a later :meth:`watch`
+        (False). Messages on one topic are taken oldest first."""
+
+    async def next_due(self, names: Sequence[str]) -> float | None:
+        """The earliest ``due_at`` among active runs of ``names``."""
+
+    async def wait_due(self, cursor: int | None, *, timeout: float) -> int:
+        """Wait for a change that may make a run due and return the change
+        cursor (a counter every create, wake, suspend, event and cancel
+        increases, in any process sharing the backend).
+
+        Returns at once if the cursor differs from ``cursor`` (None: just read
+        it), else when it changes or after ``timeout`` seconds. Pass back the
+        value it returned, read before looking for work, and no change is
+        missed."""
+
+    async def wait_run(self, run_id: str, *, timeout: float) -> WorkflowRun | None:
+        """The run once it is final, waiting up to ``timeout`` seconds (woken
+        by the write); None on timeout."""
+
+
+@runtime_checkable
 class Backend(Protocol):
     """One backend: every store, opened from one URL."""
 
@@ -468,6 +651,7 @@ class Backend(Protocol):
     revocations: RevocationStore
     heartbeats: HeartbeatStore
     limiter: RateLimitStore
+    workflows: WorkflowStore
 
     @property
     def url(self) -> str:
@@ -495,5 +679,10 @@ __all__ = [
     "ScheduleNotFound",
     "ScheduleRecord",
     "ScheduleStore",
+    "WORKFLOW_ACTIVE",
+    "WORKFLOW_FINAL",
     "WorkerInfo",
+    "WorkflowRun",
+    "WorkflowStep",
+    "WorkflowStore",
 ]

@@ -20,6 +20,7 @@ from ._stores import (
     MemoryRateLimitStore,
     MemoryRevocationStore,
 )
+from ._workflows import MemoryWorkflowStore
 
 CAPABILITIES = Capabilities(name="memory", cross_process=False, persistent=False)
 
@@ -48,6 +49,7 @@ class MemoryBackend:
         self.revocations = MemoryRevocationStore()
         self.heartbeats = MemoryHeartbeatStore()
         self.limiter = MemoryRateLimitStore()
+        self.workflows = MemoryWorkflowStore()
 
     @property
     def url(self) -> str:

@@ -1,0 +1,425 @@
+"""The WorkflowEngine actor: claims due runs, replays their scripts, parks them.
+
+One engine runs on every worker node whose app registers workflows. Its loop:
+
+1. read the store's change cursor, claim due runs of the registered workflows
+   with a lease (so two engines never drive one run) and drive each in its
+   own task (at most ``concurrency`` at once), renewing the lease meanwhile;
+2. sleep until the earliest due time the store reports, woken early by a
+   change in the store (any process: :meth:`WorkflowStore.wait_due`) or a
+   nudge from this process (a message, a finished drive).
+
+Driving a run replays its script (see :mod:`stem._workflow`): it ends with
+the run completed or failed, or suspended in the store until its next timer,
+event, activity result or child completion. Activities finishing wake their
+run through a finish hook (:func:`workflow_finish_hook`), which the broker
+actor runs before it acks, and through ``results.wait`` as a fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from stem._clock import now
+from stem._codec import dumps
+from stem._envelope import Envelope
+from stem._errors import BrokerUnavailable, EncodeError
+from stem._ids import new_id
+from stem._result import ErrorInfo
+from stem._workflow import (
+    ACTIVITY_RECHECK,
+    Suspend,
+    WorkflowContext,
+    WorkflowScript,
+    check_history_consumed,
+)
+from stem.contracts import WorkflowRun
+
+from ._actor import Actor, ActorRef
+from ._mailbox import Mailbox
+
+if TYPE_CHECKING:
+    from stem._client import Client
+
+    from ._broker import Finish
+
+logger = logging.getLogger("stem.workflows")
+
+#: The longest the engine sleeps without any due time or wake (seconds).
+MAX_IDLE = 3600.0
+#: At most this many activity results are watched per engine (the fallback).
+MAX_WATCHED = 1000
+
+
+@attrs.frozen
+class RunDue:
+    """Runs became due (a hook, a start in this process): look now."""
+
+    run_ids: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class EventArrived:
+    """An event was delivered to runs: look now."""
+
+    topic: str
+
+
+@attrs.frozen
+class Cancel:
+    """A run was asked to cancel: look now."""
+
+    run_id: str
+
+
+EngineMessage = RunDue | EventArrived | Cancel
+
+
+@attrs.frozen(kw_only=True)
+class EngineConfig:
+    owner: str = attrs.field(
+        factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
+    )
+    lease: float = 60.0
+    concurrency: int = 32
+
+    def __attrs_post_init__(self) -> None:
+        if self.lease <= 0:
+            raise ValueError(f"lease must be > 0 seconds, got {self.lease!r}")
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {self.concurrency!r}")
+
+
+@attrs.frozen(kw_only=True)
+class EngineStatistics:
+    driven: int
+    completed: int
+    failed: int
+    suspended: int
+    cancelled: int
+    lost_leases: int
+    active: int
+
+
+def _info(kind: str, message: str) -> ErrorInfo:
+    return ErrorInfo(type=f"stem.{kind}", message=message)
+
+
+@attrs.define(eq=False)
+class WorkflowEngine(Actor[EngineMessage]):
+    """Drives the runs of ``scripts`` stored in the client's backend."""
+
+    client: Client
+    scripts: Mapping[str, WorkflowScript]
+    config: EngineConfig = attrs.field(factory=EngineConfig)
+    _nudge: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _driving: set[str] = attrs.field(factory=set, init=False)
+    _watched: set[str] = attrs.field(factory=set, init=False)
+    _stats: dict[str, int] = attrs.field(factory=dict, init=False)
+    _nursery: trio.Nursery | None = attrs.field(default=None, init=False)
+
+    # ------------------------------------------------------------ actor
+
+    async def run(
+        self,
+        mailbox: Mailbox[EngineMessage],
+        *,
+        task_status: trio.TaskStatus[
+            ActorRef[EngineMessage]
+        ] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._loop)
+            await super().run(mailbox, task_status=task_status)
+            nursery.cancel_scope.cancel()
+
+    async def handle(self, msg: EngineMessage) -> None:
+        await trio.lowlevel.checkpoint()
+        self.nudge()
+
+    def nudge(self) -> None:
+        """Look for due runs now (sync; safe from any task of this run)."""
+        self._nudge.set()
+
+    def engine_statistics(self) -> EngineStatistics:
+        s = self._stats
+        return EngineStatistics(
+            driven=s.get("driven", 0),
+            completed=s.get("completed", 0),
+            failed=s.get("failed", 0),
+            suspended=s.get("suspended", 0),
+            cancelled=s.get("cancelled", 0),
+            lost_leases=s.get("lost_leases", 0),
+            active=len(self._driving),
+        )
+
+    def _count(self, key: str) -> None:
+        self._stats[key] = self._stats.get(key, 0) + 1
+
+    # ------------------------------------------------------------ loop
+
+    @property
+    def _store(self) -> Any:
+        return self.client.backend.workflows
+
+    async def _loop(self) -> None:
+        store = self._store
+        names = sorted(self.scripts)
+        cfg = self.config
+        cursor: int | None = None
+        async with trio.open_nursery() as runs:
+            while True:
+                self._nudge = trio.Event()
+                nudged = self._nudge
+                try:
+                    cursor = await store.wait_due(None, timeout=0)
+                    free = cfg.concurrency - len(self._driving)
+                    if free <= 0:
+                        await nudged.wait()  # a drive ending frees a slot
+                        continue
+                    claimed = await store.claim(
+                        cfg.owner, names=names, lease=cfg.lease, limit=free
+                    )
+                    for run in claimed:
+                        self._driving.add(run.run_id)
+                        runs.start_soon(self._drive, run)
+                    if claimed and len(claimed) == free:
+                        await trio.lowlevel.checkpoint()
+                        continue
+                    due = await store.next_due(names)
+                except BrokerUnavailable as exc:
+                    logger.warning("workflow store unavailable: %s", exc)
+                    await trio.sleep(1.0)
+                    continue
+                if due is None:
+                    timeout = MAX_IDLE
+                else:
+                    # A due run nobody could claim (a race) is looked at again
+                    # shortly, never in a hot loop.
+                    timeout = min(max(due - now(), 0.0), MAX_IDLE)
+                    if not claimed and timeout <= 0:
+                        timeout = 0.05
+                if timeout > 0:
+                    await self._idle(nudged, cursor, timeout)
+
+    async def _idle(
+        self, nudged: trio.Event, cursor: int | None, timeout: float
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+
+            async def store_change() -> None:
+                try:
+                    await self._store.wait_due(cursor, timeout=timeout)
+                except BrokerUnavailable as exc:
+                    logger.warning("workflow store unavailable: %s", exc)
+                    await trio.sleep(min(timeout, 1.0))
+                nursery.cancel_scope.cancel()
+
+            async def local() -> None:
+                await nudged.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(store_change)
+            nursery.start_soon(local)
+
+    # ------------------------------------------------------------ driving
+
+    async def _drive(self, run: WorkflowRun) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._keep_lease, run.run_id, nursery.cancel_scope)
+                try:
+                    await self._drive_once(run)
+                finally:
+                    nursery.cancel_scope.cancel()
+        except BrokerUnavailable as exc:
+            logger.warning("run %s left to its lease: %s", run.run_id, exc)
+        except Exception:
+            logger.exception("driving workflow run %s failed", run.run_id)
+        finally:
+            self._driving.discard(run.run_id)
+            self.nudge()
+
+    async def _keep_lease(self, run_id: str, scope: trio.CancelScope) -> None:
+        lease = self.config.lease
+        while True:
+            await trio.sleep(lease / 3)
+            if not await self._store.renew(run_id, self.config.owner, lease=lease):
+                logger.warning("lost the lease of workflow run %s", run_id)
+                self._count("lost_leases")
+                scope.cancel()
+                return
+
+    async def _drive_once(self, run: WorkflowRun) -> None:
+        store = self._store
+        workflows = self.client.workflows
+        self._count("driven")
+        script = self.scripts[run.workflow]
+        if run.cancel_requested:
+            await self._cancel(run)
+            return
+        if run.version != script.version:
+            message = (
+                f"run {run.run_id} was started under version {run.version} of "
+                f"{run.workflow!r} but version {script.version} is registered; it "
+                "is not replayed with other code (start a new run)"
+            )
+            await self._finish(
+                run, "version-mismatch", error=_info("WorkflowVersionMismatch", message)
+            )
+            return
+        if run.deadline is not None and now() >= run.deadline:
+            await self._finish(run, "failed", error=self._overdue(run))
+            return
+        steps = await store.list_steps(run.run_id)
+        if steps:
+            workflows._emit("workflow_resumed", run, run.current_step)
+        ctx = WorkflowContext(run=run, client=self.client, history=steps)
+        deadline = (
+            math.inf
+            if run.deadline is None
+            else trio.current_time() + (run.deadline - now())
+        )
+        try:
+            with trio.move_on_at(deadline) as limit:
+                result = await script.fn(ctx)
+                check_history_consumed(ctx)
+                dumps(result, what=f"the result of workflow {run.workflow!r}")
+            if limit.cancelled_caught:
+                await self._finish(run, "failed", error=self._overdue(run))
+                return
+        except Suspend as suspend:
+            await ctx.flush()
+            until = suspend.until
+            if run.deadline is not None:
+                until = run.deadline if until is None else min(until, run.deadline)
+            if await store.suspend(
+                run.run_id,
+                self.config.owner,
+                until=until,
+                wakes=run.wakes,
+                current_step=suspend.step,
+            ):
+                self._count("suspended")
+                workflows._emit("workflow_suspended", run, suspend.step)
+            for task_id in ctx.pending_tasks:
+                self._watch_activity(run.run_id, task_id)
+            return
+        except (BrokerUnavailable, EncodeError) as exc:
+            if isinstance(exc, BrokerUnavailable):
+                raise
+            await self._finish(run, "failed", error=ErrorInfo.from_exception(exc))
+            return
+        except Exception as exc:
+            await ctx.flush()
+            await self._finish(run, "failed", error=ErrorInfo.from_exception(exc))
+            return
+        await ctx.flush()
+        await self._finish(run, "completed", result=result)
+
+    def _overdue(self, run: WorkflowRun) -> ErrorInfo:
+        script = self.scripts[run.workflow]
+        return _info(
+            "WorkflowTimeout",
+            f"run {run.run_id} of {run.workflow!r} passed its max_duration of "
+            f"{script.max_duration} s",
+        )
+
+    async def _finish(
+        self,
+        run: WorkflowRun,
+        status: str,
+        *,
+        result: Any = None,
+        error: ErrorInfo | None = None,
+    ) -> None:
+        store = self._store
+        if not await store.finish(
+            run.run_id, self.config.owner, status=status, result=result, error=error
+        ):
+            self._count("lost_leases")
+            return
+        self._count(status if status != "version-mismatch" else "failed")
+        if run.parent_id is not None:
+            await store.wake([run.parent_id])
+        signal = {
+            "completed": "workflow_completed",
+            "cancelled": "workflow_cancelled",
+        }.get(status, "workflow_failed")
+        self.client.workflows._emit(signal, run, run.current_step, error=error)
+
+    async def _cancel(self, run: WorkflowRun) -> None:
+        """Revoke the run's running activity, cancel its running children,
+        then record it cancelled."""
+        store = self._store
+        for step in await store.list_steps(run.run_id):
+            if step.status != "pending":
+                continue
+            if step.kind == "activity" and "task_id" in step.meta:
+                await self.client.revoke(
+                    str(step.meta["task_id"]),
+                    terminate=True,
+                    reason="workflow cancelled",
+                )
+            elif step.kind == "child" and "child_run_id" in step.meta:
+                await store.request_cancel(str(step.meta["child_run_id"]))
+        await self._finish(
+            run,
+            "cancelled",
+            error=_info("WorkflowCancelled", f"run {run.run_id} was cancelled"),
+        )
+
+    def _watch_activity(self, run_id: str, task_id: str) -> None:
+        """Fallback wake-up: wait for the activity's result in this process."""
+        if (
+            self._nursery is None
+            or task_id in self._watched
+            or len(self._watched) >= MAX_WATCHED
+        ):
+            return
+        self._watched.add(task_id)
+        self._nursery.start_soon(self._await_activity, run_id, task_id)
+
+    async def _await_activity(self, run_id: str, task_id: str) -> None:
+        try:
+            result = await self.client.backend.results.wait(
+                task_id, timeout=ACTIVITY_RECHECK
+            )
+            if result is not None:
+                await self._store.wake([run_id])
+                self.nudge()
+        except BrokerUnavailable as exc:
+            logger.warning("watching activity %s: %s", task_id, exc)
+        finally:
+            self._watched.discard(task_id)
+
+
+def workflow_finish_hook(client: Client) -> Any:
+    """A broker finish hook waking the workflow run of every activity that
+    finished for good (not a retry). It runs before the batch is acked, so
+    the wake is stored before the activity's message is gone."""
+
+    async def hook(finishes: Sequence[Finish]) -> Sequence[Envelope]:
+        run_ids: set[str] = set()
+        for fin in finishes:
+            env = fin.delivery.envelope
+            if env is None or fin.action in ("retry", "none"):
+                continue
+            run_id = env.meta.get("workflow_run")
+            if isinstance(run_id, str):
+                run_ids.add(run_id)
+        if run_ids:
+            await client.backend.workflows.wake(sorted(run_ids))
+            client._wake_workflow_engines()
+        return ()
+
+    return hook
