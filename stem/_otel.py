@@ -53,6 +53,7 @@ TRACE_HEADERS = ("traceparent", "tracestate")
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _MAX_PENDING = 10_000  # publish spans awaiting `published` (bounded)
+_BATCH_KEY = "\x00batch:"  # + first task id: a pending batch span
 
 
 def _state_name(result: TaskResult | None) -> str:
@@ -141,11 +142,31 @@ class OtelInstrumentation(Instrumentation):
         if tracer is None:
             return envelopes
         out: list[Envelope] = []
+        batch_context = None
+        if (
+            len(envelopes) > 1
+            and not trace.get_current_span().get_span_context().is_valid
+        ):
+            # One call publishing several envelopes with no trace around it (a
+            # group, a chord's members, a bulk enqueue) is one operation: a
+            # batch span parents the envelopes that bring no context of their own.
+            batch = tracer.start_span(
+                "stem.publish",
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "stem",
+                    "messaging.operation": "publish",
+                    "messaging.operation.type": "publish",
+                    "messaging.batch.message_count": len(envelopes),
+                },
+            )
+            batch_context = trace.set_span_in_context(batch)
+            self._remember(_BATCH_KEY + envelopes[0].id, batch)
         for env in envelopes:
             parent = (
                 _PROPAGATOR.extract(env.headers)
                 if "traceparent" in env.headers
-                else None  # the current context: a running task's span, if any
+                else batch_context  # None: the current context (a running task)
             )
             span = tracer.start_span(
                 "stem.publish",
@@ -191,6 +212,10 @@ class OtelInstrumentation(Instrumentation):
             span = pending.pop(env.id, None)
             if span is not None:
                 span.end()
+        if len(envelopes) > 1:
+            batch = pending.pop(_BATCH_KEY + envelopes[0].id, None)
+            if batch is not None:
+                batch.end()
 
     # -- executing --------------------------------------------------------------
 

@@ -351,3 +351,65 @@ def test_global_sdk_provider_turns_tracing_on_without_settings() -> None:
         "spans": ["stem.publish", "stem.run noop"],
         "traces": 1,
     }
+
+
+async def test_chain_of_two_links_and_a_chord_stay_in_one_trace(
+    spans: tuple[InMemorySpanExporter, OtelInstrumentation], autojump_clock: Any
+) -> None:
+    """A chain of two links submitted through ``client.canvas`` (its second
+    link failing once and retried) runs every attempt in one trace; a chord's
+    members (published as one batch) and its callback share one trace too."""
+    exporter, instr = spans
+
+    @stem.task("add")
+    async def add(ctx: stem.TaskContext, args: dict[str, Any]) -> int:
+        return int(args.get("x", 0)) + int(ctx.previous_result or 0)
+
+    @stem.task("double", max_retries=1)
+    async def double(ctx: stem.TaskContext, args: dict[str, Any]) -> int:
+        if ctx.attempt == 1:
+            raise RuntimeError("first try fails")
+        return 2 * int(ctx.previous_result)
+
+    @stem.task("total")
+    async def total(ctx: stem.TaskContext, args: dict[str, Any]) -> int:
+        return sum(args.get("results") or ctx.previous_result or [])
+
+    async with (
+        stem.Client(
+            "memory://", tasks=[add, double, total], instrumentation=instr
+        ) as client,
+        client.worker(),
+    ):
+        handle = await client.canvas.chain(
+            [stem.signature("add", {"x": 3}), stem.signature("double")]
+        )
+        assert await handle.get(timeout=600) == 6
+        chain_spans = list(exporter.get_finished_spans())
+        exporter.clear()
+        chord = await client.canvas.chord(
+            [stem.signature("add", {"x": 1}), stem.signature("add", {"x": 2})],
+            callback=stem.signature("total"),
+        )
+        await chord.get(timeout=600)
+        chord_spans = list(exporter.get_finished_spans())
+    runs = [s for s in chain_spans if s.name.startswith("stem.run ")]
+    assert sorted(s.name for s in runs) == [
+        "stem.run add",
+        "stem.run double",
+        "stem.run double",
+    ]
+    assert len({s.context.trace_id for s in chain_spans if s.context}) == 1
+    chord_runs = [s for s in chord_spans if s.name.startswith("stem.run ")]
+    assert sorted(s.name for s in chord_runs) == [
+        "stem.run add",
+        "stem.run add",
+        "stem.run total",
+    ]
+    assert len({s.context.trace_id for s in chord_spans if s.context}) == 1
+    (batch,) = [
+        s
+        for s in chord_spans
+        if dict(s.attributes or {}).get("messaging.batch.message_count") == 2
+    ]
+    assert batch.kind is SpanKind.PRODUCER
