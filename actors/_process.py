@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from stem._errors import ConfigError
+from stem._handler import FunctionTask
 
 if TYPE_CHECKING:
     from stem._context import TaskContext
@@ -27,4 +31,26 @@ async def run_in_process(handler: TaskHandler[Any], ctx: TaskContext, args: Any)
             "execution='process' needs trio-parallel: pip install 'trio-stem[process]'"
         ) from exc
     snapshot = attrs.evolve(ctx, client=None, cancel_scope=None)
-    return await trio_parallel.run_sync(handler, snapshot, args, kill_on_cancel=True)
+    return await trio_parallel.run_sync(
+        _target(handler), snapshot, args, kill_on_cancel=True
+    )
+
+
+def _target(handler: TaskHandler[Any]) -> Callable[..., Any]:
+    """What to send to the process: a decorated function travels by its
+    import path (``@stem.task`` replaced the module attribute, so pickling
+    the function itself would fail); a handler instance travels pickled."""
+    if isinstance(handler, FunctionTask):
+        fn = handler.fn
+        return partial(_call_by_reference, fn.__module__, fn.__qualname__)
+    return handler
+
+
+def _call_by_reference(module: str, qualname: str, ctx: Any, args: Any) -> Any:
+    """Runs in the worker process: import the task and call it."""
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    if isinstance(obj, FunctionTask):
+        obj = obj.fn
+    return obj(ctx, args)
