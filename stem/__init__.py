@@ -38,6 +38,7 @@ from ._ratelimit import RateLimit as RateLimit
 from ._result import ErrorInfo as ErrorInfo
 from ._result import TaskResult as TaskResult
 from ._retry import RetryPolicy as RetryPolicy
+from ._schedule import ScheduleEntry as ScheduleEntry
 from ._signals import Event as Event
 from ._signals import Signals as Signals
 from ._signals import TaskEvent as TaskEvent

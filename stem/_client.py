@@ -35,7 +35,10 @@ from ._urls import open_backend
 from .contracts import Backend, DeadLetter, QueueStats, Revocation, WorkerInfo
 
 if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
     from actors import ActorRef, Supervisor, SupervisorEvent
+    from actors._beat import BeatHandle
     from actors._broker import BrokerActor, BrokerMessage, FinishHook
     from actors._canvas import CanvasHook, CanvasMessage
     from actors._control import RemoteControl
@@ -772,6 +775,22 @@ class Client:
                 await self._supervisor.stop_child(name)
             except KeyError:
                 pass
+
+    def beat(
+        self, entries: Iterable[Any] | None = None, **config: Any
+    ) -> AbstractAsyncContextManager[BeatHandle]:
+        """``async with client.beat() as beat:`` runs the scheduler (a Beat
+        actor under this client's supervisor) for the block.
+
+        ``entries`` (default: the app's schedules) are stored or updated when
+        it starts; it then fires every enabled entry in the backend's store.
+        Safe to run on every node: each due tick fires once. ``config`` are
+        :class:`actors._beat.BeatConfig` fields (``lease_ttl``, ...).
+        """
+        from actors._beat import open_beat
+
+        chosen = self.app.schedules.values() if entries is None else entries
+        return open_beat(self, list(chosen), **config)
 
     def add_finish_hook(self, hook: FinishHook) -> None:
         """Run ``hook`` on every batch of finished deliveries of this client's

@@ -42,6 +42,8 @@ _OWN_OPTIONS = frozenset({"countdown", "eta", "task_id", "unique_key"})
 _NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
 #: Upper bound of cron candidates examined for one next-fire computation.
 _CRON_SEARCH_LIMIT = 100_000
+#: Windows (seconds before "now") searched for the latest missed cron tick.
+_WINDOWS = (60.0, 3600.0, 86400.0, 32 * 86400.0, 400 * 86400.0, 5 * 366 * 86400.0)
 
 
 @runtime_checkable
@@ -320,6 +322,40 @@ class ScheduleEntry:
         if end is not None and tick > end:
             return None
         return tick
+
+    def latest_fire(self, after: float, until: float, *, anchor: float) -> float | None:
+        """The latest tick in ``(after, until]``, or None if there is none.
+
+        Cost does not grow with the number of ticks skipped: interval ticks
+        are computed directly, cron ticks are searched from a window before
+        ``until`` that widens until it holds one."""
+        first = self.next_fire(after, anchor=anchor)
+        if first is None or first > until:
+            return None
+        if self.every is not None:
+            end = self.end_ts
+            limit = until if end is None else min(until, end)
+            upcoming = self.next_fire(limit, anchor=anchor)
+            if upcoming is None:
+                upcoming = self._every_next_unbounded(limit, anchor)
+            return max(first, upcoming - self.every)
+        tick = first
+        for window in _WINDOWS:
+            start = until - window
+            if start <= after:
+                break
+            found = self.next_fire(start, anchor=anchor)
+            if found is not None and found <= until:
+                tick = found
+                break
+        while True:
+            upcoming = self.next_fire(tick, anchor=anchor)
+            if upcoming is None or upcoming > until:
+                return tick
+            tick = upcoming
+
+    def _every_next_unbounded(self, after: float, anchor: float) -> float:
+        return attrs.evolve(self, end_at=None).next_fire(after, anchor=anchor) or after
 
     def fire_times(self, after: float, *, anchor: float, count: int) -> list[float]:
         """The next ``count`` ticks after ``after`` (fewer if the entry ends)."""
