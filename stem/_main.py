@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ._config import Settings, load_app
 from ._errors import ConfigError
+from ._instrument import Instrumentation
+
+if TYPE_CHECKING:
+    from ._app import App
+    from ._client import Client
 
 logger = logging.getLogger("stem.main")
 
@@ -29,35 +37,112 @@ async def main(
     try:
         settings = settings or Settings.from_env(environ)
         app = load_app(settings.app)
+        metrics_port = _metrics_port(os.environ if environ is None else environ)
     except ConfigError as exc:
         print(f"stem: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    await serve(settings, app)
+    await serve(settings, app, metrics_port=metrics_port)
 
 
-async def serve(settings: Settings, app: object) -> None:
+def _metrics_port(environ: Mapping[str, str]) -> int | None:
+    """``STEM_METRICS_PORT``: serve Prometheus metrics on this port."""
+    raw = environ.get("STEM_METRICS_PORT", "").strip()
+    if not raw:
+        return None
+    try:
+        port = int(raw)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"STEM_METRICS_PORT must be a port number, got {raw!r}")
+    return port
+
+
+async def serve(
+    settings: Settings, app: object, *, metrics_port: int | None = None
+) -> None:
+    """Run a worker for ``app`` until SIGINT/SIGTERM. With ``metrics_port``
+    (0 picks a free port) the task metrics are served for Prometheus at
+    ``http://host:port/metrics``; with OpenTelemetry's global tracer provider
+    set, tasks are traced too."""
     from ._app import App
     from ._client import Client
     from ._urls import redact
 
     assert isinstance(app, App)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with Client.from_url(settings.broker_url, app=app) as client:
-            async with client.worker(
-                concurrency=settings.concurrency,
-                queues=list(settings.queues),
-                grace_period=settings.grace_period,
-            ) as worker:
-                logger.info(
-                    "stem worker %s ready on %s, queues %s, concurrency %d",
-                    worker.config.worker_id,
-                    redact(settings.broker_url),
-                    ",".join(settings.queues),
-                    settings.concurrency,
-                )
-                async for signum in signals:
+    async with AsyncExitStack() as stack:
+        instrumentation = await _open_instrumentation(stack, metrics_port)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with (
+                Client(
+                    settings.broker_url, app=app, instrumentation=instrumentation
+                ) as client,
+                trio.open_nursery() as extras,
+            ):
+                if client.instrumentation.enabled:
+                    await _start_metric_feeds(client, app, settings, extras)
+                async with (
+                    _maybe_beat(client, settings),
+                    client.worker(
+                        concurrency=settings.concurrency,
+                        queues=list(settings.queues),
+                        grace_period=settings.grace_period,
+                    ) as worker,
+                ):
                     logger.info(
-                        "received %s, shutting down gracefully",
-                        signal.Signals(signum).name,
+                        "stem worker %s ready on %s, queues %s, concurrency %d",
+                        worker.config.worker_id,
+                        redact(settings.broker_url),
+                        ",".join(settings.queues),
+                        settings.concurrency,
                     )
-                    break
+                    async for signum in signals:
+                        logger.info(
+                            "received %s, shutting down gracefully",
+                            signal.Signals(signum).name,
+                        )
+                        break
+                extras.cancel_scope.cancel()
+
+
+def _maybe_beat(client: Client, settings: Settings) -> AbstractAsyncContextManager[Any]:
+    """The scheduler when ``STEM_BEAT`` says so: ``auto`` (the default) runs
+    it when the app registers schedule entries, ``on`` always (it then fires
+    entries added with ``stem schedule add``), ``off`` never."""
+    if settings.beat == "on" or (settings.beat == "auto" and client.app.schedules):
+        logger.info("beat runs here (STEM_BEAT=%s)", settings.beat)
+        return client.beat()
+    return nullcontext()
+
+
+async def _open_instrumentation(
+    stack: AsyncExitStack, metrics_port: int | None
+) -> Instrumentation | None:
+    """None (the client's default) unless a metrics endpoint is asked for."""
+    if metrics_port is None:
+        return None
+    try:
+        from ._otel import OtelInstrumentation, tracing_configured
+        from ._prometheus import open_metrics_endpoint
+    except ImportError as exc:
+        raise ConfigError(
+            f"--metrics-port needs the otel extra (pip install 'trio-stem[otel]'): "
+            f"{exc}"
+        ) from exc
+    endpoint = await stack.enter_async_context(open_metrics_endpoint(metrics_port))
+    logger.info("metrics for Prometheus at %s", endpoint.url)
+    return OtelInstrumentation(
+        meter_provider=endpoint.meter_provider, tracing=tracing_configured()
+    )
+
+
+async def _start_metric_feeds(
+    client: Client, app: App, settings: Settings, nursery: trio.Nursery
+) -> None:
+    """Count revocations and dead letters from signals; poll queue depths."""
+    from ._metrics import poll_queue_depths
+
+    watch = getattr(client.instrumentation, "watch", None)
+    if watch is not None:
+        watch(app.signals)
+    await nursery.start(poll_queue_depths, client, list(settings.queues))

@@ -295,11 +295,16 @@ def _is_real(provider: Any) -> bool:
     )
 
 
+def tracing_configured() -> bool:
+    """Whether OpenTelemetry's global tracer provider is a real SDK one."""
+    return _is_real(trace.get_tracer_provider())
+
+
 def auto_instrumentation() -> OtelInstrumentation | None:
     """An instrumentation on the global providers when OpenTelemetry's global
     tracer (or meter) provider is a real SDK one, else None (Stem stays
     no-op and costs nothing)."""
-    tracing = _is_real(trace.get_tracer_provider())
+    tracing = tracing_configured()
     metrics = _is_real(otel_metrics.get_meter_provider())
     if not tracing and not metrics:
         return None

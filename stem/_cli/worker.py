@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import logging
+import json
+import signal
 from typing import Any
 
 import click
@@ -81,6 +82,26 @@ def _queues(values: tuple[str, ...]) -> tuple[str, ...]:
     show_default=True,
     help="Logging level of the worker's log lines (on stderr).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"], case_sensitive=False),
+    default="text",
+    show_default=True,
+    envvar="STEM_LOG_FORMAT",
+    show_envvar=True,
+    help="Log lines as text or one JSON object per line; lines about a task "
+    "carry its id, name, attempt and trace id. Passwords in URLs are masked.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    default=None,
+    envvar="STEM_METRICS_PORT",
+    show_envvar=True,
+    metavar="PORT",
+    help="Serve task metrics for Prometheus at http://0.0.0.0:PORT/metrics "
+    "(needs the otel extra). 0 picks a free port (logged).",
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -90,6 +111,8 @@ def worker(
     grace_period: float,
     url: str,
     log_level: str,
+    log_format: str,
+    metrics_port: int | None,
 ) -> None:
     """Run a worker until SIGINT or SIGTERM.
 
@@ -102,6 +125,7 @@ def worker(
       stem worker --app myproject.tasks:app
       stem worker --app myproject.tasks:app -Q mail -Q default -c 32
       STEM_APP=myproject.tasks:app stem worker --url sqlite:///stem.db
+      stem worker --app myproject.tasks:app --metrics-port 9464 --log-format json
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -113,14 +137,13 @@ def worker(
         concurrency=concurrency,
         grace_period=grace_period,
     )
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from .._logging import configure_logging
+
+    configure_logging(log_level, json=log_format.lower() == "json")
     from .._main import serve
 
     async def go() -> None:
-        await serve(settings, app)
+        await serve(settings, app, metrics_port=metrics_port)
 
     run(go)
 
@@ -128,32 +151,81 @@ def worker(
 @worker.command("status")
 @url_option
 @json_option
-def status(url: str, as_json: bool) -> None:
-    """Show live workers (from their heartbeats) and queue depths.
+@click.option(
+    "--watch",
+    "-w",
+    "interval",
+    type=click.FloatRange(min=0.2),
+    default=None,
+    metavar="SECONDS",
+    help="A live view: refresh every SECONDS until Ctrl-C (with --json, one "
+    "JSON object per line).",
+)
+def status(url: str, as_json: bool, interval: float | None) -> None:
+    """Show live workers (from their heartbeats), tasks in flight and queue
+    depths.
 
     \b
     Examples:
       stem worker status
+      stem worker status --watch 2
       stem worker status --json | jq '.workers[].worker_id'
     """
+    import trio
+
     from .._clock import now
 
-    async def go() -> tuple[list[dict[str, Any]], list[dict[str, Any]], float]:
-        async with open_client(url) as client:
-            infos = await client.workers()
-            stats = [
-                await client.queue_stats(q)
-                for q in sorted(await client.backend.broker.queues())
-            ]
-            at = now()
-        workers = [worker_record(w) for w in infos]
-        queues = [queue_record(s) for s in stats]
-        return workers, queues, at
+    async def snapshot(client: Any) -> dict[str, Any]:
+        infos = await client.workers()
+        stats = [
+            await client.queue_stats(q)
+            for q in sorted(await client.backend.broker.queues())
+        ]
+        return {
+            "at": now(),
+            "workers": [worker_record(w) for w in infos],
+            "queues": [queue_record(s) for s in stats],
+        }
 
-    workers, queues, at = run(go)
-    if as_json:
-        echo_json({"workers": workers, "queues": queues})
+    if interval is None:
+
+        async def once() -> dict[str, Any]:
+            async with open_client(url) as client:
+                return await snapshot(client)
+
+        _show_status(run(once), as_json=as_json)
         return
+
+    async def watch() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as stops:
+            async with open_client(url) as client, trio.open_nursery() as nursery:
+
+                async def stop_on_signal() -> None:
+                    async for _ in stops:
+                        nursery.cancel_scope.cancel()
+
+                nursery.start_soon(stop_on_signal)
+                while True:
+                    snap = await snapshot(client)
+                    if not as_json:
+                        click.clear()
+                    _show_status(snap, as_json=as_json, live=True)
+                    await trio.sleep(interval)
+
+    run(watch)
+
+
+def _show_status(snap: dict[str, Any], *, as_json: bool, live: bool = False) -> None:
+    workers, queues, at = snap["workers"], snap["queues"], snap["at"]
+    if as_json:
+        record = {"workers": workers, "queues": queues}
+        if live:
+            click.echo(json.dumps({"at": at, **record}, sort_keys=True))
+        else:
+            echo_json(record)
+        return
+    if live:
+        click.echo(f"stem worker status at {iso(at)} (Ctrl-C to stop)")
     if workers:
         print_table(
             "Workers",
@@ -162,7 +234,7 @@ def status(url: str, as_json: bool) -> None:
                 "host",
                 "pid",
                 "queues",
-                "active",
+                "in flight",
                 "concurrency",
                 "processed",
                 "last seen",
