@@ -37,9 +37,10 @@ def _record(kind: str, ctx: stem.TaskContext) -> None:
         os.close(fd)
 
 
-@stem.task("e2e.work")
+@stem.task("e2e.work", visibility_timeout=3.0)
 async def work(ctx: stem.TaskContext, args: dict[str, Any]) -> int:
-    """Sleep ``args["sleep"]`` seconds and return ``args["n"] * 2``."""
+    """Sleep ``args["sleep"]`` seconds and return ``args["n"] * 2`` (a short
+    lease, so a killed worker's tasks come back within seconds)."""
     _record("S", ctx)
     await trio.sleep(float(args.get("sleep", 0.0)))
     _record("E", ctx)

@@ -27,7 +27,8 @@ pytestmark = pytest.mark.slow
 
 TOTAL = 1000
 CONCURRENCY = 10
-#: the workers' claim lease (stem's default visibility timeout): a killed
+#: an upper bound of the workers' claim lease (the shortest visibility_timeout
+#: of the app's tasks, 2 s for tests/e2e_app.py; 30 s by default): a killed
 #: worker's tasks come back after it
 CLAIM_LEASE = 30.0
 
