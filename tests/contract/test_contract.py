@@ -9,6 +9,7 @@ import trio.testing
 
 from . import checks
 from . import checks_schedules
+from . import checks_workflows
 from .harness import Harness
 
 CHECKS: dict[str, Callable[[Harness], Awaitable[None]]] = {
@@ -19,6 +20,11 @@ CHECKS: dict[str, Callable[[Harness], Awaitable[None]]] = {
 CHECKS.update(
     (name[len("check_") :], fn)
     for name, fn in vars(checks_schedules).items()
+    if name.startswith("check_") and callable(fn)
+)
+CHECKS.update(
+    (name[len("check_") :], fn)
+    for name, fn in vars(checks_workflows).items()
     if name.startswith("check_") and callable(fn)
 )
 
