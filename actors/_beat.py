@@ -548,8 +548,9 @@ async def open_beat(
     client: Client, entries: Sequence[ScheduleEntry], **config: Any
 ) -> AsyncIterator[BeatHandle]:
     """Run a Beat under ``client``'s supervisor for the block (see
-    ``Client.beat``). On exit it stops firing and gives its lease back, so
-    another instance takes over without waiting for the lease to expire."""
+    ``Client.beat``). On a normal exit it stops firing and gives its lease
+    back, so another instance takes over at once; left by an exception or a
+    cancellation, it stops and its lease expires after ``lease_ttl``."""
     from ._supervisor import ChildSpec
 
     for entry in entries:
@@ -577,12 +578,21 @@ async def open_beat(
     )
     try:
         yield BeatHandle(ref=ref, state=state, config=cfg, client=client)
-    finally:
+    except BaseException:
+        # Left by an error or a cancellation: stop without handing the lease
+        # over (it expires after lease_ttl, as after a crash).
         with trio.CancelScope(shield=True):
-            state.stop_requested.set()
-            with trio.move_on_after(10):
-                await state.stopped.wait()
-            try:
-                await supervisor.stop_child(child)
-            except KeyError:
-                pass
+            await _stop_child(supervisor, child)
+        raise
+    with trio.CancelScope(shield=True):
+        state.stop_requested.set()
+        with trio.move_on_after(10):
+            await state.stopped.wait()
+        await _stop_child(supervisor, child)
+
+
+async def _stop_child(supervisor: Any, child: str) -> None:
+    try:
+        await supervisor.stop_child(child)
+    except KeyError:
+        pass
