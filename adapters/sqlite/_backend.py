@@ -23,6 +23,7 @@ from ._stores import (
     SQLiteRevocations,
     reap,
 )
+from ._workflows import SQLiteWorkflows
 
 #: How often expired rows are deleted (Stem-clock seconds).
 REAP_INTERVAL = 60.0
@@ -43,6 +44,7 @@ class SQLiteBackend:
     revocations: SQLiteRevocations
     heartbeats: SQLiteHeartbeats
     limiter: SQLiteRateLimits
+    workflows: SQLiteWorkflows
     _url: str
     _cancel: trio.CancelScope = attrs.field(factory=trio.CancelScope, init=False)
     _closed: bool = attrs.field(default=False, init=False)
@@ -72,6 +74,7 @@ class SQLiteBackend:
             revocations=SQLiteRevocations(db=db),
             heartbeats=SQLiteHeartbeats(db=db),
             limiter=SQLiteRateLimits(db=db),
+            workflows=SQLiteWorkflows(db=db, poll_interval=config.poll_interval),
             url=url,
         )
 

@@ -111,6 +111,42 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     INSERT OR IGNORE INTO counters (name, value) VALUES ('schedules', 0);
     """,
+    # 3: workflow runs, steps, event watchers and mailboxes
+    # (adapters/sqlite/_workflows.py).
+    """
+    CREATE TABLE wf_runs (
+        run_id TEXT PRIMARY KEY,
+        workflow TEXT NOT NULL,
+        status TEXT NOT NULL,
+        parent_id TEXT,
+        created_at REAL NOT NULL,
+        due_at REAL,
+        body TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX wf_runs_due ON wf_runs (due_at) WHERE due_at IS NOT NULL;
+    CREATE INDEX wf_runs_created ON wf_runs (created_at, run_id);
+    CREATE TABLE wf_steps (
+        run_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (run_id, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE wf_watchers (
+        run_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        topic TEXT NOT NULL,
+        PRIMARY KEY (run_id, idx)
+    ) WITHOUT ROWID;
+    CREATE INDEX wf_watchers_topic ON wf_watchers (topic);
+    CREATE TABLE wf_mailbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        payload TEXT NOT NULL
+    );
+    CREATE INDEX wf_mailbox_run ON wf_mailbox (run_id, topic, seq);
+    INSERT OR IGNORE INTO counters (name, value) VALUES ('workflows', 0);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -117,7 +117,9 @@ async def check_workflow_suspend_until_and_next_due(h: Harness) -> None:
     store = _store(h)
     await store.create_run(_run("timer"))
     await store.create_run(_run("waiter"))
-    claimed = {r.run_id: r for r in await store.claim("e", names=NAMES, lease=5, limit=2)}
+    claimed = {
+        r.run_id: r for r in await store.claim("e", names=NAMES, lease=5, limit=2)
+    }
     assert set(claimed) == {"timer", "waiter"}
     until = stem.now() + 3.0
     await store.suspend("timer", "e", until=until, wakes=claimed["timer"].wakes)
@@ -225,7 +227,9 @@ async def check_workflow_finish_and_cancel(h: Harness) -> None:
     store = _store(h)
     await store.create_run(_run("r"))
     await store.create_run(_run("c"))
-    claimed = {r.run_id: r for r in await store.claim("e", names=NAMES, lease=5, limit=2)}
+    claimed = {
+        r.run_id: r for r in await store.claim("e", names=NAMES, lease=5, limit=2)
+    }
     assert not await store.finish("r", "other", status="completed", result=1)
     async with trio.open_nursery() as nursery:
         pending = h.start(nursery, store.wait_run, "r", timeout=30)

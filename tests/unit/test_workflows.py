@@ -64,7 +64,13 @@ async def test_order_process_sleeps_a_day_in_mock_time(autojump_clock: Any) -> N
     assert run.result["tracking"] == "shipped A1"
     assert log == ["validate A1", "charge A1", "ship A1"]
     assert DAY <= elapsed < DAY + 60
-    assert [s.kind for s in run.history] == ["step", "activity", "now", "sleep", "activity"]
+    assert [s.kind for s in run.history] == [
+        "step",
+        "activity",
+        "now",
+        "sleep",
+        "activity",
+    ]
     assert all(s.status == "done" for s in run.history)
 
 
@@ -234,9 +240,10 @@ async def test_runs_of_an_older_version_are_reported(autojump_clock: Any) -> Non
             run_id = await old.workflows.start("versioned")
             await trio.sleep(10)
         backend = old.backend
-        async with stem.Client(
-            backend=backend, workflows=[versioned(2)]
-        ) as new, new.worker():
+        async with (
+            stem.Client(backend=backend, workflows=[versioned(2)]) as new,
+            new.worker(),
+        ):
             with pytest.raises(stem.WorkflowVersionMismatch):
                 await new.workflows.wait(run_id, timeout=600)
             run = await new.workflows.get(run_id)

@@ -1,0 +1,465 @@
+"""Workflow runs, steps, timers, events and leases on the SQLite file.
+
+A run is one row of ``wf_runs``: the whole record as JSON in ``body`` plus the
+columns the queries filter on (workflow, status, parent, created_at, due_at).
+Every method is one ``BEGIN IMMEDIATE`` transaction, so claims, wakes and
+event deliveries are atomic across the processes sharing the file. Changes
+that may make a run due bump the ``workflows`` counter (the change cursor);
+``wait_due`` and ``wait_run`` are woken at once by writes of this process and
+poll for other processes' writes every ``poll_interval`` seconds (one
+``PRAGMA data_version`` read per poll).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import trio
+
+from stem import _clock
+from stem._codec import dumps, loads
+from stem._result import ErrorInfo
+from stem._wfcodec import decode_run, decode_step, encode_run, encode_step
+from stem.contracts import WORKFLOW_ACTIVE, WORKFLOW_FINAL, WorkflowRun, WorkflowStep
+
+from ._db import Database, Signal
+
+_ACTIVE = "status IN ('pending', 'running', 'suspended')"
+
+
+def _get(conn: sqlite3.Connection, run_id: str) -> WorkflowRun | None:
+    row = conn.execute(
+        "SELECT body FROM wf_runs WHERE run_id = ?", (run_id,)
+    ).fetchone()
+    return None if row is None else decode_run(row[0])
+
+
+def _put(conn: sqlite3.Connection, run: WorkflowRun) -> None:
+    conn.execute(
+        "INSERT INTO wf_runs (run_id, workflow, status, parent_id, created_at, "
+        "due_at, body) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE "
+        "SET status = excluded.status, due_at = excluded.due_at, body = excluded.body",
+        (
+            run.run_id,
+            run.workflow,
+            run.status,
+            run.parent_id,
+            run.created_at,
+            run.due_at,
+            encode_run(run),
+        ),
+    )
+
+
+def _bump(conn: sqlite3.Connection) -> None:
+    conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'workflows'")
+
+
+def _held(run: WorkflowRun | None, owner: str, at: float) -> bool:
+    return (
+        run is not None
+        and run.lease_owner == owner
+        and run.due_at is not None
+        and run.due_at > at
+        and run.status in WORKFLOW_ACTIVE
+    )
+
+
+def _wake(conn: sqlite3.Connection, run_id: str, at: float) -> None:
+    run = _get(conn, run_id)
+    if run is None or run.status not in WORKFLOW_ACTIVE:
+        return
+    leased = run.lease_owner is not None and (run.due_at or 0.0) > at
+    due = run.due_at if leased else min(run.due_at or at, at)
+    _put(conn, attrs.evolve(run, wakes=run.wakes + 1, due_at=due))
+
+
+def _resolve(
+    conn: sqlite3.Connection, run_id: str, index: int, payload: str, at: float
+) -> None:
+    conn.execute(
+        "DELETE FROM wf_watchers WHERE run_id = ? AND idx = ?", (run_id, index)
+    )
+    row = conn.execute(
+        "SELECT body FROM wf_steps WHERE run_id = ? AND idx = ?", (run_id, index)
+    ).fetchone()
+    if row is not None:
+        step = attrs.evolve(
+            decode_step(row[0]), status="done", value=loads(payload), finished_at=at
+        )
+        conn.execute(
+            "UPDATE wf_steps SET body = ? WHERE run_id = ? AND idx = ?",
+            (encode_step(step), run_id, index),
+        )
+    _wake(conn, run_id, at)
+
+
+@attrs.define(eq=False)
+class SQLiteWorkflows:
+    """:class:`stem.contracts.WorkflowStore` on one SQLite file."""
+
+    db: Database
+    poll_interval: float
+    _signal: Signal = attrs.field(factory=Signal, init=False)
+
+    async def _write(self, fn: Any, *, fire: bool = True) -> Any:
+        result = await self.db.write(fn)
+        if fire:
+            self._signal.fire()
+        return result
+
+    # ----------------------------------------------------------- runs
+
+    async def create_run(self, run: WorkflowRun) -> bool:
+        body_check = encode_run(run)  # raises EncodeError before any write
+        del body_check
+
+        def run_(conn: sqlite3.Connection) -> bool:
+            if _get(conn, run.run_id) is not None:
+                return False
+            _put(conn, attrs.evolve(run, history=()))
+            _bump(conn)
+            return True
+
+        return bool(await self._write(run_))
+
+    async def get_run(self, run_id: str) -> WorkflowRun | None:
+        return await self.db.read(lambda conn: _get(conn, run_id))
+
+    async def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | None = None,
+        parent_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[WorkflowRun]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("workflow", workflow),
+            ("status", status),
+            ("parent_id", parent_id),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        sql = (
+            f"SELECT body FROM wf_runs {clause} ORDER BY created_at, run_id "
+            "LIMIT ? OFFSET ?"
+        )
+        rows = await self.db.read(
+            lambda conn: conn.execute(sql, (*params, limit, offset)).fetchall()
+        )
+        return [decode_run(row[0]) for row in rows]
+
+    # ----------------------------------------------------------- steps
+
+    async def save_step(self, step: WorkflowStep) -> None:
+        body = encode_step(step)
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO wf_steps (run_id, idx, body) VALUES (?, ?, ?)",
+                (step.run_id, step.index, body),
+            ),
+            fire=False,
+        )
+
+    async def get_step(self, run_id: str, index: int) -> WorkflowStep | None:
+        row = await self.db.read(
+            lambda conn: conn.execute(
+                "SELECT body FROM wf_steps WHERE run_id = ? AND idx = ?",
+                (run_id, index),
+            ).fetchone()
+        )
+        return None if row is None else decode_step(row[0])
+
+    async def list_steps(self, run_id: str) -> list[WorkflowStep]:
+        rows = await self.db.read(
+            lambda conn: conn.execute(
+                "SELECT body FROM wf_steps WHERE run_id = ? ORDER BY idx", (run_id,)
+            ).fetchall()
+        )
+        return [decode_step(row[0]) for row in rows]
+
+    # ----------------------------------------------------------- leases
+
+    async def claim(
+        self, owner: str, *, names: Sequence[str], lease: float, limit: int = 1
+    ) -> list[WorkflowRun]:
+        if not names or limit < 1:
+            return []
+        at = _clock.now()
+        marks = ",".join("?" * len(names))
+
+        def run_(conn: sqlite3.Connection) -> list[WorkflowRun]:
+            rows = conn.execute(
+                f"SELECT body FROM wf_runs WHERE due_at IS NOT NULL AND due_at <= ? "
+                f"AND {_ACTIVE} AND workflow IN ({marks}) ORDER BY due_at, run_id "
+                "LIMIT ?",
+                (at, *names, limit),
+            ).fetchall()
+            claimed = []
+            for (body,) in rows:
+                run = attrs.evolve(
+                    decode_run(body),
+                    status="running",
+                    lease_owner=owner,
+                    due_at=at + lease,
+                    updated_at=at,
+                )
+                _put(conn, run)
+                claimed.append(run)
+            return claimed
+
+        result: list[WorkflowRun] = await self._write(run_, fire=False)
+        return result
+
+    async def renew(self, run_id: str, owner: str, *, lease: float) -> bool:
+        at = _clock.now()
+
+        def run_(conn: sqlite3.Connection) -> bool:
+            run = _get(conn, run_id)
+            if run is None or not _held(run, owner, at):
+                return False
+            _put(conn, attrs.evolve(run, due_at=at + lease))
+            return True
+
+        return bool(await self._write(run_, fire=False))
+
+    async def suspend(
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        until: float | None,
+        wakes: int,
+        current_step: str | None = None,
+    ) -> bool:
+        at = _clock.now()
+
+        def run_(conn: sqlite3.Connection) -> bool:
+            run = _get(conn, run_id)
+            if run is None or not _held(run, owner, at):
+                return False
+            due = at if run.wakes != wakes else until
+            _put(
+                conn,
+                attrs.evolve(
+                    run,
+                    status="suspended",
+                    lease_owner=None,
+                    due_at=due,
+                    current_step=current_step,
+                    updated_at=at,
+                ),
+            )
+            _bump(conn)
+            return True
+
+        return bool(await self._write(run_))
+
+    async def wake(self, run_ids: Sequence[str]) -> None:
+        if not run_ids:
+            return
+        at = _clock.now()
+
+        def run_(conn: sqlite3.Connection) -> None:
+            for run_id in run_ids:
+                _wake(conn, run_id, at)
+            _bump(conn)
+
+        await self._write(run_)
+
+    async def finish(
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        status: str,
+        result: Any = None,
+        error: ErrorInfo | None = None,
+    ) -> bool:
+        if status not in WORKFLOW_FINAL:
+            raise ValueError(f"not a final workflow status: {status!r}")
+        dumps(result, what="result")
+        at = _clock.now()
+
+        def run_(conn: sqlite3.Connection) -> bool:
+            run = _get(conn, run_id)
+            if run is None or not _held(run, owner, at):
+                return False
+            final = attrs.evolve(
+                run,
+                status=status,
+                result=result,
+                error=error,
+                lease_owner=None,
+                due_at=None,
+                updated_at=at,
+            )
+            _put(conn, final)
+            conn.execute("DELETE FROM wf_watchers WHERE run_id = ?", (run_id,))
+            conn.execute("DELETE FROM wf_mailbox WHERE run_id = ?", (run_id,))
+            return True
+
+        return bool(await self._write(run_))
+
+    async def request_cancel(self, run_id: str) -> bool:
+        at = _clock.now()
+
+        def run_(conn: sqlite3.Connection) -> bool:
+            run = _get(conn, run_id)
+            if run is None or run.status not in WORKFLOW_ACTIVE:
+                return False
+            _put(conn, attrs.evolve(run, cancel_requested=True))
+            _wake(conn, run_id, at)
+            _bump(conn)
+            return True
+
+        return bool(await self._write(run_))
+
+    # ----------------------------------------------------------- events
+
+    async def watch(self, run_id: str, index: int, topic: str) -> bool:
+        at = _clock.now()
+
+        def run_(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT body FROM wf_steps WHERE run_id = ? AND idx = ?",
+                (run_id, index),
+            ).fetchone()
+            if row is not None and decode_step(row[0]).status == "done":
+                return True
+            if conn.execute(
+                "SELECT 1 FROM wf_watchers WHERE run_id = ? AND idx = ?",
+                (run_id, index),
+            ).fetchone():
+                return False
+            message = conn.execute(
+                "SELECT seq, payload FROM wf_mailbox WHERE run_id = ? AND topic = ? "
+                "ORDER BY seq LIMIT 1",
+                (run_id, topic),
+            ).fetchone()
+            if message is not None:
+                conn.execute("DELETE FROM wf_mailbox WHERE seq = ?", (message[0],))
+                _resolve(conn, run_id, index, message[1], at)
+                return True
+            conn.execute(
+                "INSERT INTO wf_watchers (run_id, idx, topic) VALUES (?, ?, ?)",
+                (run_id, index, topic),
+            )
+            return False
+
+        return bool(await self._write(run_, fire=False))
+
+    async def unwatch(self, run_id: str, index: int) -> bool:
+        def run_(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "DELETE FROM wf_watchers WHERE run_id = ? AND idx = ?", (run_id, index)
+            )
+            return cur.rowcount > 0
+
+        return bool(await self._write(run_, fire=False))
+
+    async def emit(self, topic: str, payload: Any) -> list[str]:
+        body = dumps(payload, what="event payload")
+        at = _clock.now()
+
+        def run_(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT run_id, idx FROM wf_watchers WHERE topic = ?", (topic,)
+            ).fetchall()
+            for run_id, index in rows:
+                _resolve(conn, run_id, int(index), body, at)
+            if rows:
+                _bump(conn)
+            return sorted({str(row[0]) for row in rows})
+
+        result: list[str] = await self._write(run_)
+        return result
+
+    async def send(self, run_id: str, topic: str, payload: Any) -> bool:
+        body = dumps(payload, what="event payload")
+        at = _clock.now()
+
+        def run_(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT idx FROM wf_watchers WHERE run_id = ? AND topic = ? "
+                "ORDER BY idx LIMIT 1",
+                (run_id, topic),
+            ).fetchone()
+            if row is not None:
+                _resolve(conn, run_id, int(row[0]), body, at)
+                _bump(conn)
+                return True
+            conn.execute(
+                "INSERT INTO wf_mailbox (run_id, topic, payload) VALUES (?, ?, ?)",
+                (run_id, topic, body),
+            )
+            return False
+
+        return bool(await self._write(run_))
+
+    # ----------------------------------------------------------- waiting
+
+    async def next_due(self, names: Sequence[str]) -> float | None:
+        if not names:
+            return None
+        marks = ",".join("?" * len(names))
+        row = await self.db.read(
+            lambda conn: conn.execute(
+                f"SELECT MIN(due_at) FROM wf_runs WHERE due_at IS NOT NULL "
+                f"AND {_ACTIVE} AND workflow IN ({marks})",
+                tuple(names),
+            ).fetchone()
+        )
+        return None if row is None or row[0] is None else float(row[0])
+
+    @staticmethod
+    def _cursor(conn: sqlite3.Connection) -> int:
+        row = conn.execute(
+            "SELECT value FROM counters WHERE name = 'workflows'"
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    async def wait_due(self, cursor: int | None, *, timeout: float) -> int:
+        deadline = trio.current_time() + max(timeout, 0.0)
+        seen: int | None = None
+        current = cursor
+        while True:
+            snapshot = self._signal.snapshot()
+            seen, found = await self.db.read_if_changed(seen, self._cursor)
+            if found is not None:
+                current = found
+            if cursor is None or (current is not None and current != cursor):
+                assert current is not None
+                return current
+            remaining = deadline - trio.current_time()
+            if remaining <= 0:
+                return cursor
+            await Signal.wait(snapshot, min(remaining, self.poll_interval))
+            if snapshot.is_set():
+                seen = None
+
+    async def wait_run(self, run_id: str, *, timeout: float) -> WorkflowRun | None:
+        deadline = trio.current_time() + max(timeout, 0.0)
+        seen: int | None = None
+        while True:
+            snapshot = self._signal.snapshot()
+            seen, found = await self.db.read_if_changed(
+                seen, lambda conn: (_get(conn, run_id),)
+            )
+            if found is not None and found[0] is not None and found[0].is_final:
+                return found[0]
+            remaining = deadline - trio.current_time()
+            if remaining <= 0:
+                return None
+            await Signal.wait(snapshot, min(remaining, self.poll_interval))
+            if snapshot.is_set():
+                seen = None
