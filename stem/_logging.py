@@ -96,14 +96,17 @@ def redact_text(text: str) -> str:
     return _URL.sub(one, text)
 
 
-try:
-    _trace: Any = importlib.import_module("opentelemetry.trace")
-except ImportError:  # pragma: no cover - the otel extra is not installed
-    _trace = None
+_trace: Any = None  # opentelemetry.trace, imported on first use
 
 
 def _span_ids() -> tuple[str, str] | None:
+    global _trace
     if _trace is None:
+        try:
+            _trace = importlib.import_module("opentelemetry.trace")
+        except ImportError:  # the otel extra is not installed
+            _trace = False
+    if _trace is False:
         return None
     ctx = _trace.get_current_span().get_span_context()
     if not ctx.is_valid:
