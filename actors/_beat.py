@@ -25,7 +25,7 @@ import math
 import os
 import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -181,11 +181,13 @@ class _Plan:
 def plan(entry: ScheduleEntry, record: ScheduleRecord, at: float) -> _Plan:
     """Decide, at wall time ``at``, whether ``record``'s entry fires now.
 
-    The pending ticks are those after the baseline (the last fire, or the
-    last change of the entry) up to ``at``; only the latest of them is
-    considered (no backlog). It fires once its jitter has elapsed, unless
-    the misfire policy is ``skip`` and it is more than ``misfire_grace``
-    late."""
+    Pending ticks are those after the baseline (the last fire, or the last
+    change of the entry) up to ``at``. Ticks at most ``misfire_grace``
+    seconds old are *recent*: they fire one by one, in order, each once its
+    jitter has elapsed (so a leader failover loses none). Older ticks are
+    *missed*: with ``misfire="run_once"`` the latest of them fires once,
+    late, unless a recent tick is pending anyway; with ``"skip"`` they are
+    dropped. Either way a downtime never leaves a backlog."""
     result = _Plan(record=record, entry=entry)
     anchor = record.changed_at
     baseline = record.changed_at
@@ -194,22 +196,24 @@ def plan(entry: ScheduleEntry, record: ScheduleRecord, at: float) -> _Plan:
     elif entry.at is not None:
         # A one-off time that passed before the entry was stored still counts.
         baseline = min(baseline, math.nextafter(entry.at.timestamp(), -math.inf))
-    latest = entry.latest_fire(baseline, at, anchor=anchor)
-    if latest is not None:
-        due = latest + entry.jitter_offset(latest)
-        if due <= at:
-            if entry.misfire == "skip" and at - due > entry.misfire_grace:
-                result.skipped = True
-            else:
-                result.tick = latest
-                return result
-        else:
-            result.wake_at = due
+    first = entry.next_fire(baseline, anchor=anchor)
+    if first is None:
+        return result
+    horizon = at - entry.misfire_grace
+    if first < horizon:
+        recent = entry.next_fire(max(baseline, horizon), anchor=anchor)
+        if entry.misfire == "run_once" and (recent is None or recent > at):
+            result.tick = entry.latest_fire(baseline, horizon, anchor=anchor)
             return result
-        baseline = latest
-    upcoming = entry.next_fire(baseline, anchor=anchor)
-    if upcoming is not None:
-        result.wake_at = upcoming + entry.jitter_offset(upcoming)
+        result.skipped = True
+        if recent is None:
+            return result
+        first = recent
+    due = first + entry.jitter_offset(first)
+    if first <= at and due <= at:
+        result.tick = first
+    else:
+        result.wake_at = due
     return result
 
 
@@ -543,35 +547,40 @@ class BeatHandle:
         return await self.ref.ask(lambda reply: Inspect(reply=reply))
 
 
-@asynccontextmanager
-async def open_beat(
+def open_beat(
     client: Client, entries: Sequence[ScheduleEntry], **config: Any
-) -> AsyncIterator[BeatHandle]:
+) -> AbstractAsyncContextManager[BeatHandle]:
     """Run a Beat under ``client``'s supervisor for the block (see
     ``Client.beat``). On a normal exit it stops firing and gives its lease
     back, so another instance takes over at once; left by an exception or a
     cancellation, it stops and its lease expires after ``lease_ttl``."""
-    from ._supervisor import ChildSpec
-
     for entry in entries:
         if not isinstance(entry, ScheduleEntry):
             raise TypeError(f"beat entries must be stem.ScheduleEntry, got {entry!r}")
     names = [e.name for e in entries]
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate schedule entry names in {names}")
+    if client._supervisor is None:
+        raise RuntimeError("the client is not open: use `async with client:`")
+    return _run_beat(client, tuple(entries), BeatConfig(**config))
+
+
+@asynccontextmanager
+async def _run_beat(
+    client: Client, entries: tuple[ScheduleEntry, ...], cfg: BeatConfig
+) -> AsyncIterator[BeatHandle]:
+    from ._supervisor import ChildSpec
+
     supervisor = client._supervisor
     if supervisor is None:
         raise RuntimeError("the client is not open: use `async with client:`")
-    cfg = BeatConfig(**config)
     state = BeatState()
     mailbox: Mailbox[BeatMessage] = Mailbox(100, name=f"beat:{cfg.owner}")
     child = f"beat:{cfg.owner}"
     ref = await supervisor.start_child(
         ChildSpec(
             child,
-            lambda: Beat(
-                client=client, config=cfg, state=state, entries=tuple(entries)
-            ),
+            lambda: Beat(client=client, config=cfg, state=state, entries=entries),
             restart="transient",
             mailbox=mailbox,
         )
