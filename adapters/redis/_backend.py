@@ -20,6 +20,7 @@ from ._hub import Hub
 from ._results import RedisResults
 from ._schedules import RedisSchedules
 from ._stores import RedisHeartbeats, RedisLimiter, RedisLocks, RedisRevocations
+from ._workflows import RedisWorkflows
 
 CAPABILITIES = Capabilities(
     name="redis",
@@ -48,6 +49,7 @@ class RedisBackend:
     revocations: RedisRevocations
     heartbeats: RedisHeartbeats
     limiter: RedisLimiter
+    workflows: RedisWorkflows
     capabilities: Capabilities = CAPABILITIES
     _scope: trio.CancelScope | None = None
     _sub_client: aioredis.Redis | None = None
@@ -91,6 +93,7 @@ def _build(settings: Settings) -> RedisBackend:
         revocations=RedisRevocations(conn, keys),
         heartbeats=RedisHeartbeats(conn, keys),
         limiter=RedisLimiter(conn, keys),
+        workflows=RedisWorkflows(conn, keys, hub),
         sub_client=sub,
     )
 

@@ -1,0 +1,595 @@
+"""Workflow runs, steps, timers, events and leases on Redis.
+
+Every key shares the hash tag ``{<ns>:wf}`` (one Redis Cluster slot):
+
+* ``runs`` hash: run id -> the run as JSON; ``due`` sorted set: run id ->
+  ``due_at`` of active runs; ``created`` sorted set: run id -> created_at.
+* ``steps:<run>`` hash: step index -> the step as JSON.
+* ``watch:<topic>`` hash: ``<run>\\n<index>`` -> 1, ``watching:<run>`` hash:
+  index -> topic; ``mbox:<run>:<topic>`` list: payloads sent before a wait.
+* ``cursor``: the change counter; a change also PUBLISHes on
+  ``<ns>:done:__wf__`` (and ``<ns>:done:__wfrun__<run>`` when a run ends), so
+  ``wait_due`` and ``wait_run`` are woken through the backend's pub/sub hub.
+
+Multi-key changes are optimistic transactions (WATCH the keys read, MULTI,
+EXEC, retry on conflict), all inside one bridge crossing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import Any
+
+import attrs
+import redis.exceptions as rexc
+import trio
+
+from stem._clock import now
+from stem._codec import dumps, loads
+from stem._result import ErrorInfo
+from stem._wfcodec import decode_run, decode_step, encode_run, encode_step
+from stem.contracts import WORKFLOW_ACTIVE, WORKFLOW_FINAL, WorkflowRun, WorkflowStep
+
+from ._conn import Conn, Keys
+from ._hub import Hub
+
+MAX_NAP = 2.0
+_WAKE = "__wf__"
+_FINAL = "__wfrun__"
+
+
+def _cmd(name: str, *args: Any) -> Callable[[Any], Any]:
+    """A write to queue on a MULTI pipeline: ``_cmd("hdel", key, field)``."""
+    return lambda pipe: getattr(pipe, name)(*args)
+
+
+def _held(run: WorkflowRun | None, owner: str, at: float) -> bool:
+    return (
+        run is not None
+        and run.lease_owner == owner
+        and run.due_at is not None
+        and run.due_at > at
+        and run.status in WORKFLOW_ACTIVE
+    )
+
+
+@attrs.define(eq=False)
+class RedisWorkflows:
+    """:class:`stem.contracts.WorkflowStore` on Redis."""
+
+    conn: Conn
+    keys: Keys
+    hub: Hub
+
+    # ----------------------------------------------------------- keys
+
+    @property
+    def _tag(self) -> str:
+        return f"{self.keys.ns}:{{{self.keys.ns}:wf}}"
+
+    @property
+    def _runs(self) -> str:
+        return f"{self._tag}:runs"
+
+    @property
+    def _due(self) -> str:
+        return f"{self._tag}:due"
+
+    @property
+    def _created(self) -> str:
+        return f"{self._tag}:created"
+
+    @property
+    def _cursor(self) -> str:
+        return f"{self._tag}:cursor"
+
+    def _steps(self, run_id: str) -> str:
+        return f"{self._tag}:steps:{run_id}"
+
+    def _watch(self, topic: str) -> str:
+        return f"{self._tag}:watch:{topic}"
+
+    def _watching(self, run_id: str) -> str:
+        return f"{self._tag}:watching:{run_id}"
+
+    def _mbox(self, run_id: str, topic: str) -> str:
+        return f"{self._tag}:mbox:{run_id}:{topic}"
+
+    def _mboxes(self, run_id: str) -> str:
+        return f"{self._tag}:mboxes:{run_id}"
+
+    # ----------------------------------------------------------- plumbing
+
+    async def _txn(
+        self,
+        watch: Sequence[str],
+        body: Callable[[Any], Awaitable[tuple[Any, list[Callable[[Any], Any]]]]],
+    ) -> Any:
+        """WATCH ``watch``; ``body(pipe)`` reads and returns (result, writes);
+        the writes run in MULTI/EXEC; repeated on a conflicting change."""
+
+        async def attempt() -> Any:
+            async with self.conn.client.pipeline(transaction=True) as typed:
+                pipe: Any = typed
+                while True:
+                    try:
+                        await pipe.watch(*watch)
+                        result, writes = await body(pipe)
+                        if not writes:
+                            await pipe.unwatch()
+                            return result
+                        pipe.multi()
+                        for write in writes:
+                            write(pipe)
+                        await pipe.execute()
+                        return result
+                    except rexc.WatchError:
+                        continue
+
+        return await self.conn.run(attempt)
+
+    def _put(self, run: WorkflowRun) -> list[Callable[[Any], Any]]:
+        body = encode_run(attrs.evolve(run, history=()))
+        writes: list[Callable[[Any], Any]] = [
+            lambda p: p.hset(self._runs, run.run_id, body)
+        ]
+        if run.status in WORKFLOW_ACTIVE and run.due_at is not None:
+            due = run.due_at
+            writes.append(lambda p: p.zadd(self._due, {run.run_id: due}))
+        else:
+            writes.append(lambda p: p.zrem(self._due, run.run_id))
+        return writes
+
+    def _bump(self) -> list[Callable[[Any], Any]]:
+        channel = self.keys.done(_WAKE)
+        return [
+            lambda p: p.incr(self._cursor),
+            lambda p: p.publish(channel, b""),
+        ]
+
+    async def _get(self, pipe: Any, run_id: str) -> WorkflowRun | None:
+        body = await pipe.hget(self._runs, run_id)
+        return None if body is None else decode_run(body)
+
+    def _woken(self, run: WorkflowRun | None, at: float) -> WorkflowRun | None:
+        if run is None or run.status not in WORKFLOW_ACTIVE:
+            return None
+        leased = run.lease_owner is not None and (run.due_at or 0.0) > at
+        due = run.due_at if leased else min(run.due_at or at, at)
+        return attrs.evolve(run, wakes=run.wakes + 1, due_at=due)
+
+    # ----------------------------------------------------------- runs
+
+    async def create_run(self, run: WorkflowRun) -> bool:
+        encode_run(run)
+
+        async def body(pipe: Any) -> tuple[Any, list[Callable[[Any], Any]]]:
+            if await pipe.hexists(self._runs, run.run_id):
+                return False, []
+            created = run.created_at
+            writes = self._put(run)
+            writes.append(lambda p: p.zadd(self._created, {run.run_id: created}))
+            return True, writes + self._bump()
+
+        return bool(await self._txn([self._runs], body))
+
+    async def get_run(self, run_id: str) -> WorkflowRun | None:
+        body = await self.conn.run(lambda: self.conn.client.hget(self._runs, run_id))
+        return None if body is None else decode_run(body)
+
+    async def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | None = None,
+        parent_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[WorkflowRun]:
+        found: list[WorkflowRun] = []
+        skipped = 0
+        start = 0
+        page = 500
+        client = self.conn.client
+        while len(found) < limit:
+            ids: list[bytes] = await self.conn.run(
+                partial(client.zrange, self._created, start, start + page - 1)  # type: ignore[arg-type]
+            )
+            if not ids:
+                break
+            start += page
+            bodies = await self.conn.run(partial(client.hmget, self._runs, ids))
+            for body in bodies:
+                if body is None:
+                    continue
+                run = decode_run(body)
+                if (
+                    (workflow is not None and run.workflow != workflow)
+                    or (status is not None and run.status != status)
+                    or (parent_id is not None and run.parent_id != parent_id)
+                ):
+                    continue
+                if skipped < offset:
+                    skipped += 1
+                    continue
+                found.append(run)
+                if len(found) >= limit:
+                    break
+        return found
+
+    # ----------------------------------------------------------- steps
+
+    async def save_step(self, step: WorkflowStep) -> None:
+        body = encode_step(step)
+        await self.conn.run(
+            lambda: self.conn.client.hset(
+                self._steps(step.run_id), str(step.index), body
+            )
+        )
+
+    async def get_step(self, run_id: str, index: int) -> WorkflowStep | None:
+        body = await self.conn.run(
+            lambda: self.conn.client.hget(self._steps(run_id), str(index))
+        )
+        return None if body is None else decode_step(body)
+
+    async def list_steps(self, run_id: str) -> list[WorkflowStep]:
+        found = await self.conn.run(
+            lambda: self.conn.client.hgetall(self._steps(run_id))
+        )
+        steps = [decode_step(body) for body in found.values()]
+        steps.sort(key=lambda s: s.index)
+        return steps
+
+    # ----------------------------------------------------------- leases
+
+    async def claim(
+        self, owner: str, *, names: Sequence[str], lease: float, limit: int = 1
+    ) -> list[WorkflowRun]:
+        if not names or limit < 1:
+            return []
+        at = now()
+        wanted = set(names)
+
+        async def body(pipe: Any) -> tuple[Any, list[Callable[[Any], Any]]]:
+            ids = await pipe.zrangebyscore(self._due, "-inf", at)
+            claimed: list[WorkflowRun] = []
+            writes: list[Callable[[Any], Any]] = []
+            if ids:
+                for raw in await pipe.hmget(self._runs, ids):
+                    if raw is None:
+                        continue
+                    run = decode_run(raw)
+                    if run.workflow not in wanted or run.status not in WORKFLOW_ACTIVE:
+                        continue
+                    taken = attrs.evolve(
+                        run,
+                        status="running",
+                        lease_owner=owner,
+                        due_at=at + lease,
+                        updated_at=at,
+                    )
+                    claimed.append(taken)
+                    writes += self._put(taken)
+                    if len(claimed) >= limit:
+                        break
+            return claimed, writes
+
+        result: list[WorkflowRun] = await self._txn([self._runs, self._due], body)
+        return result
+
+    async def _update(
+        self,
+        run_id: str,
+        change: Callable[[WorkflowRun | None], WorkflowRun | None],
+        *,
+        extra: Callable[[WorkflowRun], list[Callable[[Any], Any]]] | None = None,
+        bump: bool = True,
+    ) -> bool:
+        async def body(pipe: Any) -> tuple[Any, list[Callable[[Any], Any]]]:
+            new = change(await self._get(pipe, run_id))
+            if new is None:
+                return False, []
+            writes = self._put(new)
+            if extra is not None:
+                writes += extra(new)
+            return True, writes + (self._bump() if bump else [])
+
+        return bool(await self._txn([self._runs], body))
+
+    async def renew(self, run_id: str, owner: str, *, lease: float) -> bool:
+        at = now()
+        return await self._update(
+            run_id,
+            lambda run: (
+                attrs.evolve(run, due_at=at + lease)
+                if run is not None and _held(run, owner, at)
+                else None
+            ),
+            bump=False,
+        )
+
+    async def suspend(
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        until: float | None,
+        wakes: int,
+        current_step: str | None = None,
+    ) -> bool:
+        at = now()
+
+        def change(run: WorkflowRun | None) -> WorkflowRun | None:
+            if run is None or not _held(run, owner, at):
+                return None
+            return attrs.evolve(
+                run,
+                status="suspended",
+                lease_owner=None,
+                due_at=at if run.wakes != wakes else until,
+                current_step=current_step,
+                updated_at=at,
+            )
+
+        return await self._update(run_id, change)
+
+    async def wake(self, run_ids: Sequence[str]) -> None:
+        if not run_ids:
+            return
+        at = now()
+
+        async def body(pipe: Any) -> tuple[Any, list[Callable[[Any], Any]]]:
+            writes: list[Callable[[Any], Any]] = []
+            for run_id in sorted(set(run_ids)):
+                woken = self._woken(await self._get(pipe, run_id), at)
+                if woken is not None:
+                    writes += self._put(woken)
+            return None, writes + self._bump() if writes else []
+
+        await self._txn([self._runs], body)
+
+    async def finish(
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        status: str,
+        result: Any = None,
+        error: ErrorInfo | None = None,
+    ) -> bool:
+        if status not in WORKFLOW_FINAL:
+            raise ValueError(f"not a final workflow status: {status!r}")
+        dumps(result, what="result")
+        at = now()
+        channel = self.keys.done(f"{_FINAL}{run_id}")
+
+        def change(run: WorkflowRun | None) -> WorkflowRun | None:
+            if run is None or not _held(run, owner, at):
+                return None
+            return attrs.evolve(
+                run,
+                status=status,
+                result=result,
+                error=error,
+                lease_owner=None,
+                due_at=None,
+                updated_at=at,
+            )
+
+        ok = await self._update(
+            run_id,
+            change,
+            extra=lambda run: [lambda p: p.publish(channel, b"")],
+            bump=False,
+        )
+        if ok:
+            await self._drop_events(run_id)
+            self.hub.wake_result(f"{_FINAL}{run_id}")
+        return ok
+
+    async def _drop_events(self, run_id: str) -> None:
+        async def body(pipe: Any) -> tuple[Any, list[Callable[[Any], Any]]]:
+            watching = await pipe.hgetall(self._watching(run_id))
+            writes: list[Callable[[Any], Any]] = []
+            for index, topic in watching.items():
+                member = f"{run_id}\n{index.decode()}"
+                key = self._watch(topic.decode())
+                writes.append(_cmd("hdel", key, member))
+            writes.append(lambda p: p.delete(self._watching(run_id)))
+            for topic in await pipe.smembers(self._mboxes(run_id)):
+                key = self._mbox(run_id, topic.decode())
+                writes.append(_cmd("delete", key))
+            writes.append(lambda p: p.delete(self._mboxes(run_id)))
+            return None, writes
+
+        await self._txn([self._watching(run_id), self._mboxes(run_id)], body)
+
+    async def request_cancel(self, run_id: str) -> bool:
+        at = now()
+
+        def change(run: WorkflowRun | None) -> WorkflowRun | None:
+            if run is None or run.status not in WORKFLOW_ACTIVE:
+                return None
+            return self._woken(attrs.evolve(run, cancel_requested=True), at)
+
+        return await self._update(run_id, change)
+
+    # ----------------------------------------------------------- events
+
+    async def _resolve_writes(
+        self, pipe: Any, run_id: str, index: int, payload: str, at: float
+    ) -> list[Callable[[Any], Any]]:
+        writes: list[Callable[[Any], Any]] = []
+        raw = await pipe.hget(self._steps(run_id), str(index))
+        if raw is not None:
+            step = attrs.evolve(
+                decode_step(raw), status="done", value=loads(payload), finished_at=at
+            )
+            body = encode_step(step)
+            writes.append(lambda p: p.hset(self._steps(run_id), str(index), body))
+        topic = await pipe.hget(self._watching(run_id), str(index))
+        if topic is not None:
+            key = self._watch(topic.decode())
+            writes.append(lambda p: p.hdel(key, f"{run_id}\n{index}"))
+            writes.append(lambda p: p.hdel(self._watching(run_id), str(index)))
+        woken = self._woken(await self._get(pipe, run_id), at)
+        if woken is not None:
+            writes += self._put(woken)
+        return writes
+
+    async def watch(self, run_id: str, index: int, topic: str) -> bool:
+        at = now()
+        mbox = self._mbox(run_id, topic)
+
+        async def body(pipe: Any) -> tuple[Any, list[Callable[[Any], Any]]]:
+            raw = await pipe.hget(self._steps(run_id), str(index))
+            if raw is not None and decode_step(raw).status == "done":
+                return True, []
+            if await pipe.hexists(self._watching(run_id), str(index)):
+                return False, []
+            first = await pipe.lindex(mbox, 0)
+            if first is not None:
+                writes = await self._resolve_writes(
+                    pipe, run_id, index, first.decode(), at
+                )
+                writes.append(lambda p: p.lpop(mbox))
+                return True, writes + self._bump()
+            return False, [
+                lambda p: p.hset(self._watch(topic), f"{run_id}\n{index}", b"1"),
+                lambda p: p.hset(self._watching(run_id), str(index), topic),
+            ]
+
+        keys = [self._runs, self._steps(run_id), self._watching(run_id), mbox]
+        return bool(await self._txn(keys, body))
+
+    async def unwatch(self, run_id: str, index: int) -> bool:
+        async def body(pipe: Any) -> tuple[Any, list[Callable[[Any], Any]]]:
+            topic = await pipe.hget(self._watching(run_id), str(index))
+            if topic is None:
+                return False, []
+            key = self._watch(topic.decode())
+            return True, [
+                lambda p: p.hdel(key, f"{run_id}\n{index}"),
+                lambda p: p.hdel(self._watching(run_id), str(index)),
+            ]
+
+        return bool(await self._txn([self._watching(run_id)], body))
+
+    async def emit(self, topic: str, payload: Any) -> list[str]:
+        text = dumps(payload, what="event payload")
+        at = now()
+        key = self._watch(topic)
+
+        async def body(pipe: Any) -> tuple[Any, list[Callable[[Any], Any]]]:
+            members = await pipe.hkeys(key)
+            if not members:
+                return [], []
+            targets = []
+            for member in members:
+                run_id, _, index = member.decode().partition("\n")
+                targets.append((run_id, int(index)))
+            await pipe.watch(
+                *{self._steps(r) for r, _ in targets},
+                *{self._watching(r) for r, _ in targets},
+            )
+            writes: list[Callable[[Any], Any]] = []
+            for run_id, index in targets:
+                writes += await self._resolve_writes(pipe, run_id, index, text, at)
+            writes.append(lambda p: p.delete(key))
+            return sorted({r for r, _ in targets}), writes + self._bump()
+
+        result: list[str] = await self._txn([key, self._runs], body)
+        return result
+
+    async def send(self, run_id: str, topic: str, payload: Any) -> bool:
+        text = dumps(payload, what="event payload")
+        at = now()
+        mbox = self._mbox(run_id, topic)
+
+        async def body(pipe: Any) -> tuple[Any, list[Callable[[Any], Any]]]:
+            watching = await pipe.hgetall(self._watching(run_id))
+            indexes = sorted(int(i) for i, t in watching.items() if t.decode() == topic)
+            if indexes:
+                writes = await self._resolve_writes(pipe, run_id, indexes[0], text, at)
+                return True, writes + self._bump()
+            return False, [
+                lambda p: p.rpush(mbox, text),
+                lambda p: p.sadd(self._mboxes(run_id), topic),
+            ]
+
+        keys = [self._runs, self._steps(run_id), self._watching(run_id)]
+        return bool(await self._txn(keys, body))
+
+    # ----------------------------------------------------------- waiting
+
+    async def next_due(self, names: Sequence[str]) -> float | None:
+        wanted = set(names)
+        client = self.conn.client
+        start = 0
+        page = 200
+        while True:
+            fetch: Any = partial(
+                client.zrange, self._due, start, start + page - 1, withscores=True
+            )
+            entries: list[tuple[bytes, float]] = await self.conn.run(fetch)
+            if not entries:
+                return None
+            start += page
+            members = [member for member, _ in entries]
+            bodies = await self.conn.run(partial(client.hmget, self._runs, members))
+            for (_, score), body in zip(entries, bodies, strict=True):
+                if body is not None and decode_run(body).workflow in wanted:
+                    return float(score)
+
+    async def _read_cursor(self) -> int:
+        value = await self.conn.run(lambda: self.conn.client.get(self._cursor))
+        return int(value or 0)
+
+    async def _wait_hint(
+        self, key: str, check: Callable[[], Awaitable[Any]], timeout: float
+    ) -> Any:
+        """Call ``check()`` until it returns something (not None), woken by
+        the hub on ``key`` (re-checking every MAX_NAP s), or None at timeout."""
+        deadline = trio.current_time() + max(timeout, 0.0)
+        channel = self.keys.done(key)
+        await self.hub.ensure(channel)
+        try:
+            while True:
+                event = trio.Event()
+                Hub.add(self.hub.result_waiters, key, event)
+                try:
+                    found = await check()
+                    if found is not None:
+                        return found
+                    remaining = deadline - trio.current_time()
+                    if remaining <= 0:
+                        return None
+                    with trio.move_on_after(min(remaining, MAX_NAP)):
+                        await event.wait()
+                finally:
+                    Hub.discard(self.hub.result_waiters, key, event)
+        finally:
+            await self.hub.release(channel)
+
+    async def wait_due(self, cursor: int | None, *, timeout: float) -> int:
+        if cursor is None:
+            return await self._read_cursor()
+
+        async def changed() -> int | None:
+            current = await self._read_cursor()
+            return current if current != cursor else None
+
+        found = await self._wait_hint(_WAKE, changed, timeout)
+        return cursor if found is None else int(found)
+
+    async def wait_run(self, run_id: str, *, timeout: float) -> WorkflowRun | None:
+        async def final() -> WorkflowRun | None:
+            run = await self.get_run(run_id)
+            return run if run is not None and run.is_final else None
+
+        found: WorkflowRun | None = await self._wait_hint(
+            f"{_FINAL}{run_id}", final, timeout
+        )
+        return found
