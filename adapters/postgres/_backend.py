@@ -26,6 +26,7 @@ from ._stores import (
     PostgresRevocations,
     reap,
 )
+from ._workflows import PostgresWorkflows
 
 CAPABILITIES = Capabilities(name="postgres", server_clock=False)
 
@@ -48,6 +49,7 @@ class PostgresBackend:
     revocations: PostgresRevocations
     heartbeats: PostgresHeartbeats
     limiter: PostgresLimiter
+    workflows: PostgresWorkflows
     capabilities: Capabilities = CAPABILITIES
     _cancel: trio.CancelScope | None = None
 
@@ -172,6 +174,7 @@ async def _open(config: PostgresConfig) -> AsyncIterator[PostgresBackend]:
             revocations=PostgresRevocations(config=config, db=db),
             heartbeats=PostgresHeartbeats(config=config, db=db),
             limiter=PostgresLimiter(config=config, db=db),
+            workflows=PostgresWorkflows(config=config, db=db, hub=hub),
         )
         stack.push_async_callback(backend.aclose)
         async with trio.open_nursery() as nursery:

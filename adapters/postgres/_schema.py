@@ -124,6 +124,48 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "INSERT INTO {s}.schedule_revision (id, value) VALUES (1, 0)",
         ),
     ),
+    (
+        3,
+        "workflow runs, steps, event watchers and mailboxes",
+        (
+            """CREATE TABLE {s}.wf_runs (
+                run_id text PRIMARY KEY,
+                workflow text NOT NULL,
+                status text NOT NULL,
+                parent_id text,
+                created_at double precision NOT NULL,
+                due_at double precision,
+                body text NOT NULL
+            )""",
+            "CREATE INDEX wf_runs_due ON {s}.wf_runs (due_at) WHERE due_at IS NOT NULL",
+            "CREATE INDEX wf_runs_created ON {s}.wf_runs (created_at, run_id)",
+            """CREATE TABLE {s}.wf_steps (
+                run_id text NOT NULL,
+                idx integer NOT NULL,
+                body text NOT NULL,
+                PRIMARY KEY (run_id, idx)
+            )""",
+            """CREATE TABLE {s}.wf_watchers (
+                run_id text NOT NULL,
+                idx integer NOT NULL,
+                topic text NOT NULL,
+                PRIMARY KEY (run_id, idx)
+            )""",
+            "CREATE INDEX wf_watchers_topic ON {s}.wf_watchers (topic)",
+            """CREATE TABLE {s}.wf_mailbox (
+                seq bigserial PRIMARY KEY,
+                run_id text NOT NULL,
+                topic text NOT NULL,
+                payload text NOT NULL
+            )""",
+            "CREATE INDEX wf_mailbox_run ON {s}.wf_mailbox (run_id, topic, seq)",
+            """CREATE TABLE {s}.wf_cursor (
+                id integer PRIMARY KEY CHECK (id = 1),
+                value bigint NOT NULL
+            )""",
+            "INSERT INTO {s}.wf_cursor (id, value) VALUES (1, 0)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]
