@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "stem._cli.dlq:dlq",
     "stem._cli.health:health",
     "stem._cli.db:db",
+    "stem._cli.workflows:wf",
 )
 
 
