@@ -86,3 +86,22 @@ async def test_workflow_runs_on_each_backend(
         "event",
     ]
     assert calls == ["charge"]
+
+
+def test_order_example_runs() -> None:
+    """examples/order_workflow.py completes its run and prints each step."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent.parent
+    out = subprocess.run(
+        [sys.executable, str(root / "examples" / "order_workflow.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "status: completed" in out
+    assert "shipped A1 from dock 7" in out
+    assert "sleep" in out
