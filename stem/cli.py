@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "stem._cli.queues:queues",
     "stem._cli.queues:purge",
     "stem._cli.dlq:dlq",
+    "stem._cli.schedule:schedule",
     "stem._cli.health:health",
     "stem._cli.db:db",
     "stem._cli.workflows:wf",
