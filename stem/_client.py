@@ -248,6 +248,9 @@ class Client:
             self._nursery = await stack.enter_async_context(trio.open_nursery())
             self._bus = EventBus(signals=self.app.signals)
             await self._nursery.start(self._bus.run)
+            watch = getattr(self.instrumentation, "watch", None)
+            if watch is not None:  # metrics fed by signals (revoked, dead letters)
+                watch(self.app.signals)
             self._supervisor = await stack.enter_async_context(
                 open_supervisor(
                     "stem",
