@@ -230,9 +230,10 @@ class ScheduleEntry:
     leading seconds field), ``every`` (seconds or timedelta) and ``at`` (an
     aware datetime, fired once) is given. ``jitter`` delays each fire by a
     pseudo-random amount in ``[0, jitter)`` seconds, the same on every beat
-    instance. ``misfire`` says what happens to ticks missed while no beat ran:
-    ``"run_once"`` fires the latest of them once, late; ``"skip"`` fires a tick
-    only if it is at most ``misfire_grace`` seconds late. ``start_at`` and
+    instance. Ticks at most ``misfire_grace`` seconds late all fire (so a
+    leader failover loses none); older ones are *missed*: ``"run_once"`` fires
+    the latest missed tick once, late (unless a recent one fires anyway),
+    ``"skip"`` drops them. No backlog piles up either way. ``start_at`` and
     ``end_at`` bound the ticks. ``enabled`` is the state the entry is stored
     with the first time (``stem schedule enable/disable`` change it later).
     Invalid values raise at construction.

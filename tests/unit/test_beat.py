@@ -443,3 +443,23 @@ async def test_app_schedules_are_the_default_entries(autojump_clock: Any) -> Non
             client.beat(entries=[every("x", 5), every("x", 6)])
         with pytest.raises(ValueError, match="lease_ttl"):
             client.beat(lease_ttl=0)
+
+
+async def test_stem_main_runs_beat_per_stem_beat_setting(autojump_clock: Any) -> None:
+    """STEM_BEAT=auto runs beat when the app has schedules, on always, off never."""
+    from stem._main import _maybe_beat
+
+    with_entries, _ = make_app(every("a", 10.0))
+    without, _ = make_app()
+    cases = [
+        (with_entries, "auto", True),
+        (without, "auto", False),
+        (without, "on", True),
+        (with_entries, "off", False),
+    ]
+    for app, mode, runs in cases:
+        settings = stem.Settings(beat=mode)
+        async with stem.Client.in_memory(app=app) as client:
+            async with _maybe_beat(client, settings) as handle:
+                await trio.sleep(0.1)
+                assert (handle is not None and handle.is_leader) is runs
