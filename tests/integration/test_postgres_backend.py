@@ -13,6 +13,7 @@ import trio_asyncio
 
 from adapters.postgres import migrate, open_backend, parse_url
 from adapters.postgres._broker import _Sql
+from adapters.postgres._schema import MIGRATIONS
 from stem._envelope import Envelope
 from stem._errors import BrokerUnavailable, ConfigError
 from stem._result import TaskResult
@@ -123,7 +124,7 @@ async def test_concurrent_migrations_apply_once(postgres_server) -> None:
     assert await migrate(url) == []
     schema = parse_url(url).quoted_schema
     rows = await _psql(url, f"SELECT version FROM {schema}.migrations")
-    assert [r[0] for r in rows] == [1]  # type: ignore[index]
+    assert [r[0] for r in rows] == [m[0] for m in MIGRATIONS]  # type: ignore[index]
 
 
 async def test_claim_woken_by_publish_from_another_process(postgres_url: str) -> None:
