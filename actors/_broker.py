@@ -87,6 +87,19 @@ BrokerMessage = Publish | StoreResults | Finish | Flush
 FinishHook = Callable[[Sequence[Finish]], Awaitable[Sequence[Envelope]]]
 
 
+def _already_final(fin: Finish, refused: set[str]) -> Finish:
+    """A retry or dead letter for a task whose terminal result was already
+    stored (a redelivered copy finished first) only removes the message:
+    requeueing would run a finished task again, and a dead letter would
+    contradict its result. Hooks see it without a result."""
+    result = fin.result
+    if result is None or result.task_id not in refused:
+        return fin
+    if fin.action not in ("retry", "dead"):
+        return fin
+    return attrs.evolve(fin, action="drop", result=None, envelope=None, dead=None)
+
+
 @attrs.frozen(kw_only=True)
 class BrokerActorStatistics:
     batches: int
@@ -139,11 +152,20 @@ class BrokerActor(Actor[BrokerMessage]):
                     flushes.append(msg)
         error: Exception | None = None
         try:
+            refused: set[str] = set()
             for ttl, by_id in results.items():
-                await self._retrying(
+                flags = await self._retrying(
                     self.backend.results.set_state, list(by_id.values()), ttl=ttl
                 )
                 self._count("results_stored", len(by_id))
+                if isinstance(flags, list):
+                    refused.update(
+                        task_id
+                        for task_id, stored in zip(by_id, flags, strict=False)
+                        if not stored
+                    )
+            if refused and finishes:
+                finishes = [_already_final(f, refused) for f in finishes]
             if finishes and self.hooks:
                 try:
                     for hook in self.hooks:
@@ -224,19 +246,19 @@ class BrokerActor(Actor[BrokerMessage]):
                 self._count("unique_released")
 
     async def _retrying(
-        self, fn: Callable[..., object], *args: object, **kw: object
-    ) -> None:
+        self, fn: Callable[..., Awaitable[object]], *args: object, **kw: object
+    ) -> object:
         delay = self.retry_initial
         for attempt in range(1, self.retry_attempts + 1):
             try:
-                await fn(*args, **kw)  # type: ignore[misc]
-                return
+                return await fn(*args, **kw)
             except BrokerUnavailable:
                 self._count("backend_errors")
                 if attempt == self.retry_attempts:
                     raise
                 await trio.sleep(delay)
                 delay = min(delay * 2, self.retry_max)
+        raise AssertionError("unreachable")
 
     def broker_statistics(self) -> BrokerActorStatistics:
         s = self._stats

@@ -56,7 +56,10 @@ class RetryPolicy:
         # Guard against float overflow for very large attempt counts.
         if exponent > 1024:
             return self.cap
-        return min(self.cap, self.base * self.factor**exponent)
+        try:
+            return min(self.cap, self.base * self.factor**exponent)
+        except OverflowError:  # e.g. factor 10 after a few hundred failures
+            return self.cap
 
     def delay(
         self, failed_attempts: int, *, rng: Callable[[], float] = random.random

@@ -135,3 +135,33 @@ async def test_retries_leave_no_dead_letter(client: stem.Client) -> None:
     assert attempts == [1, 2, 3]
     assert await client.dead_letters("jobs").list() == []
     assert (await client.queue_stats("jobs")).dead == 0
+
+
+async def test_late_copy_of_a_finished_task_is_not_dead_lettered() -> None:
+    """When a redelivered copy fails after another copy succeeded, the message
+    is removed: no dead letter, no retry, the SUCCEEDED result stands."""
+    from actors import _outcomes
+    from actors._broker import BrokerActor, Publish
+    from adapters.memory import open_backend
+
+    async with open_backend() as backend:
+        actor = BrokerActor(backend)
+        env = stem.Envelope(id="t1", name="t", max_retries=3)
+        await actor.handle_batch([Publish(envelopes=(env,))])
+        [first] = await backend.broker.claim(
+            ["default"], limit=1, lease=1, consumer="a"
+        )
+        await trio.sleep(1.5)  # the lease passes; another consumer takes it
+        [second] = await backend.broker.claim(
+            ["default"], limit=1, lease=9, consumer="b"
+        )
+        await actor.handle_batch(
+            [_outcomes.succeeded(first, "ok", at=stem.now(), ttl=None)]
+        )
+        for error in (RuntimeError("retryable"), KeyError("fatal")):
+            outcome = _outcomes.failed(second, error, stem.TaskOptions(), at=stem.now())
+            await actor.handle_batch([outcome.finish])
+        stats = await backend.broker.stats("default")
+        result = await backend.results.get("t1")
+    assert result is not None and result.state is TaskState.SUCCEEDED
+    assert (stats.pending, stats.delayed, stats.in_flight, stats.dead) == (0, 0, 0, 0)
