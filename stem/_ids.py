@@ -5,29 +5,58 @@ from __future__ import annotations
 import os
 import uuid
 
+import attrs
+import trio
+
 from ._clock import now
 
-_last_ms = 0
-_seq = 0
+
+@attrs.define
+class _Sequence:
+    last_ms: int = 0
+    seq: int = 0
+
+
+# One sequence per trio.run (each run may have its own clock, e.g. a MockClock
+# far in the future), and one for code outside any run.
+_RUN_SEQUENCE: trio.lowlevel.RunVar[_Sequence] = trio.lowlevel.RunVar("stem_ids")
+_OUTSIDE = _Sequence()
+
+
+def _sequence() -> _Sequence:
+    try:
+        return _RUN_SEQUENCE.get()
+    except LookupError:
+        fresh = _Sequence()
+        _RUN_SEQUENCE.set(fresh)
+        return fresh
+    except RuntimeError:  # not inside trio.run
+        return _OUTSIDE
 
 
 def new_id() -> str:
     """A new UUIDv7 string: sorts by creation time, unique across processes.
 
-    Within one process, ids made in the same millisecond stay strictly
-    increasing (a 12-bit sequence fills the ``rand_a`` field).
+    Within one run, ids made in the same millisecond stay strictly increasing
+    (a 12-bit sequence fills the ``rand_a`` field).
     """
-    global _last_ms, _seq
+    state = _sequence()
     ms = int(now() * 1000)
-    if ms <= _last_ms:
-        ms = _last_ms
-        _seq += 1
-        if _seq > 0xFFF:
+    if ms <= state.last_ms:
+        ms = state.last_ms
+        state.seq += 1
+        if state.seq > 0xFFF:
             ms += 1
-            _seq = 0
+            state.seq = 0
     else:
-        _seq = 0
-    _last_ms = ms
+        state.seq = 0
+    state.last_ms = ms
     rand_b = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
-    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | _seq << 64 | 0b10 << 62 | rand_b
+    value = (
+        (ms & 0xFFFF_FFFF_FFFF) << 80
+        | 0x7 << 76
+        | state.seq << 64
+        | 0b10 << 62
+        | rand_b
+    )
     return str(uuid.UUID(int=value))
