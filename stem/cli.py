@@ -24,6 +24,8 @@ COMMANDS: tuple[str, ...] = (
     "stem._cli.queues:queues",
     "stem._cli.queues:purge",
     "stem._cli.dlq:dlq",
+    "stem._cli.control:inspect",
+    "stem._cli.control:control",
     "stem._cli.schedule:schedule",
     "stem._cli.health:health",
     "stem._cli.db:db",

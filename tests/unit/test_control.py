@@ -198,3 +198,64 @@ async def test_no_workers_means_no_replies(autojump_clock: Any) -> None:
     """With no live worker, a request returns an empty list after its timeout."""
     async with stem.Client.in_memory(tasks=TASKS) as client:
         assert await client.control.ping(timeout=0.5) == []
+
+
+# -- command line ---------------------------------------------------------------
+
+
+def _invoke(*args: str) -> Any:
+    from click.testing import CliRunner
+
+    from stem.cli import main
+
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+async def test_cli_inspect_and_control_against_a_live_worker(tmp_path: Any) -> None:
+    """`stem inspect ping|stats|active` and `stem control pause|resume|revoke|
+    shutdown` reach a worker running on the same sqlite file."""
+    import json
+
+    url = f"sqlite:///{tmp_path}/c.db"
+
+    async def cli(*args: str) -> Any:
+        return await trio.to_thread.run_sync(_invoke, *args, "--url", url)
+
+    async with stem.Client.from_url(url, tasks=TASKS) as client:
+        async with client.worker(worker_id="w1", claim_wait=0.05):
+            with trio.fail_after(60):
+                task_id = await client.enqueue("ctl.sleep")
+                while not (await client.control.active())[0].data["tasks"]:
+                    await trio.sleep(0.05)
+                ping = await cli("inspect", "ping", "--json")
+                assert ping.exit_code == 0, ping.output
+                assert [r["worker_id"] for r in json.loads(ping.stdout)] == ["w1"]
+                stats = await cli("inspect", "stats")
+                assert stats.exit_code == 0 and "w1" in stats.stdout
+                active = json.loads((await cli("inspect", "active", "--json")).stdout)
+                assert active[0]["data"]["tasks"][0]["task_id"] == task_id
+
+                paused = await cli("control", "pause", "q", "--json")
+                assert json.loads(paused.stdout)[0]["data"]["changed"] is False
+                paused = await cli("control", "pause", "default")
+                assert paused.exit_code == 0 and "w1" in paused.stdout
+                resumed = await cli("control", "resume", "default", "--json")
+                assert json.loads(resumed.stdout)[0]["data"]["changed"] is True
+
+                revoked = await cli("control", "revoke", task_id, "--terminate")
+                assert revoked.exit_code == 0
+                assert "told 1 live worker" in revoked.stdout
+                result = await client.wait_for(task_id, timeout=10)
+                assert result.state is TaskState.REVOKED
+
+                refused = await cli("control", "shutdown")
+                assert refused.exit_code == 1 and "--yes" in refused.stderr
+                down = await cli("control", "shutdown", "--mode", "soft", "--yes")
+                assert down.exit_code == 0 and "w1: soft shutdown" in down.stdout
+                while await client.workers():
+                    await trio.sleep(0.05)
+    nobody = await trio.to_thread.run_sync(
+        _invoke, "inspect", "ping", "--timeout", "0.2", "--url", url
+    )
+    assert nobody.exit_code == 1
+    assert "No worker replied" in nobody.stdout
