@@ -320,12 +320,10 @@ class Worker(Actor[WorkerMessage]):
                     queues.append(queues.pop(0))  # fairness across queues
                 if not deliveries:
                     continue
-                at = now()
+                lease = self._claim_lease
                 for delivery in deliveries:
                     self._held[delivery.receipt] = delivery
-                    self._lease_len[delivery.receipt] = max(
-                        delivery.lease_until - at, 0.001
-                    )
+                    self._lease_len[delivery.receipt] = lease
                 self._new_held.set()
                 await self._drop_revoked(deliveries)
                 for delivery in deliveries:
@@ -468,9 +466,11 @@ class Worker(Actor[WorkerMessage]):
         if env.is_expired(at):
             self._revoke_delivery(delivery, "expired")
             return
-        if opts.visibility_timeout != self._lease_len.get(delivery.receipt):
+        if opts.visibility_timeout != self._claim_lease:
+            # Claims use the shortest lease of any task; a longer one is
+            # renewed to its own length at the renewer's next pass.
             self._lease_len[delivery.receipt] = opts.visibility_timeout
-            self._new_held.set()  # the renewer re-plans with the task's lease
+            self._new_held.set()
         if opts.rate_limit is not None:
             assert self._limiter is not None
             wait = await self._limiter.acquire(env, opts)

@@ -65,11 +65,11 @@ async def test_local_scope_is_per_worker(autojump_clock: Any) -> None:
     task, starts = recorder("each", rate_limit="1/s")
     async with (
         stem.Client.in_memory(tasks=[task]) as client,
-        client.worker(concurrency=2, prefetch=0),
-        client.worker(concurrency=2, prefetch=0),
+        client.worker(concurrency=2, queues=["a"]),
+        client.worker(concurrency=2, queues=["b"]),
     ):
         t0 = trio.current_time()
-        ids = [await client.enqueue("each") for _ in range(4)]
+        ids = [await client.enqueue("each", queue=q) for q in ("a", "b", "a", "b")]
         for task_id in ids:
             await client.wait_for(task_id, timeout=60)
     # Two buckets of 1/s: four tasks need about 1 s, not 3 s.
