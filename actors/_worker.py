@@ -12,8 +12,6 @@ before they expire. See docs/architecture.md.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -34,11 +32,12 @@ from stem._options import DEFAULT_VISIBILITY_TIMEOUT, TaskOptions
 from stem._result import ErrorInfo, TaskResult
 from stem._signals import TaskEvent, WorkerEvent
 from stem._states import TaskState
-from stem.contracts import Delivery, WorkerInfo
+from stem.contracts import Delivery
 
 from . import _outcomes
 from ._actor import Actor, ActorRef
 from ._broker import Finish, Flush, StoreResults
+from ._duties import heartbeat, watch_revocations
 from ._mailbox import Mailbox
 from ._process import run_in_process
 from ._ratelimit import WorkerRateLimiter
@@ -143,8 +142,8 @@ class Worker(Actor[WorkerMessage]):
             with self._run_scope:
                 async with trio.open_nursery() as helpers:
                     helpers.start_soon(self._renew_leases)
-                    helpers.start_soon(self._heartbeat)
-                    helpers.start_soon(self._watch_revocations)
+                    helpers.start_soon(heartbeat, self)
+                    helpers.start_soon(watch_revocations, self)
                     helpers.start_soon(self._serve_mailbox, mailbox)
                     if self.backend.capabilities.broadcast:
                         await helpers.start(Control(worker=self).run)
@@ -773,44 +772,14 @@ class Worker(Actor[WorkerMessage]):
                         delivery, lease_until=float("inf")
                     )
 
-    async def _heartbeat(self) -> None:
-        cfg = self.config
-        while True:
-            info = WorkerInfo(
-                worker_id=cfg.worker_id,
-                hostname=socket.gethostname(),
-                pid=os.getpid(),
-                queues=cfg.queues,
-                concurrency=cfg.concurrency,
-                started_at=self._started_at,
-                last_seen=now(),
-                active=len(self._running),
-                processed=self._counts.get("processed", 0),
-            )
-            try:
-                await self.backend.heartbeats.beat(info, ttl=cfg.heartbeat_interval * 3)
-            except BrokerUnavailable as exc:
-                logger.warning("heartbeat failed: %s", exc)
-            self._emit_worker("worker_heartbeat")
-            await trio.sleep(cfg.heartbeat_interval)
-
-    async def _watch_revocations(self) -> None:
-        """Cancel running tasks revoked with ``terminate=True`` (polled)."""
-        version = 0
-        while True:
-            try:
-                changes, version = await self.backend.revocations.changes_since(version)
-            except BrokerUnavailable:
-                changes = []
-            for rev in changes:
-                if rev.terminate:
-                    self.terminate(rev.task_id, rev.reason)
-            await trio.sleep(self.config.revocation_poll)
-
     # -- bookkeeping --------------------------------------------------------
 
     def _count(self, key: str) -> None:
         self._counts[key] = self._counts.get(key, 0) + 1
+
+    @property
+    def started_at(self) -> float:
+        return self._started_at
 
     def worker_statistics(self) -> WorkerStatistics:
         c = self._counts
