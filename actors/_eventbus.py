@@ -56,6 +56,11 @@ class _Outlet:
     dropped: int = 0
     delivered: int = 0
     errors: int = 0
+    busy: bool = False
+
+    @property
+    def idle(self) -> bool:
+        return not self.busy and self.receive.statistics().current_buffer_used == 0
 
 
 @attrs.define(eq=False)
@@ -150,6 +155,7 @@ class EventBus:
         handler: Any = outlet.sub.handler
         async with outlet.receive:
             async for event in outlet.receive:
+                outlet.busy = True
                 try:
                     if outlet.sub.is_async:
                         await handler(event)
@@ -165,6 +171,18 @@ class EventBus:
                     logger.exception(
                         "signal handler %r for %s raised", handler, event.signal
                     )
+                finally:
+                    outlet.busy = False
+
+    async def drain(self, timeout: float = 2.0) -> bool:
+        """Wait (up to ``timeout`` seconds) until every connected handler has
+        processed the events already buffered for it; True if they all did.
+        A clean client exit calls this so the last events are not lost."""
+        with trio.move_on_after(timeout):
+            while not all(outlet.idle for outlet in self._by_sub.values()):
+                await trio.sleep(0.005)
+            return True
+        return False
 
     @asynccontextmanager
     async def stream(

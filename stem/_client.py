@@ -303,6 +303,8 @@ class Client:
         try:
             if self._broker_ref is not None and exc_type is None:
                 await self.flush()
+                if self._bus is not None:
+                    await self._bus.drain()
         finally:
             if self._nursery is not None:
                 # The supervisor (entered last) stops its children first;
