@@ -259,3 +259,27 @@ async def test_cli_inspect_and_control_against_a_live_worker(tmp_path: Any) -> N
     )
     assert nobody.exit_code == 1
     assert "No worker replied" in nobody.stdout
+
+
+@pytest.mark.parametrize("name", ["sqlite", "redis", "postgres"])
+async def test_every_worker_answers_on_each_backend(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    """On every backend with broadcast, ping reaches both workers and a
+    terminate order reaches the running task at once."""
+    factory = request.getfixturevalue(f"{name}_backend_factory")
+    async with factory() as backend:
+        async with (
+            stem.Client(backend=backend, tasks=TASKS) as client,
+            client.worker(worker_id="w1", claim_wait=0.05),
+            client.worker(worker_id="w2", claim_wait=0.05),
+        ):
+            with trio.fail_after(30):
+                replies = await client.control.ping(timeout=5)
+                task_id = await client.enqueue("ctl.sleep")
+                while not any(r.data["tasks"] for r in await client.control.active()):
+                    await trio.sleep(0.05)
+                await client.revoke(task_id, terminate=True)
+                result = await client.wait_for(task_id)
+    assert [r.worker_id for r in replies] == ["w1", "w2"]
+    assert result.state is TaskState.REVOKED
