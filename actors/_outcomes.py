@@ -13,6 +13,7 @@ done" is made in exactly one place:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import attrs
@@ -38,7 +39,12 @@ class FailureOutcome:
 
 
 def succeeded(
-    delivery: Delivery, value: Any, *, at: float, ttl: float | None
+    delivery: Delivery,
+    value: Any,
+    *,
+    at: float,
+    ttl: float | None,
+    on_done: Callable[[Delivery], None] | None = None,
 ) -> Finish:
     env = delivery.envelope
     assert env is not None
@@ -51,7 +57,9 @@ def succeeded(
         queue=env.queue,
         updated_at=at,
     )
-    return Finish(delivery=delivery, action="ack", result=result, ttl=ttl)
+    return Finish(
+        delivery=delivery, action="ack", result=result, ttl=ttl, on_done=on_done
+    )
 
 
 def revoked(delivery: Delivery, reason: str, *, at: float, ttl: float | None) -> Finish:

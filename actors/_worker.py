@@ -12,6 +12,7 @@ before they expire. See docs/architecture.md.
 from __future__ import annotations
 
 import logging
+from math import inf
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -497,15 +498,22 @@ class Worker(Actor[WorkerMessage]):
                 ttl=opts.result_ttl,
             )
         )
+        if not self.instrumentation.enabled:
+            await self._run_attempt(delivery, handler, opts, at)
+            return
         with self.instrumentation.attempt(
             env, worker_id=self.config.worker_id
         ) as scope:
             t0 = trio.current_time()
-            result = await self._run_attempt(delivery, handler, opts)
+            result = await self._run_attempt(delivery, handler, opts, at)
             scope.outcome(result, runtime=trio.current_time() - t0)
 
     async def _run_attempt(
-        self, delivery: Delivery, handler: TaskHandler[Any], opts: TaskOptions
+        self,
+        delivery: Delivery,
+        handler: TaskHandler[Any],
+        opts: TaskOptions,
+        at: float,
     ) -> TaskResult | None:
         """Run one attempt and send its outcome; returns the stored result
         (None when the delivery was handed back)."""
@@ -514,11 +522,17 @@ class Worker(Actor[WorkerMessage]):
         t0 = trio.current_time()
         soft = t0 + opts.soft_time_limit if opts.soft_time_limit is not None else None
         hard = t0 + opts.hard_time_limit if opts.hard_time_limit is not None else None
-        scope = trio.CancelScope()
+        # One scope carries both limits (the nearer one is its deadline) and the
+        # terminate/shutdown cancellation: once the soft limit cancels the
+        # attempt, nothing unshielded runs until the hard one anyway.
+        limit = min(
+            soft if soft is not None else inf, hard if hard is not None else inf
+        )
+        scope = trio.CancelScope(deadline=limit)
         running = Running(
             delivery=delivery,
             scope=scope,
-            started_at=now(),
+            started_at=at,
             name=env.name,
             attempt=env.attempt,
         )
@@ -544,39 +558,32 @@ class Worker(Actor[WorkerMessage]):
         error: BaseException | None = None
         try:
             with scope:
-                with (
-                    trio.CancelScope(
-                        deadline=hard if hard is not None else float("inf")
-                    ) as hard_scope,
-                    trio.CancelScope(
-                        deadline=soft if soft is not None else float("inf")
-                    ) as soft_scope,
-                ):
-                    try:
-                        if opts.execution == "process":
-                            value = await run_in_process(handler, ctx, env.args)
-                        elif handler.is_async:
-                            value = await handler(ctx, env.args)
-                        else:
-                            value = await trio.to_thread.run_sync(
-                                partial(handler, ctx, env.args),
-                                limiter=self._thread_limiter,
-                                abandon_on_cancel=True,
-                            )
-                    except Exception as exc:  # the task's own failure
-                        error = exc
-                if hard_scope.cancelled_caught:
-                    error = TimeLimitExceeded(
-                        f"task exceeded its hard time limit of {opts.hard_time_limit} s"
-                    )
-                elif soft_scope.cancelled_caught:
-                    error = SoftTimeLimitExceeded(
-                        f"task exceeded its soft time limit of {opts.soft_time_limit} s"
-                    )
+                try:
+                    if opts.execution == "process":
+                        value = await run_in_process(handler, ctx, env.args)
+                    elif handler.is_async:
+                        value = await handler(ctx, env.args)
+                    else:
+                        value = await trio.to_thread.run_sync(
+                            partial(handler, ctx, env.args),
+                            limiter=self._thread_limiter,
+                            abandon_on_cancel=True,
+                        )
+                except Exception as exc:  # the task's own failure
+                    error = exc
         finally:
             self._running.pop(env.id, None)
+        if scope.cancelled_caught and running.cancel_reason is None:
+            if hard is not None and hard <= (soft if soft is not None else inf):
+                error = TimeLimitExceeded(
+                    f"task exceeded its hard time limit of {opts.hard_time_limit} s"
+                )
+            else:
+                error = SoftTimeLimitExceeded(
+                    f"task exceeded its soft time limit of {opts.soft_time_limit} s"
+                )
         runtime = trio.current_time() - t0
-        if scope.cancelled_caught:
+        if scope.cancelled_caught and running.cancel_reason is not None:
             if running.cancel_reason == "shutdown":
                 self._hand_back(delivery)
                 return None
@@ -616,7 +623,13 @@ class Worker(Actor[WorkerMessage]):
                 runtime=runtime,
             )
         return self._finish(
-            _outcomes.succeeded(delivery, value, at=now(), ttl=opts.result_ttl)
+            _outcomes.succeeded(
+                delivery,
+                value,
+                at=now(),
+                ttl=opts.result_ttl,
+                on_done=self._settled,
+            )
         )
 
     def _fail(
@@ -692,7 +705,9 @@ class Worker(Actor[WorkerMessage]):
     def _finish(self, finish: Finish) -> TaskResult | None:
         self._count("processed")
         self._finishing.add(finish.delivery.receipt)
-        self._tell(attrs.evolve(finish, on_done=self._settled))
+        if finish.on_done is None:
+            finish = attrs.evolve(finish, on_done=self._settled)
+        self._tell(finish)
         return finish.result
 
     def _tell(self, msg: BrokerMessage) -> None:

@@ -13,7 +13,7 @@ from ._envelope import Envelope
 if TYPE_CHECKING:
     from ._client import Client
 
-_log = logging.getLogger("stem.task")
+_TASK_LOGGER = logging.getLogger("stem.task")
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -38,13 +38,23 @@ class TaskContext:
     soft_deadline: float | None = None
     hard_deadline: float | None = None
     cancel_scope: trio.CancelScope | None = None
-    log: logging.LoggerAdapter[logging.Logger] = attrs.field(init=False)
+    _log: logging.LoggerAdapter[logging.Logger] | None = attrs.field(
+        default=None, init=False
+    )
 
-    def __attrs_post_init__(self) -> None:
-        self.log = logging.LoggerAdapter(
-            _log,
-            {"task_id": self.task_id, "task_name": self.name, "attempt": self.attempt},
-        )
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger whose records carry this task's id, name and attempt."""
+        if self._log is None:
+            self._log = logging.LoggerAdapter(
+                _TASK_LOGGER,
+                {
+                    "task_id": self.task_id,
+                    "task_name": self.name,
+                    "attempt": self.attempt,
+                },
+            )
+        return self._log
 
     @property
     def is_last_attempt(self) -> bool:
