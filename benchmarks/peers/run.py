@@ -46,7 +46,6 @@ PEERS: dict[str, tuple[str, list[str], str, dict[str, str], str]] = {
     ),
     "saq": ("saq", ["saq[redis,postgres]", "hiredis"], "peer_saq.py", {}, "redis"),
     "celery": ("celery", ["celery[redis]", "hiredis"], "peer_celery.py", {}, "redis"),
-    "streaq": ("streaq", ["streaq", "hiredis"], "peer_streaq.py", {}, "redis"),
     "pgqueuer": (
         "pgqueuer",
         ["pgqueuer", "asyncpg"],
@@ -59,13 +58,6 @@ PEERS: dict[str, tuple[str, list[str], str, dict[str, str], str]] = {
         ["saq[redis,postgres]", "hiredis"],
         "peer_saq.py",
         {"PEER_SAQ_BACKEND": "postgres"},
-        "postgres",
-    ),
-    "procrastinate": (
-        "procrastinate",
-        ["procrastinate[psycopg]"],
-        "peer_procrastinate.py",
-        {},
         "postgres",
     ),
 }
