@@ -25,6 +25,8 @@ from benchmarks._harness import ROOT, load, machine
 
 DOC = ROOT / "docs" / "benchmarks.md"
 HERE = Path(__file__).resolve().parent
+#: everything after this line of docs/benchmarks.md is hand-written and kept
+NOTES_MARKER = "<!-- notes: hand-written, kept by benchmarks/run.py -->"
 #: raw figures of the last run (and the peers' virtualenvs) live here
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stem-bench"
 
@@ -210,7 +212,10 @@ def main() -> None:
     CACHE.mkdir(parents=True, exist_ok=True)
     (CACHE / "last-run.json").write_text(json.dumps(data, indent=1))
     if not args.quick or args.write:
-        DOC.write_text(text)
+        kept = ""
+        if DOC.exists() and NOTES_MARKER in DOC.read_text():
+            kept = DOC.read_text().split(NOTES_MARKER, 1)[1]
+        DOC.write_text(f"{text}\n{NOTES_MARKER}{kept}")
         print(f"wrote {DOC.relative_to(ROOT)}")
 
 
