@@ -131,6 +131,8 @@ class Actor(Generic[M]):
     _actor_kernel: _Kernel
 
     batch_size: ClassVar[int] = 100
+    #: let other ready tasks run once before draining a batch (see get_batch)
+    batch_linger: ClassVar[bool] = False
     stop_timeout: ClassVar[float] = 5.0
 
     async def on_start(self) -> None:
@@ -193,7 +195,9 @@ class Actor(Generic[M]):
         custom_batches = type(self).handle_batch is not Actor.handle_batch
         while True:
             try:
-                batch = await mailbox.get_batch(self.batch_size)
+                batch = await mailbox.get_batch(
+                    self.batch_size, linger=self.batch_linger
+                )
             except trio.EndOfChannel:
                 return
             kernel.unhandled = []

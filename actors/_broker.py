@@ -128,7 +128,10 @@ class BrokerActor(Actor[BrokerMessage]):
 
     async def handle_batch(self, batch: list[BrokerMessage]) -> None:
         self._count("batches")
-        results: dict[float | None, dict[str, TaskResult]] = {}
+        # The last record per task wins (RUNNING then SUCCEEDED in one batch
+        # stores only SUCCEEDED); grouped by TTL only after coalescing, so a
+        # task's records can never be written out of order.
+        latest: dict[str, tuple[TaskResult, float | None]] = {}
         envelopes: list[Envelope] = []
         publishes: list[Publish] = []
         finishes: list[Finish] = []
@@ -138,18 +141,21 @@ class BrokerActor(Actor[BrokerMessage]):
                 case Publish():
                     publishes.append(msg)
                     for result in msg.results:
-                        results.setdefault(msg.ttl, {})[result.task_id] = result
+                        latest[result.task_id] = (result, msg.ttl)
                     envelopes.extend(msg.envelopes)
                 case StoreResults():
                     for result in msg.results:
-                        results.setdefault(msg.ttl, {})[result.task_id] = result
+                        latest[result.task_id] = (result, msg.ttl)
                 case Finish():
                     finishes.append(msg)
                     if msg.result is not None:
-                        results.setdefault(msg.ttl, {})[msg.result.task_id] = msg.result
+                        latest[msg.result.task_id] = (msg.result, msg.ttl)
                     envelopes.extend(msg.follow_ups)
                 case Flush():
                     flushes.append(msg)
+        results: dict[float | None, dict[str, TaskResult]] = {}
+        for task_id, (result, ttl) in latest.items():
+            results.setdefault(ttl, {})[task_id] = result
         error: Exception | None = None
         try:
             refused: set[str] = set()

@@ -179,7 +179,9 @@ class EventBus:
         processed the events already buffered for it; True if they all did.
         A clean client exit calls this so the last events are not lost."""
         with trio.move_on_after(timeout):
-            while not all(outlet.idle for outlet in self._by_sub.values()):
+            # A short poll of a condition spread over every subscriber, run
+            # once at client exit and bounded by ``timeout``.
+            while not all(outlet.idle for outlet in self._by_sub.values()):  # noqa: ASYNC110
                 await trio.sleep(0.005)
             return True
         return False

@@ -12,8 +12,8 @@ before they expire. See docs/architecture.md.
 from __future__ import annotations
 
 import logging
-from math import inf
 from functools import partial
+from math import inf
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -42,6 +42,7 @@ from ._duties import heartbeat, watch_revocations
 from ._mailbox import Mailbox
 from ._process import run_in_process
 from ._ratelimit import WorkerRateLimiter
+from ._ready import ReadyQueue
 from ._workerconfig import (
     SHUTDOWN_MODES,
     ActiveTask,
@@ -90,12 +91,7 @@ class Worker(Actor[WorkerMessage]):
     _counts: dict[str, int] = attrs.field(factory=dict, init=False)
     _started_at: float = attrs.field(default=0.0, init=False)
     _thread_limiter: trio.CapacityLimiter | None = attrs.field(default=None, init=False)
-    _send: trio.MemorySendChannel[Delivery] | None = attrs.field(
-        default=None, init=False
-    )
-    _receive: trio.MemoryReceiveChannel[Delivery] | None = attrs.field(
-        default=None, init=False
-    )
+    _ready: ReadyQueue = attrs.field(factory=lambda: ReadyQueue(), init=False)
     _backlog: list[BrokerMessage] = attrs.field(factory=list, init=False)
     #: receipts whose outcome was sent to the broker actor but not yet settled
     _finishing: set[str] = attrs.field(factory=set, init=False)
@@ -126,7 +122,7 @@ class Worker(Actor[WorkerMessage]):
         cfg = self.config
         self._started_at = now()
         self._thread_limiter = trio.CapacityLimiter(cfg.concurrency)
-        self._send, self._receive = trio.open_memory_channel[Delivery](cfg.capacity)
+        self._ready = ReadyQueue()
         self._limiter = WorkerRateLimiter(
             self.backend.limiter, hold=cfg.rate_limit_hold
         )
@@ -255,14 +251,7 @@ class Worker(Actor[WorkerMessage]):
     async def _begin_stop(self) -> None:
         """No new work: hand back what is held but not started."""
         self._stopping = True
-        assert self._send is not None
-        assert self._receive is not None
-        self._send.close()
-        while True:
-            try:
-                delivery = self._receive.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                break
+        for delivery in self._ready.close():
             self._hand_back(delivery)
 
     async def _flush(self) -> None:
@@ -289,7 +278,6 @@ class Worker(Actor[WorkerMessage]):
     async def _fetch(self, scope: trio.CancelScope) -> None:
         cfg = self.config
         queues = list(cfg.queues)
-        assert self._send is not None
         with scope:
             while True:
                 free = self._capacity_now() - len(self._held)
@@ -326,9 +314,10 @@ class Worker(Actor[WorkerMessage]):
                     self._lease_len[delivery.receipt] = lease
                 self._new_held.set()
                 await self._drop_revoked(deliveries)
-                for delivery in deliveries:
-                    if self._is_open(delivery):
-                        await self._send.send(delivery)
+                # All at once, one checkpoint per claim (not per delivery);
+                # slots take from the front, so start order stays FIFO.
+                self._ready.put_many([d for d in deliveries if self._is_open(d)])
+                await trio.lowlevel.checkpoint()
 
     def _capacity_now(self) -> int:
         """Deliveries to hold: the current slots plus the prefetch."""
@@ -364,14 +353,13 @@ class Worker(Actor[WorkerMessage]):
     # -- executing ----------------------------------------------------------
 
     async def _slot(self) -> None:
-        assert self._receive is not None
         idle = self._idle_scopes
         try:
             while True:
                 if idle is None:
                     try:
-                        delivery = await self._receive.receive()
-                    except (trio.EndOfChannel, trio.ClosedResourceError):
+                        delivery = await self._ready.get()
+                    except trio.EndOfChannel:
                         return
                 else:  # autoscaling: an idle slot may be asked to retire
                     if self._retire > 0:
@@ -380,8 +368,8 @@ class Worker(Actor[WorkerMessage]):
                     with trio.CancelScope() as wait_scope:
                         idle[wait_scope] = None
                         try:
-                            delivery = await self._receive.receive()
-                        except (trio.EndOfChannel, trio.ClosedResourceError):
+                            delivery = await self._ready.get()
+                        except trio.EndOfChannel:
                             return
                         finally:
                             idle.pop(wait_scope, None)
