@@ -122,6 +122,7 @@ class BrokerActor(Actor[BrokerMessage]):
     _stats: dict[str, int] = attrs.field(factory=dict, init=False)
 
     batch_size = 500
+    batch_linger = True
 
     def _count(self, key: str, n: int = 1) -> None:
         self._stats[key] = self._stats.get(key, 0) + n
