@@ -340,6 +340,32 @@ if ARGV[2] == '1' then redis.call('PUBLISH', ARGV[6], '1') end
 return 1
 """
 
+# Many records in one call. KEYS: result keys. ARGV[1] now, ARGV[2] expires
+# (or ''), ARGV[3] px; then per key i: terminal flag, body, done channel.
+# Same rules as SET_STATE per record; returns one 0/1 flag per key.
+SET_STATE_MANY = r"""
+local out = {}
+for i, key in ipairs(KEYS) do
+  local base = 3 + (i - 1) * 3
+  local terminal, body = ARGV[base + 1], ARGV[base + 2]
+  local ok = 1
+  local v = redis.call('GET', key)
+  if v and string.sub(v, 1, 1) == 'T' then
+    local nl = string.find(v, '\n', 1, true)
+    local e = string.sub(v, 2, nl - 1)
+    if e == '' or tonumber(e) > tonumber(ARGV[1]) then ok = 0 end
+  end
+  if ok == 1 then
+    local val = (terminal == '1' and 'T' or 'N') .. ARGV[2] .. '\n' .. body
+    if ARGV[3] ~= '0' then redis.call('SET', key, val, 'PX', ARGV[3])
+    else redis.call('SET', key, val) end
+    if terminal == '1' then redis.call('PUBLISH', ARGV[base + 3], '1') end
+  end
+  out[i] = ok
+end
+return out
+"""
+
 # KEYS[1] group hash; ARGV: index, body, px. Returns the member count.
 GROUP_ADD = r"""
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -439,6 +465,7 @@ SCRIPTS: dict[str, Script] = {
         _script("purge", PURGE, broker=True),
         _script("lease", LEASE),
         _script("set_state", SET_STATE),
+        _script("set_state_many", SET_STATE_MANY),
         _script("group_add", GROUP_ADD),
         _script("revoke", REVOKE),
         _script("changes", CHANGES),
