@@ -26,6 +26,10 @@ class Settings:
     queues: tuple[str, ...] = ("default",)  # STEM_QUEUES: "default,mail"
     concurrency: int = 10  # STEM_CONCURRENCY
     grace_period: float = 30.0  # STEM_GRACE_PERIOD
+    #: deliveries held beyond running ones; -1 = concurrency. Raise it for
+    #: floods of short tasks (fewer round trips), keep it low for long tasks
+    #: shared by many workers.
+    prefetch: int = -1  # STEM_PREFETCH
     beat: str = "auto"  # STEM_BEAT: "auto" (when the app has schedules), "on", "off"
     metrics_port: int | None = None  # STEM_METRICS_PORT
 
@@ -50,6 +54,15 @@ class Settings:
                 raise ConfigError(
                     f"STEM_GRACE_PERIOD must be seconds, got {env['STEM_GRACE_PERIOD']!r}"
                 ) from None
+        if env.get("STEM_PREFETCH"):
+            try:
+                kw["prefetch"] = int(env["STEM_PREFETCH"])
+            except ValueError:
+                raise ConfigError(
+                    f"STEM_PREFETCH must be a whole number, got {env['STEM_PREFETCH']!r}"
+                ) from None
+            if kw["prefetch"] < -1:
+                raise ConfigError("STEM_PREFETCH must be >= 0 (or -1: = concurrency)")
         if env.get("STEM_BEAT"):
             beat = env["STEM_BEAT"].lower()
             if beat not in ("auto", "on", "off"):

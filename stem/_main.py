@@ -87,6 +87,7 @@ async def serve(
                         concurrency=settings.concurrency,
                         queues=list(settings.queues),
                         grace_period=settings.grace_period,
+                        prefetch=settings.prefetch,
                     ) as worker,
                 ):
                     logger.info(

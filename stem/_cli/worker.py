@@ -74,6 +74,17 @@ def _queues(values: tuple[str, ...]) -> tuple[str, ...]:
     help="On SIGINT/SIGTERM, how long running tasks may take to finish before "
     "they are handed back to their queue.",
 )
+@click.option(
+    "--prefetch",
+    type=click.IntRange(min=-1),
+    default=_DEFAULTS.prefetch,
+    show_default=True,
+    envvar="STEM_PREFETCH",
+    show_envvar=True,
+    help="Tasks claimed ahead of free slots (-1: as many as --concurrency). "
+    "Raise it (e.g. 200) for floods of short tasks; keep it low for long tasks "
+    "shared by many workers.",
+)
 @url_option
 @click.option(
     "--log-level",
@@ -109,6 +120,7 @@ def worker(
     queues: tuple[str, ...],
     concurrency: int,
     grace_period: float,
+    prefetch: int,
     url: str,
     log_level: str,
     log_format: str,
@@ -136,6 +148,7 @@ def worker(
         queues=_queues(queues),
         concurrency=concurrency,
         grace_period=grace_period,
+        prefetch=prefetch,
     )
     from .._logging import configure_logging
 
