@@ -55,3 +55,17 @@ def test_sqlite_demo_runs_and_resumes_after_interrupt(tmp_path: Path) -> None:
         rerun = run_example("sqlite_demo.py", tmp_path)
     assert "Demo finished: every task ran" in rerun
     assert " failed " not in rerun  # no task ended FAILED in the results table
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("canvas.py", "links: ['succeeded', 'succeeded', 'succeeded']"),
+        ("reliability.py", "ping answered by ['w1', 'w2']"),
+        pytest.param("beat.py", "ping: 7 fires", marks=pytest.mark.slow),
+    ],
+)
+def test_feature_examples_run(tmp_path: Path, name: str, expected: str) -> None:
+    """The feature examples under examples/ run and print what they promise."""
+    out = run_example(name, tmp_path, timeout=120)
+    assert expected in out
