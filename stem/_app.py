@@ -49,7 +49,8 @@ class App:
             )
         if not isinstance(handler, TaskHandler):
             raise TypeError(
-                f"{handler!r} is not a task: subclass stem.TaskHandler or use @stem.task"
+                f"{handler!r} is not a task: "
+                "subclass stem.TaskHandler or use @stem.task"
             )
         name = handler.task_name
         handler.task_options  # noqa: B018 - validates the options type now

@@ -406,11 +406,13 @@ class Client:
             or max_retries < 0
         ):
             raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
-        if headers is not None:
-            if not isinstance(headers, dict) or not all(
+        if headers is not None and (
+            not isinstance(headers, dict)
+            or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
-            ):
-                raise EncodeError("headers must be a dict of str to str")
+            )
+        ):
+            raise EncodeError("headers must be a dict of str to str")
         env_meta: dict[str, Any] = dict(meta or {})
         if unique_key is not None or opts.unique:
             env_meta["unique_key"] = unique_key or canonical_key(name, clean_args)

@@ -52,14 +52,16 @@ class Settings:
                 kw["grace_period"] = float(env["STEM_GRACE_PERIOD"])
             except ValueError:
                 raise ConfigError(
-                    f"STEM_GRACE_PERIOD must be seconds, got {env['STEM_GRACE_PERIOD']!r}"
+                    "STEM_GRACE_PERIOD must be seconds, "
+                    f"got {env['STEM_GRACE_PERIOD']!r}"
                 ) from None
         if env.get("STEM_PREFETCH"):
             try:
                 kw["prefetch"] = int(env["STEM_PREFETCH"])
             except ValueError:
                 raise ConfigError(
-                    f"STEM_PREFETCH must be a whole number, got {env['STEM_PREFETCH']!r}"
+                    "STEM_PREFETCH must be a whole number, "
+                    f"got {env['STEM_PREFETCH']!r}"
                 ) from None
             if kw["prefetch"] < -1:
                 raise ConfigError("STEM_PREFETCH must be >= 0 (or -1: = concurrency)")
@@ -114,7 +116,8 @@ def load_app(spec: str | None, *, var: str = "STEM_APP") -> App:
         module = importlib.import_module(module_name)
     except Exception as exc:
         raise ConfigError(
-            f"{var}={spec!r}: cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+            f"{var}={spec!r}: cannot import module {module_name!r}: "
+            f"{type(exc).__name__}: {exc}"
         ) from exc
     try:
         target: Any = module
@@ -143,5 +146,6 @@ def load_app(spec: str | None, *, var: str = "STEM_APP") -> App:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{var}={spec!r}: {exc}") from exc
     raise ConfigError(
-        f"{var}={spec!r} names a {type(target).__name__}, expected a stem.App or a list of tasks"
+        f"{var}={spec!r} names a {type(target).__name__}, "
+        "expected a stem.App or a list of tasks"
     )

@@ -100,7 +100,8 @@ class TaskOptions:
     def __attrs_post_init__(self) -> None:
         if self.rate_limit_scope not in ("local", "global"):
             raise ValueError(
-                f"rate_limit_scope must be 'local' or 'global', got {self.rate_limit_scope!r}"
+                "rate_limit_scope must be 'local' or 'global', "
+                f"got {self.rate_limit_scope!r}"
             )
         if self.rate_limit_burst is not None:
             if self.rate_limit is None:
@@ -127,7 +128,8 @@ class TaskOptions:
             )
         if self.execution not in ("async", "thread", "process"):
             raise ValueError(
-                f"execution must be 'async', 'thread' or 'process', got {self.execution!r}"
+                "execution must be 'async', 'thread' or 'process', "
+                f"got {self.execution!r}"
             )
         if self.unique_for is not None and not self.unique:
             object.__setattr__(self, "unique", True)

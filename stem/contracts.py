@@ -238,7 +238,6 @@ class WorkflowRun:
         return self.status in WORKFLOW_FINAL
 
 
-
 # --------------------------------------------------------------------------
 # The stores
 
@@ -662,6 +661,8 @@ class Backend(Protocol):
 
 
 __all__ = [
+    "WORKFLOW_ACTIVE",
+    "WORKFLOW_FINAL",
     "Backend",
     "Broker",
     "Capabilities",
@@ -679,8 +680,6 @@ __all__ = [
     "ScheduleNotFound",
     "ScheduleRecord",
     "ScheduleStore",
-    "WORKFLOW_ACTIVE",
-    "WORKFLOW_FINAL",
     "WorkerInfo",
     "WorkflowRun",
     "WorkflowStep",

@@ -7,9 +7,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 import trio.testing
 
-from . import checks
-from . import checks_schedules
-from . import checks_workflows
+from . import checks, checks_schedules, checks_workflows
 from .harness import Harness
 
 CHECKS: dict[str, Callable[[Harness], Awaitable[None]]] = {
