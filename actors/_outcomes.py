@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import attrs
 
+from stem._envelope import Envelope
 from stem._errors import Retry, TimeLimitExceeded
 from stem._options import TaskOptions
 from stem._result import ErrorInfo, TaskResult
@@ -25,6 +26,19 @@ from stem._states import TaskState
 from stem.contracts import DeadLetter, Delivery
 
 from ._broker import Finish
+
+
+def record(env: Envelope, state: TaskState, at: float, **extra: Any) -> TaskResult:
+    """The result record of ``env``'s current attempt in ``state``."""
+    return TaskResult(
+        task_id=env.id,
+        state=state,
+        attempt=env.attempt,
+        name=env.name,
+        queue=env.queue,
+        updated_at=at,
+        **extra,
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -48,15 +62,7 @@ def succeeded(
 ) -> Finish:
     env = delivery.envelope
     assert env is not None
-    result = TaskResult(
-        task_id=env.id,
-        state=TaskState.SUCCEEDED,
-        value=value,
-        attempt=env.attempt,
-        name=env.name,
-        queue=env.queue,
-        updated_at=at,
-    )
+    result = record(env, TaskState.SUCCEEDED, at, value=value)
     return Finish(
         delivery=delivery, action="ack", result=result, ttl=ttl, on_done=on_done
     )
@@ -65,15 +71,7 @@ def succeeded(
 def revoked(delivery: Delivery, reason: str, *, at: float, ttl: float | None) -> Finish:
     env = delivery.envelope
     assert env is not None
-    result = TaskResult(
-        task_id=env.id,
-        state=TaskState.REVOKED,
-        attempt=env.attempt,
-        name=env.name,
-        queue=env.queue,
-        updated_at=at,
-        meta={"reason": reason},
-    )
+    result = record(env, TaskState.REVOKED, at, meta={"reason": reason})
     return Finish(delivery=delivery, action="drop", result=result, ttl=ttl)
 
 
@@ -82,14 +80,7 @@ def handed_back(delivery: Delivery, *, at: float) -> Finish:
     env = delivery.envelope
     result = None
     if env is not None:
-        result = TaskResult(
-            task_id=env.id,
-            state=TaskState.QUEUED,
-            attempt=env.attempt,
-            name=env.name,
-            queue=env.queue,
-            updated_at=at,
-        )
+        result = record(env, TaskState.QUEUED, at)
     return Finish(delivery=delivery, action="retry", result=result, envelope=env)
 
 
@@ -113,15 +104,8 @@ def failed(
     history_item = {"attempt": env.attempt, "at": at, **info.to_dict()}
     if retryable and env.attempt <= env.max_retries:
         nxt = env.next_attempt(not_before=at + delay, error=history_item)
-        result = TaskResult(
-            task_id=env.id,
-            state=TaskState.RETRYING,
-            error=info,
-            attempt=env.attempt,
-            name=env.name,
-            queue=env.queue,
-            updated_at=at,
-            meta={"retry_at": at + delay},
+        result = record(
+            env, TaskState.RETRYING, at, error=info, meta={"retry_at": at + delay}
         )
         finish = Finish(
             delivery=delivery,
@@ -139,16 +123,7 @@ def failed(
     else:
         reason = "non-retryable-error"
     history = (*env.meta.get("history", ()), history_item)
-    result = TaskResult(
-        task_id=env.id,
-        state=TaskState.FAILED,
-        error=info,
-        attempt=env.attempt,
-        name=env.name,
-        queue=env.queue,
-        updated_at=at,
-        meta={"reason": reason},
-    )
+    result = record(env, TaskState.FAILED, at, error=info, meta={"reason": reason})
     entry = DeadLetter(
         task_id=env.id,
         name=env.name,
@@ -186,14 +161,5 @@ def rejected(delivery: Delivery, reason: str, info: ErrorInfo, *, at: float) -> 
     )
     result = None
     if env is not None:
-        result = TaskResult(
-            task_id=env.id,
-            state=TaskState.FAILED,
-            error=info,
-            attempt=env.attempt,
-            name=env.name,
-            queue=env.queue,
-            updated_at=at,
-            meta={"reason": reason},
-        )
+        result = record(env, TaskState.FAILED, at, error=info, meta={"reason": reason})
     return Finish(delivery=delivery, action="dead", result=result, dead=entry)

@@ -473,13 +473,10 @@ class Worker(Actor[WorkerMessage]):
         self._tell(
             StoreResults(
                 results=(
-                    TaskResult(
-                        task_id=env.id,
-                        state=TaskState.RUNNING,
-                        attempt=env.attempt,
-                        name=env.name,
-                        queue=env.queue,
-                        updated_at=at,
+                    _outcomes.record(
+                        env,
+                        TaskState.RUNNING,
+                        at,
                         meta={"worker_id": self.config.worker_id},
                     ),
                 ),
