@@ -12,7 +12,21 @@ import trio
 from stem._clock import now
 from stem._codec import dumps, loads
 from stem._result import ErrorInfo
-from stem.contracts import WORKFLOW_ACTIVE, WORKFLOW_FINAL, WorkflowRun, WorkflowStep
+from stem._wfstate import (
+    cancelling,
+    check_final,
+    claimed,
+    drivable,
+    finished,
+    is_due,
+    matches,
+    renewed,
+    resolved,
+    run_filters,
+    suspended,
+    woken,
+)
+from stem.contracts import WorkflowRun, WorkflowStep
 
 
 class MemoryWorkflowStore:
@@ -53,21 +67,10 @@ class MemoryWorkflowStore:
             history=(),
         )
 
-    def _held(self, run: WorkflowRun, owner: str, at: float) -> bool:
-        return (
-            run.lease_owner == owner
-            and run.due_at is not None
-            and run.due_at > at
-            and run.status in WORKFLOW_ACTIVE
-        )
-
     def _wake_nowait(self, run_id: str, at: float) -> None:
-        run = self._runs.get(run_id)
-        if run is None or run.status not in WORKFLOW_ACTIVE:
-            return
-        leased = run.lease_owner is not None and (run.due_at or 0.0) > at
-        due = run.due_at if leased else min(run.due_at or at, at)
-        self._runs[run_id] = attrs.evolve(run, wakes=run.wakes + 1, due_at=due)
+        run = woken(self._runs.get(run_id), at)
+        if run is not None:
+            self._runs[run_id] = run
 
     def _resolve(self, run_id: str, index: int, payload: str, at: float) -> None:
         topic = self._watching.pop((run_id, index), None)
@@ -75,9 +78,7 @@ class MemoryWorkflowStore:
             self._watchers.get(topic, {}).pop((run_id, index), None)
         step = self._steps.get(run_id, {}).get(index)
         if step is not None:
-            self._steps[run_id][index] = attrs.evolve(
-                step, status="done", value=loads(payload), finished_at=at
-            )
+            self._steps[run_id][index] = resolved(step, payload, at)
         self._wake_nowait(run_id, at)
 
     # ----------------------------------------------------------- runs
@@ -105,13 +106,8 @@ class MemoryWorkflowStore:
         offset: int = 0,
     ) -> list[WorkflowRun]:
         await trio.lowlevel.checkpoint()
-        runs = [
-            r
-            for r in self._runs.values()
-            if (workflow is None or r.workflow == workflow)
-            and (status is None or r.status == status)
-            and (parent_id is None or r.parent_id == parent_id)
-        ]
+        filters = run_filters(workflow=workflow, status=status, parent_id=parent_id)
+        runs = [r for r in self._runs.values() if matches(r, filters)]
         runs.sort(key=lambda r: (r.created_at, r.run_id))
         return runs[offset : offset + limit]
 
@@ -142,35 +138,19 @@ class MemoryWorkflowStore:
         await trio.lowlevel.checkpoint()
         at = now()
         wanted = set(names)
-        due = [
-            r
-            for r in self._runs.values()
-            if r.status in WORKFLOW_ACTIVE
-            and r.workflow in wanted
-            and r.due_at is not None
-            and r.due_at <= at
-        ]
+        due = [r for r in self._runs.values() if is_due(r, wanted, at)]
         due.sort(key=lambda r: (r.due_at or 0.0, r.run_id))
-        claimed: list[WorkflowRun] = []
-        for run in due[:limit]:
-            taken = attrs.evolve(
-                run,
-                status="running",
-                lease_owner=owner,
-                due_at=at + lease,
-                updated_at=at,
-            )
-            self._runs[run.run_id] = taken
-            claimed.append(taken)
-        return claimed
+        taken = [claimed(run, owner, lease=lease, at=at) for run in due[:limit]]
+        for run in taken:
+            self._runs[run.run_id] = run
+        return taken
 
     async def renew(self, run_id: str, owner: str, *, lease: float) -> bool:
         await trio.lowlevel.checkpoint()
-        at = now()
-        run = self._runs.get(run_id)
-        if run is None or not self._held(run, owner, at):
+        run = renewed(self._runs.get(run_id), owner, lease=lease, at=now())
+        if run is None:
             return False
-        self._runs[run_id] = attrs.evolve(run, due_at=at + lease)
+        self._runs[run_id] = run
         return True
 
     async def suspend(
@@ -183,19 +163,17 @@ class MemoryWorkflowStore:
         current_step: str | None = None,
     ) -> bool:
         await trio.lowlevel.checkpoint()
-        at = now()
-        run = self._runs.get(run_id)
-        if run is None or not self._held(run, owner, at):
-            return False
-        due = at if run.wakes != wakes else until
-        self._runs[run_id] = attrs.evolve(
-            run,
-            status="suspended",
-            lease_owner=None,
-            due_at=due,
+        run = suspended(
+            self._runs.get(run_id),
+            owner,
+            until=until,
+            wakes=wakes,
             current_step=current_step,
-            updated_at=at,
+            at=now(),
         )
+        if run is None:
+            return False
+        self._runs[run_id] = run
         self._fire()
         return True
 
@@ -216,24 +194,19 @@ class MemoryWorkflowStore:
         result: Any = None,
         error: ErrorInfo | None = None,
     ) -> bool:
-        if status not in WORKFLOW_FINAL:
-            raise ValueError(f"not a final workflow status: {status!r}")
+        check_final(status)
         await trio.lowlevel.checkpoint()
-        at = now()
-        run = self._runs.get(run_id)
-        if run is None or not self._held(run, owner, at):
-            return False
-        self._store_run(
-            attrs.evolve(
-                run,
-                status=status,
-                result=result,
-                error=error,
-                lease_owner=None,
-                due_at=None,
-                updated_at=at,
-            )
+        run = finished(
+            self._runs.get(run_id),
+            owner,
+            status=status,
+            result=result,
+            error=error,
+            at=now(),
         )
+        if run is None:
+            return False
+        self._store_run(run)
         for watching in [k for k in self._watching if k[0] == run_id]:
             topic = self._watching.pop(watching)
             self._watchers.get(topic, {}).pop(watching, None)
@@ -246,11 +219,10 @@ class MemoryWorkflowStore:
 
     async def request_cancel(self, run_id: str) -> bool:
         await trio.lowlevel.checkpoint()
-        run = self._runs.get(run_id)
-        if run is None or run.status not in WORKFLOW_ACTIVE:
+        run = cancelling(self._runs.get(run_id), now())
+        if run is None:
             return False
-        self._runs[run_id] = attrs.evolve(run, cancel_requested=True)
-        self._wake_nowait(run_id, now())
+        self._runs[run_id] = run
         self._fire()
         return True
 
@@ -314,9 +286,7 @@ class MemoryWorkflowStore:
         times = [
             r.due_at
             for r in self._runs.values()
-            if r.status in WORKFLOW_ACTIVE
-            and r.workflow in wanted
-            and r.due_at is not None
+            if drivable(r, wanted) and r.due_at is not None
         ]
         return min(times) if times else None
 
