@@ -13,21 +13,31 @@ poll for other processes' writes every ``poll_interval`` seconds (one
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 import trio
 
 from stem import _clock
-from stem._codec import dumps, loads
+from stem._codec import dumps
 from stem._result import ErrorInfo
 from stem._wfcodec import decode_run, decode_step, encode_run, encode_step
-from stem.contracts import WORKFLOW_ACTIVE, WORKFLOW_FINAL, WorkflowRun, WorkflowStep
+from stem._wfstate import (
+    ACTIVE_SQL,
+    cancelling,
+    check_final,
+    claimed,
+    finished,
+    renewed,
+    resolved,
+    run_filters,
+    suspended,
+    woken,
+)
+from stem.contracts import WorkflowRun, WorkflowStep
 
 from ._db import Database, Signal
-
-_ACTIVE = "status IN ('pending', 'running', 'suspended')"
 
 
 def _get(conn: sqlite3.Connection, run_id: str) -> WorkflowRun | None:
@@ -58,23 +68,10 @@ def _bump(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'workflows'")
 
 
-def _held(run: WorkflowRun | None, owner: str, at: float) -> bool:
-    return (
-        run is not None
-        and run.lease_owner == owner
-        and run.due_at is not None
-        and run.due_at > at
-        and run.status in WORKFLOW_ACTIVE
-    )
-
-
 def _wake(conn: sqlite3.Connection, run_id: str, at: float) -> None:
-    run = _get(conn, run_id)
-    if run is None or run.status not in WORKFLOW_ACTIVE:
-        return
-    leased = run.lease_owner is not None and (run.due_at or 0.0) > at
-    due = run.due_at if leased else min(run.due_at or at, at)
-    _put(conn, attrs.evolve(run, wakes=run.wakes + 1, due_at=due))
+    run = woken(_get(conn, run_id), at)
+    if run is not None:
+        _put(conn, run)
 
 
 def _resolve(
@@ -87,9 +84,7 @@ def _resolve(
         "SELECT body FROM wf_steps WHERE run_id = ? AND idx = ?", (run_id, index)
     ).fetchone()
     if row is not None:
-        step = attrs.evolve(
-            decode_step(row[0]), status="done", value=loads(payload), finished_at=at
-        )
+        step = resolved(decode_step(row[0]), payload, at)
         conn.execute(
             "UPDATE wf_steps SET body = ? WHERE run_id = ? AND idx = ?",
             (encode_step(step), run_id, index),
@@ -110,6 +105,31 @@ class SQLiteWorkflows:
         if fire:
             self._signal.fire()
         return result
+
+    async def _change(
+        self,
+        run_id: str,
+        change: Callable[[WorkflowRun | None], WorkflowRun | None],
+        *,
+        bump: bool = True,
+        fire: bool = True,
+        then: Callable[[sqlite3.Connection], object] | None = None,
+    ) -> bool:
+        """One transaction: store ``change(run)`` and call ``then(conn)``;
+        False (nothing written) where ``change`` returns None."""
+
+        def run_(conn: sqlite3.Connection) -> bool:
+            new = change(_get(conn, run_id))
+            if new is None:
+                return False
+            _put(conn, new)
+            if then is not None:
+                then(conn)
+            if bump:
+                _bump(conn)
+            return True
+
+        return bool(await self._write(run_, fire=fire))
 
     # ----------------------------------------------------------- runs
 
@@ -138,16 +158,9 @@ class SQLiteWorkflows:
         limit: int = 100,
         offset: int = 0,
     ) -> list[WorkflowRun]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("workflow", workflow),
-            ("status", status),
-            ("parent_id", parent_id),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
+        filters = run_filters(workflow=workflow, status=status, parent_id=parent_id)
+        where = [f"{column} = ?" for column, _ in filters]
+        params = [value for _, value in filters]
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         sql = (
             f"SELECT body FROM wf_runs {clause} ORDER BY created_at, run_id "
@@ -200,37 +213,28 @@ class SQLiteWorkflows:
         def run_(conn: sqlite3.Connection) -> list[WorkflowRun]:
             rows = conn.execute(
                 f"SELECT body FROM wf_runs WHERE due_at IS NOT NULL AND due_at <= ? "
-                f"AND {_ACTIVE} AND workflow IN ({marks}) ORDER BY due_at, run_id "
+                f"AND {ACTIVE_SQL} AND workflow IN ({marks}) ORDER BY due_at, run_id "
                 "LIMIT ?",
                 (at, *names, limit),
             ).fetchall()
-            claimed = []
-            for (body,) in rows:
-                run = attrs.evolve(
-                    decode_run(body),
-                    status="running",
-                    lease_owner=owner,
-                    due_at=at + lease,
-                    updated_at=at,
-                )
+            taken = [
+                claimed(decode_run(body), owner, lease=lease, at=at) for (body,) in rows
+            ]
+            for run in taken:
                 _put(conn, run)
-                claimed.append(run)
-            return claimed
+            return taken
 
         result: list[WorkflowRun] = await self._write(run_, fire=False)
         return result
 
     async def renew(self, run_id: str, owner: str, *, lease: float) -> bool:
         at = _clock.now()
-
-        def run_(conn: sqlite3.Connection) -> bool:
-            run = _get(conn, run_id)
-            if run is None or not _held(run, owner, at):
-                return False
-            _put(conn, attrs.evolve(run, due_at=at + lease))
-            return True
-
-        return bool(await self._write(run_, fire=False))
+        return await self._change(
+            run_id,
+            lambda run: renewed(run, owner, lease=lease, at=at),
+            bump=False,
+            fire=False,
+        )
 
     async def suspend(
         self,
@@ -242,27 +246,12 @@ class SQLiteWorkflows:
         current_step: str | None = None,
     ) -> bool:
         at = _clock.now()
-
-        def run_(conn: sqlite3.Connection) -> bool:
-            run = _get(conn, run_id)
-            if run is None or not _held(run, owner, at):
-                return False
-            due = at if run.wakes != wakes else until
-            _put(
-                conn,
-                attrs.evolve(
-                    run,
-                    status="suspended",
-                    lease_owner=None,
-                    due_at=due,
-                    current_step=current_step,
-                    updated_at=at,
-                ),
-            )
-            _bump(conn)
-            return True
-
-        return bool(await self._write(run_))
+        return await self._change(
+            run_id,
+            lambda run: suspended(
+                run, owner, until=until, wakes=wakes, current_step=current_step, at=at
+            ),
+        )
 
     async def wake(self, run_ids: Sequence[str]) -> None:
         if not run_ids:
@@ -285,44 +274,26 @@ class SQLiteWorkflows:
         result: Any = None,
         error: ErrorInfo | None = None,
     ) -> bool:
-        if status not in WORKFLOW_FINAL:
-            raise ValueError(f"not a final workflow status: {status!r}")
+        check_final(status)
         dumps(result, what="result")
         at = _clock.now()
 
-        def run_(conn: sqlite3.Connection) -> bool:
-            run = _get(conn, run_id)
-            if run is None or not _held(run, owner, at):
-                return False
-            final = attrs.evolve(
-                run,
-                status=status,
-                result=result,
-                error=error,
-                lease_owner=None,
-                due_at=None,
-                updated_at=at,
-            )
-            _put(conn, final)
+        def drop_events(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM wf_watchers WHERE run_id = ?", (run_id,))
             conn.execute("DELETE FROM wf_mailbox WHERE run_id = ?", (run_id,))
-            return True
 
-        return bool(await self._write(run_))
+        return await self._change(
+            run_id,
+            lambda run: finished(
+                run, owner, status=status, result=result, error=error, at=at
+            ),
+            bump=False,
+            then=drop_events,
+        )
 
     async def request_cancel(self, run_id: str) -> bool:
         at = _clock.now()
-
-        def run_(conn: sqlite3.Connection) -> bool:
-            run = _get(conn, run_id)
-            if run is None or run.status not in WORKFLOW_ACTIVE:
-                return False
-            _put(conn, attrs.evolve(run, cancel_requested=True))
-            _wake(conn, run_id, at)
-            _bump(conn)
-            return True
-
-        return bool(await self._write(run_))
+        return await self._change(run_id, lambda run: cancelling(run, at))
 
     # ----------------------------------------------------------- events
 
@@ -415,7 +386,7 @@ class SQLiteWorkflows:
         row = await self.db.read(
             lambda conn: conn.execute(
                 f"SELECT MIN(due_at) FROM wf_runs WHERE due_at IS NOT NULL "
-                f"AND {_ACTIVE} AND workflow IN ({marks})",
+                f"AND {ACTIVE_SQL} AND workflow IN ({marks})",
                 tuple(names),
             ).fetchone()
         )
