@@ -1,4 +1,4 @@
-"""A worker's background duties: its heartbeat and the revocation poll."""
+"""A worker's background duties: lease renewal, heartbeat, revocation poll."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import os
 import socket
 from typing import TYPE_CHECKING
 
+import attrs
 import trio
 
 from stem._clock import now
 from stem._errors import BrokerUnavailable
-from stem.contracts import WorkerInfo
+from stem._options import DEFAULT_VISIBILITY_TIMEOUT
+from stem.contracts import Delivery, WorkerInfo
 
 if TYPE_CHECKING:
     from ._worker import Worker
@@ -59,3 +61,64 @@ async def watch_revocations(worker: Worker) -> None:
             if rev.terminate:
                 worker.terminate(rev.task_id, rev.reason)
         await trio.sleep(worker.config.revocation_poll)
+
+
+async def renew_leases(worker: Worker) -> None:
+    """Renew the leases of everything the worker holds, in batches, a third of
+    the way into each lease; also forwards messages that waited while the
+    broker actor's inbox was full."""
+    while True:
+        while worker._backlog:
+            await worker.broker.tell(worker._backlog[0])
+            worker._backlog.pop(0)
+        if not worker._held:
+            worker._new_held = trio.Event()
+            await worker._new_held.wait()
+            continue
+        at = now()
+        due: list[Delivery] = []
+        next_check = float("inf")
+        for receipt, delivery in list(worker._held.items()):
+            length = worker._lease_len.get(receipt, DEFAULT_VISIBILITY_TIMEOUT)
+            renew_at = delivery.lease_until - length * 2 / 3
+            if renew_at <= at:
+                due.append(delivery)
+            else:
+                next_check = min(next_check, renew_at)
+        if due:
+            await _extend(worker, due)
+            continue
+        worker._new_held = trio.Event()
+        with trio.move_on_after(max(next_check - at, 0.01)):
+            await worker._new_held.wait()
+
+
+async def _extend(worker: Worker, due: list[Delivery]) -> None:
+    by_len: dict[float, list[Delivery]] = {}
+    for delivery in due:
+        by_len.setdefault(
+            worker._lease_len.get(delivery.receipt, DEFAULT_VISIBILITY_TIMEOUT), []
+        ).append(delivery)
+    for length, group in by_len.items():
+        try:
+            flags = await worker.backend.broker.extend(group, length)
+        except BrokerUnavailable as exc:
+            logger.warning("lease renewal failed: %s", exc)
+            await trio.sleep(min(1.0, length / 10))
+            return
+        at = now()
+        for delivery, held in zip(group, flags, strict=True):
+            if delivery.receipt not in worker._held:
+                continue
+            if held:
+                worker._held[delivery.receipt] = attrs.evolve(
+                    delivery, lease_until=at + length
+                )
+            else:
+                logger.warning(
+                    "lost the lease of %s; it may run again elsewhere",
+                    delivery.task_id,
+                )
+                worker._held[delivery.receipt] = attrs.evolve(
+                    delivery, lease_until=float("inf")
+                )

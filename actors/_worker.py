@@ -38,7 +38,7 @@ from stem.contracts import Delivery
 from . import _outcomes
 from ._actor import Actor, ActorRef
 from ._broker import Finish, Flush, StoreResults
-from ._duties import heartbeat, watch_revocations
+from ._duties import heartbeat, renew_leases, watch_revocations
 from ._mailbox import Mailbox
 from ._process import run_in_process
 from ._ratelimit import WorkerRateLimiter
@@ -138,7 +138,7 @@ class Worker(Actor[WorkerMessage]):
         try:
             with self._run_scope:
                 async with trio.open_nursery() as helpers:
-                    helpers.start_soon(self._renew_leases)
+                    helpers.start_soon(renew_leases, self)
                     helpers.start_soon(heartbeat, self)
                     helpers.start_soon(watch_revocations, self)
                     helpers.start_soon(self._serve_mailbox, mailbox)
@@ -715,62 +715,6 @@ class Worker(Actor[WorkerMessage]):
         self._capacity.set()
 
     # -- background duties --------------------------------------------------
-
-    async def _renew_leases(self) -> None:
-        while True:
-            while self._backlog:
-                await self.broker.tell(self._backlog[0])
-                self._backlog.pop(0)
-            if not self._held:
-                self._new_held = trio.Event()
-                await self._new_held.wait()
-                continue
-            at = now()
-            due: list[Delivery] = []
-            next_check = float("inf")
-            for receipt, delivery in list(self._held.items()):
-                length = self._lease_len.get(receipt, DEFAULT_VISIBILITY_TIMEOUT)
-                renew_at = delivery.lease_until - length * 2 / 3
-                if renew_at <= at:
-                    due.append(delivery)
-                else:
-                    next_check = min(next_check, renew_at)
-            if due:
-                await self._extend(due)
-                continue
-            self._new_held = trio.Event()
-            with trio.move_on_after(max(next_check - at, 0.01)):
-                await self._new_held.wait()
-
-    async def _extend(self, due: list[Delivery]) -> None:
-        by_len: dict[float, list[Delivery]] = {}
-        for delivery in due:
-            by_len.setdefault(
-                self._lease_len.get(delivery.receipt, DEFAULT_VISIBILITY_TIMEOUT), []
-            ).append(delivery)
-        for length, group in by_len.items():
-            try:
-                flags = await self.backend.broker.extend(group, length)
-            except BrokerUnavailable as exc:
-                logger.warning("lease renewal failed: %s", exc)
-                await trio.sleep(min(1.0, length / 10))
-                return
-            at = now()
-            for delivery, held in zip(group, flags, strict=True):
-                if delivery.receipt not in self._held:
-                    continue
-                if held:
-                    self._held[delivery.receipt] = attrs.evolve(
-                        delivery, lease_until=at + length
-                    )
-                else:
-                    logger.warning(
-                        "lost the lease of %s; it may run again elsewhere",
-                        delivery.task_id,
-                    )
-                    self._held[delivery.receipt] = attrs.evolve(
-                        delivery, lease_until=float("inf")
-                    )
 
     # -- bookkeeping --------------------------------------------------------
 

@@ -12,10 +12,10 @@ from ._canvas import chord as chord
 from ._canvas import group as group
 from ._canvas import signature as signature
 from ._client import Client as Client
-from ._client import DeadLetters as DeadLetters
 from ._clock import now as now
 from ._config import Settings as Settings
 from ._context import TaskContext as TaskContext
+from ._deadletters import DeadLetters as DeadLetters
 from ._envelope import Envelope as Envelope
 from ._errors import BrokerUnavailable as BrokerUnavailable
 from ._errors import ConfigError as ConfigError
