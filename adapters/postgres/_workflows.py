@@ -18,11 +18,23 @@ import attrs
 import trio
 
 from stem._clock import now
-from stem._codec import dumps, loads
+from stem._codec import dumps
 from stem._errors import BrokerUnavailable
 from stem._result import ErrorInfo
 from stem._wfcodec import decode_run, decode_step, encode_run, encode_step
-from stem.contracts import WORKFLOW_ACTIVE, WORKFLOW_FINAL, WorkflowRun, WorkflowStep
+from stem._wfstate import (
+    ACTIVE_SQL,
+    cancelling,
+    check_final,
+    claimed,
+    finished,
+    renewed,
+    resolved,
+    run_filters,
+    suspended,
+    woken,
+)
+from stem.contracts import WorkflowRun, WorkflowStep
 
 from ._config import PostgresConfig
 from ._db import Db
@@ -30,17 +42,6 @@ from ._notify import Hub
 
 _WAKE = "__wf__"
 _FINAL = "__wfrun__"
-_ACTIVE = "status IN ('pending', 'running', 'suspended')"
-
-
-def _held(run: WorkflowRun | None, owner: str, at: float) -> bool:
-    return (
-        run is not None
-        and run.lease_owner == owner
-        and run.due_at is not None
-        and run.due_at > at
-        and run.status in WORKFLOW_ACTIVE
-    )
 
 
 @attrs.define(eq=False)
@@ -95,12 +96,9 @@ class PostgresWorkflows:
         )
 
     async def _wake(self, conn: Any, run_id: str, at: float) -> None:
-        run = await self._get(conn, run_id, lock=True)
-        if run is None or run.status not in WORKFLOW_ACTIVE:
-            return
-        leased = run.lease_owner is not None and (run.due_at or 0.0) > at
-        due = run.due_at if leased else min(run.due_at or at, at)
-        await self._put(conn, attrs.evolve(run, wakes=run.wakes + 1, due_at=due))
+        run = woken(await self._get(conn, run_id, lock=True), at)
+        if run is not None:
+            await self._put(conn, run)
 
     async def _resolve(
         self, conn: Any, run_id: str, index: int, payload: str, at: float
@@ -115,9 +113,7 @@ class PostgresWorkflows:
             index,
         )
         if body is not None:
-            step = attrs.evolve(
-                decode_step(body), status="done", value=loads(payload), finished_at=at
-            )
+            step = resolved(decode_step(body), payload, at)
             await conn.execute(
                 f"UPDATE {s}.wf_steps SET body = $3 WHERE run_id = $1 AND idx = $2",
                 run_id,
@@ -168,16 +164,9 @@ class PostgresWorkflows:
         limit: int = 100,
         offset: int = 0,
     ) -> list[WorkflowRun]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("workflow", workflow),
-            ("status", status),
-            ("parent_id", parent_id),
-        ):
-            if value is not None:
-                params.append(value)
-                where.append(f"{column} = ${len(params)}")
+        filters = run_filters(workflow=workflow, status=status, parent_id=parent_id)
+        where = [f"{column} = ${n}" for n, (column, _) in enumerate(filters, 1)]
+        params = [value for _, value in filters]
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         n = len(params)
         sql = (
@@ -241,24 +230,18 @@ class PostgresWorkflows:
         async def fn(conn: Any) -> list[WorkflowRun]:
             rows = await conn.fetch(
                 f"SELECT body FROM {self._s}.wf_runs WHERE due_at IS NOT NULL "
-                f"AND due_at <= $1 AND {_ACTIVE} AND workflow = ANY($2::text[]) "
+                f"AND due_at <= $1 AND {ACTIVE_SQL} AND workflow = ANY($2::text[]) "
                 "ORDER BY due_at, run_id LIMIT $3 FOR UPDATE SKIP LOCKED",
                 at,
                 list(names),
                 limit,
             )
-            claimed = []
-            for row in rows:
-                run = attrs.evolve(
-                    decode_run(row[0]),
-                    status="running",
-                    lease_owner=owner,
-                    due_at=at + lease,
-                    updated_at=at,
-                )
+            taken = [
+                claimed(decode_run(row[0]), owner, lease=lease, at=at) for row in rows
+            ]
+            for run in taken:
                 await self._put(conn, run)
-                claimed.append(run)
-            return claimed
+            return taken
 
         result: list[WorkflowRun] = await self._txn(fn)
         return result
@@ -269,12 +252,18 @@ class PostgresWorkflows:
         change: Callable[[WorkflowRun | None], WorkflowRun | None],
         *,
         notify: str | None = _WAKE,
+        then: Callable[[Any], Awaitable[object]] | None = None,
     ) -> bool:
+        """One transaction: lock the run, store ``change(run)``, await
+        ``then(conn)``; False (nothing written) where ``change`` returns None."""
+
         async def fn(conn: Any) -> bool:
             new = change(await self._get(conn, run_id, lock=True))
             if new is None:
                 return False
             await self._put(conn, new)
+            if then is not None:
+                await then(conn)
             if notify is not None:
                 await self._bump(conn, notify)
             return True
@@ -285,11 +274,7 @@ class PostgresWorkflows:
         at = now()
         return await self._change(
             run_id,
-            lambda run: (
-                attrs.evolve(run, due_at=at + lease)
-                if run is not None and _held(run, owner, at)
-                else None
-            ),
+            lambda run: renewed(run, owner, lease=lease, at=at),
             notify=None,
         )
 
@@ -303,20 +288,12 @@ class PostgresWorkflows:
         current_step: str | None = None,
     ) -> bool:
         at = now()
-
-        def change(run: WorkflowRun | None) -> WorkflowRun | None:
-            if run is None or not _held(run, owner, at):
-                return None
-            return attrs.evolve(
-                run,
-                status="suspended",
-                lease_owner=None,
-                due_at=at if run.wakes != wakes else until,
-                current_step=current_step,
-                updated_at=at,
-            )
-
-        return await self._change(run_id, change)
+        return await self._change(
+            run_id,
+            lambda run: suspended(
+                run, owner, until=until, wakes=wakes, current_step=current_step, at=at
+            ),
+        )
 
     async def wake(self, run_ids: Sequence[str]) -> None:
         if not run_ids:
@@ -339,49 +316,30 @@ class PostgresWorkflows:
         result: Any = None,
         error: ErrorInfo | None = None,
     ) -> bool:
-        if status not in WORKFLOW_FINAL:
-            raise ValueError(f"not a final workflow status: {status!r}")
+        check_final(status)
         dumps(result, what="result")
         at = now()
         s = self._s
 
-        async def fn(conn: Any) -> bool:
-            run = await self._get(conn, run_id, lock=True)
-            if run is None or not _held(run, owner, at):
-                return False
-            final = attrs.evolve(
-                run,
-                status=status,
-                result=result,
-                error=error,
-                lease_owner=None,
-                due_at=None,
-                updated_at=at,
-            )
-            await self._put(conn, final)
+        async def drop_events(conn: Any) -> None:
             await conn.execute(f"DELETE FROM {s}.wf_watchers WHERE run_id = $1", run_id)
             await conn.execute(f"DELETE FROM {s}.wf_mailbox WHERE run_id = $1", run_id)
-            await self._bump(conn, f"{_FINAL}{run_id}")
-            return True
 
-        ok = bool(await self._txn(fn))
+        ok = await self._change(
+            run_id,
+            lambda run: finished(
+                run, owner, status=status, result=result, error=error, at=at
+            ),
+            notify=f"{_FINAL}{run_id}",
+            then=drop_events,
+        )
         if ok:
             self.hub.wake_results([f"{_FINAL}{run_id}"])
         return ok
 
     async def request_cancel(self, run_id: str) -> bool:
         at = now()
-
-        async def fn(conn: Any) -> bool:
-            run = await self._get(conn, run_id, lock=True)
-            if run is None or run.status not in WORKFLOW_ACTIVE:
-                return False
-            await self._put(conn, attrs.evolve(run, cancel_requested=True))
-            await self._wake(conn, run_id, at)
-            await self._bump(conn)
-            return True
-
-        return bool(await self._txn(fn))
+        return await self._change(run_id, lambda run: cancelling(run, at))
 
     # ----------------------------------------------------------- events
 
@@ -514,7 +472,7 @@ class PostgresWorkflows:
         async def fn(conn: Any) -> Any:
             return await conn.fetchval(
                 f"SELECT MIN(due_at) FROM {self._s}.wf_runs WHERE due_at IS NOT NULL "
-                f"AND {_ACTIVE} AND workflow = ANY($1::text[])",
+                f"AND {ACTIVE_SQL} AND workflow = ANY($1::text[])",
                 list(names),
             )
 
