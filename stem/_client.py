@@ -401,6 +401,11 @@ class Client:
                     else _UNIQUE_DEFAULT_TTL
                 )
                 holder = await results.reserve_unique(key, env.id, ttl=ttl)
+                if holder != env.id and await self._finished(holder):
+                    # The holder is done but its key not released yet (the
+                    # broker actor frees it just after storing the result).
+                    await results.release_unique(key, holder)
+                    holder = await results.reserve_unique(key, env.id, ttl=ttl)
                 if holder != env.id:
                     ids.append(holder)
                     continue
@@ -444,6 +449,10 @@ class Client:
         if bus.wants("publish_after"):
             bus.emit(_publish_event("publish_after", fresh))
         return ids
+
+    async def _finished(self, task_id: str) -> bool:
+        result = await self.backend.results.get(task_id)
+        return result is not None and result.is_terminal
 
     async def flush(self) -> None:
         """Wait until every write sent so far (results, acks) is stored."""

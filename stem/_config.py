@@ -71,9 +71,13 @@ class Settings:
                 raise ConfigError(f"STEM_BEAT must be auto, on or off, got {beat!r}")
             kw["beat"] = beat
         if env.get("STEM_METRICS_PORT"):
-            kw["metrics_port"] = _positive_int(
-                env["STEM_METRICS_PORT"], "STEM_METRICS_PORT"
-            )
+            port = env["STEM_METRICS_PORT"]
+            if not port.isdigit() or int(port) > 65535:
+                raise ConfigError(
+                    f"STEM_METRICS_PORT must be a port from 0 to 65535 "
+                    f"(0 picks a free one), got {port!r}"
+                )
+            kw["metrics_port"] = int(port)
         return cls(**kw)
 
 

@@ -6,6 +6,7 @@ import json
 import signal
 from typing import Any
 
+import attrs
 import click
 
 from .._config import Settings, parse_queues
@@ -142,14 +143,20 @@ def worker(
     if ctx.invoked_subcommand is not None:
         return
     app = get_app(app_spec, required=True)
-    settings = Settings(
-        app=app_spec,
-        broker_url=url,
-        queues=_queues(queues),
-        concurrency=concurrency,
-        grace_period=grace_period,
-        prefetch=prefetch,
-    )
+    try:
+        # Options given here win; the rest (STEM_BEAT, ...) comes from the
+        # environment, exactly as for trio.run(stem.main).
+        settings = attrs.evolve(
+            Settings.from_env(),
+            app=app_spec,
+            broker_url=url,
+            queues=_queues(queues),
+            concurrency=concurrency,
+            grace_period=grace_period,
+            prefetch=prefetch,
+        )
+    except ConfigError as exc:
+        fail(str(exc), code=EXIT_CONFIG)
     from .._logging import configure_logging
 
     configure_logging(log_level, json=log_format.lower() == "json")

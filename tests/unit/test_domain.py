@@ -287,3 +287,35 @@ def test_main_with_bad_stem_app_prints_one_line(app: str, expected: str) -> None
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_metrics_port_zero_means_any_free_port() -> None:
+    """STEM_METRICS_PORT=0 is accepted (a free port); out-of-range ports are not."""
+    assert Settings.from_env({"STEM_METRICS_PORT": "0"}).metrics_port == 0
+    with pytest.raises(stem.ConfigError, match="STEM_METRICS_PORT"):
+        Settings.from_env({"STEM_METRICS_PORT": "70000"})
+
+
+def test_stem_worker_reads_the_other_settings_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`stem worker` takes STEM_BEAT (and the rest) from the environment."""
+    from click.testing import CliRunner
+
+    import stem._main
+    from stem.cli import main as cli
+
+    seen: list[Settings] = []
+
+    async def fake_serve(settings: Settings, app: Any, **kw: Any) -> None:
+        seen.append(settings)
+
+    monkeypatch.setattr(stem._main, "serve", fake_serve)
+    result = CliRunner().invoke(
+        cli,
+        ["worker", "--app", "tests.unit.test_domain:demo_tasks", "--url", "memory://"],
+        env={"STEM_BEAT": "off", "STEM_PREFETCH": "50"},
+    )
+    assert result.exit_code == 0, result.output
+    assert seen[0].beat == "off"
+    assert seen[0].prefetch == 50

@@ -414,3 +414,21 @@ async def test_wait_for_times_out(autojump_clock: Any) -> None:
         task_id = await client.enqueue("never.run")
         with pytest.raises(TimeoutError):
             await client.wait_for(task_id, timeout=5)
+
+
+async def test_unique_key_is_free_as_soon_as_the_result_is_visible(
+    autojump_clock: Any,
+) -> None:
+    """Right after wait_for returns, an enqueue with the same unique args is a new task."""
+
+    @stem.task("u.again", unique=True)
+    async def again(ctx: stem.TaskContext, args: dict[str, Any]) -> None:
+        pass
+
+    async with stem.Client.in_memory(tasks=[again]) as client, client.worker():
+        for _ in range(5):
+            first = await client.enqueue("u.again", args={"a": 0})
+            await client.wait_for(first, timeout=10)
+            second = await client.enqueue("u.again", args={"a": 0})
+            assert second != first
+            await client.wait_for(second, timeout=10)
