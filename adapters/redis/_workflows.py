@@ -26,10 +26,23 @@ import redis.exceptions as rexc
 import trio
 
 from stem._clock import now
-from stem._codec import dumps, loads
+from stem._codec import dumps
 from stem._result import ErrorInfo
 from stem._wfcodec import decode_run, decode_step, encode_run, encode_step
-from stem.contracts import WORKFLOW_ACTIVE, WORKFLOW_FINAL, WorkflowRun, WorkflowStep
+from stem._wfstate import (
+    cancelling,
+    check_final,
+    claimed,
+    finished,
+    is_due,
+    matches,
+    renewed,
+    resolved,
+    run_filters,
+    suspended,
+    woken,
+)
+from stem.contracts import WORKFLOW_ACTIVE, WorkflowRun, WorkflowStep
 
 from ._conn import Conn, Keys
 from ._hub import Hub
@@ -42,16 +55,6 @@ _FINAL = "__wfrun__"
 def _cmd(name: str, *args: Any) -> Callable[[Any], Any]:
     """A write to queue on a MULTI pipeline: ``_cmd("hdel", key, field)``."""
     return lambda pipe: getattr(pipe, name)(*args)
-
-
-def _held(run: WorkflowRun | None, owner: str, at: float) -> bool:
-    return (
-        run is not None
-        and run.lease_owner == owner
-        and run.due_at is not None
-        and run.due_at > at
-        and run.status in WORKFLOW_ACTIVE
-    )
 
 
 @attrs.define(eq=False)
@@ -152,13 +155,6 @@ class RedisWorkflows:
         body = await pipe.hget(self._runs, run_id)
         return None if body is None else decode_run(body)
 
-    def _woken(self, run: WorkflowRun | None, at: float) -> WorkflowRun | None:
-        if run is None or run.status not in WORKFLOW_ACTIVE:
-            return None
-        leased = run.lease_owner is not None and (run.due_at or 0.0) > at
-        due = run.due_at if leased else min(run.due_at or at, at)
-        return attrs.evolve(run, wakes=run.wakes + 1, due_at=due)
-
     # ----------------------------------------------------------- runs
 
     async def create_run(self, run: WorkflowRun) -> bool:
@@ -187,6 +183,7 @@ class RedisWorkflows:
         limit: int = 100,
         offset: int = 0,
     ) -> list[WorkflowRun]:
+        filters = run_filters(workflow=workflow, status=status, parent_id=parent_id)
         found: list[WorkflowRun] = []
         skipped = 0
         start = 0
@@ -204,11 +201,7 @@ class RedisWorkflows:
                 if body is None:
                     continue
                 run = decode_run(body)
-                if (
-                    (workflow is not None and run.workflow != workflow)
-                    or (status is not None and run.status != status)
-                    or (parent_id is not None and run.parent_id != parent_id)
-                ):
+                if not matches(run, filters):
                     continue
                 if skipped < offset:
                     skipped += 1
@@ -254,27 +247,20 @@ class RedisWorkflows:
 
         async def body(pipe: Any) -> tuple[Any, list[Callable[[Any], Any]]]:
             ids = await pipe.zrangebyscore(self._due, "-inf", at)
-            claimed: list[WorkflowRun] = []
+            taken: list[WorkflowRun] = []
             writes: list[Callable[[Any], Any]] = []
             if ids:
                 for raw in await pipe.hmget(self._runs, ids):
                     if raw is None:
                         continue
                     run = decode_run(raw)
-                    if run.workflow not in wanted or run.status not in WORKFLOW_ACTIVE:
+                    if not is_due(run, wanted, at):
                         continue
-                    taken = attrs.evolve(
-                        run,
-                        status="running",
-                        lease_owner=owner,
-                        due_at=at + lease,
-                        updated_at=at,
-                    )
-                    claimed.append(taken)
-                    writes += self._put(taken)
-                    if len(claimed) >= limit:
+                    taken.append(claimed(run, owner, lease=lease, at=at))
+                    writes += self._put(taken[-1])
+                    if len(taken) >= limit:
                         break
-            return claimed, writes
+            return taken, writes
 
         result: list[WorkflowRun] = await self._txn([self._runs, self._due], body)
         return result
@@ -302,11 +288,7 @@ class RedisWorkflows:
         at = now()
         return await self._update(
             run_id,
-            lambda run: (
-                attrs.evolve(run, due_at=at + lease)
-                if run is not None and _held(run, owner, at)
-                else None
-            ),
+            lambda run: renewed(run, owner, lease=lease, at=at),
             bump=False,
         )
 
@@ -320,20 +302,12 @@ class RedisWorkflows:
         current_step: str | None = None,
     ) -> bool:
         at = now()
-
-        def change(run: WorkflowRun | None) -> WorkflowRun | None:
-            if run is None or not _held(run, owner, at):
-                return None
-            return attrs.evolve(
-                run,
-                status="suspended",
-                lease_owner=None,
-                due_at=at if run.wakes != wakes else until,
-                current_step=current_step,
-                updated_at=at,
-            )
-
-        return await self._update(run_id, change)
+        return await self._update(
+            run_id,
+            lambda run: suspended(
+                run, owner, until=until, wakes=wakes, current_step=current_step, at=at
+            ),
+        )
 
     async def wake(self, run_ids: Sequence[str]) -> None:
         if not run_ids:
@@ -343,9 +317,9 @@ class RedisWorkflows:
         async def body(pipe: Any) -> tuple[Any, list[Callable[[Any], Any]]]:
             writes: list[Callable[[Any], Any]] = []
             for run_id in sorted(set(run_ids)):
-                woken = self._woken(await self._get(pipe, run_id), at)
-                if woken is not None:
-                    writes += self._put(woken)
+                run = woken(await self._get(pipe, run_id), at)
+                if run is not None:
+                    writes += self._put(run)
             return None, writes + self._bump() if writes else []
 
         await self._txn([self._runs], body)
@@ -359,28 +333,15 @@ class RedisWorkflows:
         result: Any = None,
         error: ErrorInfo | None = None,
     ) -> bool:
-        if status not in WORKFLOW_FINAL:
-            raise ValueError(f"not a final workflow status: {status!r}")
+        check_final(status)
         dumps(result, what="result")
         at = now()
         channel = self.keys.done(f"{_FINAL}{run_id}")
-
-        def change(run: WorkflowRun | None) -> WorkflowRun | None:
-            if run is None or not _held(run, owner, at):
-                return None
-            return attrs.evolve(
-                run,
-                status=status,
-                result=result,
-                error=error,
-                lease_owner=None,
-                due_at=None,
-                updated_at=at,
-            )
-
         ok = await self._update(
             run_id,
-            change,
+            lambda run: finished(
+                run, owner, status=status, result=result, error=error, at=at
+            ),
             extra=lambda run: [lambda p: p.publish(channel, b"")],
             bump=False,
         )
@@ -408,13 +369,7 @@ class RedisWorkflows:
 
     async def request_cancel(self, run_id: str) -> bool:
         at = now()
-
-        def change(run: WorkflowRun | None) -> WorkflowRun | None:
-            if run is None or run.status not in WORKFLOW_ACTIVE:
-                return None
-            return self._woken(attrs.evolve(run, cancel_requested=True), at)
-
-        return await self._update(run_id, change)
+        return await self._update(run_id, lambda run: cancelling(run, at))
 
     # ----------------------------------------------------------- events
 
@@ -424,19 +379,16 @@ class RedisWorkflows:
         writes: list[Callable[[Any], Any]] = []
         raw = await pipe.hget(self._steps(run_id), str(index))
         if raw is not None:
-            step = attrs.evolve(
-                decode_step(raw), status="done", value=loads(payload), finished_at=at
-            )
-            body = encode_step(step)
+            body = encode_step(resolved(decode_step(raw), payload, at))
             writes.append(lambda p: p.hset(self._steps(run_id), str(index), body))
         topic = await pipe.hget(self._watching(run_id), str(index))
         if topic is not None:
             key = self._watch(topic.decode())
             writes.append(lambda p: p.hdel(key, f"{run_id}\n{index}"))
             writes.append(lambda p: p.hdel(self._watching(run_id), str(index)))
-        woken = self._woken(await self._get(pipe, run_id), at)
-        if woken is not None:
-            writes += self._put(woken)
+        run = woken(await self._get(pipe, run_id), at)
+        if run is not None:
+            writes += self._put(run)
         return writes
 
     async def watch(self, run_id: str, index: int, topic: str) -> bool:
