@@ -552,13 +552,14 @@ def test_worker_command_runs_tasks_and_stops_on_sigterm(url: str) -> None:
         text=True,
     )
     try:
-        done = invoke("result", task_id.stdout.strip(), "--wait", "20", "--url", url)
+        # Generous bounds: a subprocess on a loaded 2-core CI machine.
+        done = invoke("result", task_id.stdout.strip(), "--wait", "60", "--url", url)
         assert done.exit_code == 0, done.output
         assert "succeeded" in done.stdout
     finally:
         time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=20)
+        _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "ready on" in err
     assert "SIGTERM" in err
