@@ -201,9 +201,23 @@ def main() -> None:
     parser.add_argument("--peers", action="store_true", help="also run the peers")
     parser.add_argument("--quick", action="store_true", help="a smoke run")
     parser.add_argument("--write", action="store_true", help="write with --quick")
+    parser.add_argument(
+        "--peer",
+        action="append",
+        help="rerun only this peer (repeatable), keeping the rest of the last run",
+    )
     args = parser.parse_args()
     runs = 1 if args.quick else args.runs
-    data = collect(runs, args.quick, args.peers)
+    if args.peer:
+        # Rerun only these peers; everything else comes from the last run.
+        data = json.loads((CACHE / "last-run.json").read_text())
+        peer_args = ["--runs", str(runs)] + sum((["--only", p] for p in args.peer), [])
+        data.setdefault("peers", {}).update(
+            _script("peers/run.py", *peer_args)["peers"]
+        )
+        args.peers = True
+    else:
+        data = collect(runs, args.quick, args.peers)
     command = "python benchmarks/run.py" + (" --peers" if args.peers else "")
     if args.runs != 3 and not args.quick:
         command += f" --runs {args.runs}"
