@@ -211,10 +211,11 @@ def main() -> None:
     if args.peer:
         # Rerun only these peers; everything else comes from the last run.
         data = json.loads((CACHE / "last-run.json").read_text())
-        peer_args = ["--runs", str(runs)] + sum((["--only", p] for p in args.peer), [])
-        data.setdefault("peers", {}).update(
-            _script("peers/run.py", *peer_args)["peers"]
-        )
+        peer_args = ["--runs", str(runs)]
+        for name in args.peer:
+            peer_args += ["--only", name]
+        rerun = _script("peers/run.py", *peer_args)["peers"]
+        data.setdefault("peers", {}).update(rerun)
         args.peers = True
     else:
         data = collect(runs, args.quick, args.peers)
