@@ -11,12 +11,8 @@ import trio
 
 from stem._clock import now
 from stem._codec import dumps, loads
-from stem.contracts import (
-    ScheduleConflict,
-    ScheduleExists,
-    ScheduleNotFound,
-    ScheduleRecord,
-)
+from stem._schedstate import check_version, exists, merged, not_found
+from stem.contracts import ScheduleRecord
 
 
 def _copy(definition: Mapping[str, Any]) -> dict[str, Any]:
@@ -43,7 +39,7 @@ class MemorySchedules:
     ) -> ScheduleRecord:
         await trio.lowlevel.checkpoint()
         if name in self._records:
-            raise ScheduleExists(f"a schedule entry named {name!r} is stored")
+            raise exists(name)
         at = now()
         record = ScheduleRecord(
             name=name,
@@ -68,20 +64,19 @@ class MemorySchedules:
         await trio.lowlevel.checkpoint()
         record = self._records.get(name)
         if record is None:
-            raise ScheduleNotFound(f"no schedule entry named {name!r}")
-        if expected_version is not None and record.version != expected_version:
-            raise ScheduleConflict(
-                f"schedule entry {name!r} is at version {record.version}, "
-                f"not {expected_version}"
-            )
-        new_definition = record.definition if definition is None else _copy(definition)
-        new_enabled = record.enabled if enabled is None else enabled
-        if new_definition == record.definition and new_enabled == record.enabled:
+            raise not_found(name)
+        check_version(record, expected_version)
+        change = merged(
+            record,
+            definition=None if definition is None else _copy(definition),
+            enabled=enabled,
+        )
+        if change is None:
             return record
         record = attrs.evolve(
             record,
-            definition=new_definition,
-            enabled=new_enabled,
+            definition=change[0],
+            enabled=change[1],
             version=record.version + 1,
             changed_at=now(),
         )

@@ -17,22 +17,13 @@ import trio
 
 from stem._clock import now
 from stem._codec import dumps
-from stem.contracts import (
-    ScheduleConflict,
-    ScheduleExists,
-    ScheduleNotFound,
-    ScheduleRecord,
-)
+from stem._schedstate import COLUMNS, conflict, exists, merged, not_found
+from stem.contracts import ScheduleRecord
 
 from ._stores import _Store
 
 #: Seconds between checks for changes made by other processes.
 CHANGE_POLL = 1.0
-
-_COLUMNS = (
-    "name, definition, enabled, version, created_at, changed_at, "
-    "last_fire, last_fired_at, fire_count, fired_by"
-)
 
 
 def _record(row: Any) -> ScheduleRecord:
@@ -79,7 +70,7 @@ class PostgresSchedules(_Store):
                         version, created_at, changed_at)
                     VALUES ($1, $2, $3, 1, $4, $4)
                     ON CONFLICT (name) DO NOTHING
-                    RETURNING {_COLUMNS}""",
+                    RETURNING {COLUMNS}""",
                     name,
                     body,
                     enabled,
@@ -93,7 +84,7 @@ class PostgresSchedules(_Store):
 
         row = await self.db.run(run)
         if row is None:
-            raise ScheduleExists(f"a schedule entry named {name!r} is stored")
+            raise exists(name)
         self._fire_signal()
         return _record(row)
 
@@ -112,7 +103,7 @@ class PostgresSchedules(_Store):
         async def run(conn: Any) -> tuple[str, Any]:
             async with conn.transaction():
                 row = await conn.fetchrow(
-                    f"SELECT {_COLUMNS} FROM {s}.schedules WHERE name = $1 FOR UPDATE",
+                    f"SELECT {COLUMNS} FROM {s}.schedules WHERE name = $1 FOR UPDATE",
                     name,
                 )
                 if row is None:
@@ -120,14 +111,14 @@ class PostgresSchedules(_Store):
                 record = _record(row)
                 if expected_version is not None and record.version != expected_version:
                     return "conflict", record
-                body = record.definition if new_definition is None else new_definition
-                flag = record.enabled if enabled is None else enabled
-                if body == record.definition and flag == record.enabled:
+                change = merged(record, definition=new_definition, enabled=enabled)
+                if change is None:
                     return "same", record
+                body, flag = change
                 updated = await conn.fetchrow(
                     f"""UPDATE {s}.schedules SET definition = $2, enabled = $3,
                         version = version + 1, changed_at = $4
-                    WHERE name = $1 RETURNING {_COLUMNS}""",
+                    WHERE name = $1 RETURNING {COLUMNS}""",
                     name,
                     dumps(body),
                     flag,
@@ -140,12 +131,9 @@ class PostgresSchedules(_Store):
 
         status, record = await self.db.run(run)
         if status == "missing":
-            raise ScheduleNotFound(f"no schedule entry named {name!r}")
+            raise not_found(name)
         if status == "conflict":
-            raise ScheduleConflict(
-                f"schedule entry {name!r} is at version {record.version}, "
-                f"not {expected_version}"
-            )
+            raise conflict(name, record.version, expected_version)
         if status == "changed":
             self._fire_signal()
         assert isinstance(record, ScheduleRecord)
@@ -173,13 +161,13 @@ class PostgresSchedules(_Store):
 
     async def get(self, name: str) -> ScheduleRecord | None:
         rows = await self._rows(
-            f"SELECT {_COLUMNS} FROM {self.s}.schedules WHERE name = $1", name
+            f"SELECT {COLUMNS} FROM {self.s}.schedules WHERE name = $1", name
         )
         return _record(rows[0]) if rows else None
 
     async def list(self) -> builtins.list[ScheduleRecord]:
         rows = await self._rows(
-            f"SELECT {_COLUMNS} FROM {self.s}.schedules ORDER BY name"
+            f"SELECT {COLUMNS} FROM {self.s}.schedules ORDER BY name"
         )
         return [_record(row) for row in rows]
 
@@ -198,7 +186,7 @@ class PostgresSchedules(_Store):
                 fire_count = fire_count + 1, fired_by = $5
             WHERE name = $1 AND version = $2
               AND (last_fire IS NULL OR last_fire < $3)
-            RETURNING {_COLUMNS}""",
+            RETURNING {COLUMNS}""",
             name,
             expected_version,
             tick,

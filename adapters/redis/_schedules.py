@@ -18,12 +18,8 @@ import trio
 
 from stem._clock import now
 from stem._codec import dumps
-from stem.contracts import (
-    ScheduleConflict,
-    ScheduleExists,
-    ScheduleNotFound,
-    ScheduleRecord,
-)
+from stem._schedstate import conflict, exists, not_found
+from stem.contracts import ScheduleRecord
 
 from ._conn import Conn, fmt
 
@@ -154,7 +150,7 @@ class RedisSchedules:
             [name, body, "1" if enabled else "0", fmt(now())],
         )
         if not int(added):
-            raise ScheduleExists(f"a schedule entry named {name!r} is stored")
+            raise exists(name)
         self._fire_signal()
         record = await self._hgetall(name)
         assert record is not None
@@ -179,17 +175,14 @@ class RedisSchedules:
             ],
         )
         if int(status) == -1:
-            raise ScheduleNotFound(f"no schedule entry named {name!r}")
+            raise not_found(name)
         if int(status) == -2:
-            raise ScheduleConflict(
-                f"schedule entry {name!r} is at version {int(version)}, "
-                f"not {expected_version}"
-            )
+            raise conflict(name, int(version), expected_version)
         if int(status) == 1:
             self._fire_signal()
         record = await self._hgetall(name)
         if record is None:
-            raise ScheduleNotFound(f"no schedule entry named {name!r}")
+            raise not_found(name)
         return record
 
     async def remove(self, name: str) -> bool:

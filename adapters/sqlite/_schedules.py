@@ -17,22 +17,13 @@ import trio
 
 from stem import _clock
 from stem._codec import dumps, loads
-from stem.contracts import (
-    ScheduleConflict,
-    ScheduleExists,
-    ScheduleNotFound,
-    ScheduleRecord,
-)
+from stem._schedstate import COLUMNS, check_version, exists, merged, not_found
+from stem.contracts import ScheduleRecord
 
 from ._db import Database, Signal
 
 #: Seconds between checks for changes made by other processes.
 CHANGE_POLL = 1.0
-
-_COLUMNS = (
-    "name, definition, enabled, version, created_at, changed_at, "
-    "last_fire, last_fired_at, fire_count, fired_by"
-)
 
 
 def _record(row: Sequence[Any]) -> ScheduleRecord:
@@ -52,7 +43,7 @@ def _record(row: Sequence[Any]) -> ScheduleRecord:
 
 def _select(conn: sqlite3.Connection, name: str) -> ScheduleRecord | None:
     row = conn.execute(
-        f"SELECT {_COLUMNS} FROM schedules WHERE name = ?", (name,)
+        f"SELECT {COLUMNS} FROM schedules WHERE name = ?", (name,)
     ).fetchone()
     return None if row is None else _record(row)
 
@@ -90,9 +81,7 @@ class SQLiteSchedules:
                     (name, body, int(enabled), at, at),
                 )
             except sqlite3.IntegrityError:
-                raise ScheduleExists(
-                    f"a schedule entry named {name!r} is stored"
-                ) from None
+                raise exists(name) from None
             _bump(conn)
             record = _select(conn, name)
             assert record is not None
@@ -122,16 +111,12 @@ class SQLiteSchedules:
             nonlocal changed
             record = _select(conn, name)
             if record is None:
-                raise ScheduleNotFound(f"no schedule entry named {name!r}")
-            if expected_version is not None and record.version != expected_version:
-                raise ScheduleConflict(
-                    f"schedule entry {name!r} is at version {record.version}, "
-                    f"not {expected_version}"
-                )
-            body = record.definition if new_definition is None else new_definition
-            flag = record.enabled if enabled is None else enabled
-            if body == record.definition and flag == record.enabled:
+                raise not_found(name)
+            check_version(record, expected_version)
+            change = merged(record, definition=new_definition, enabled=enabled)
+            if change is None:
                 return record
+            body, flag = change
             conn.execute(
                 "UPDATE schedules SET definition = ?, enabled = ?, "
                 "version = version + 1, changed_at = ? WHERE name = ?",
@@ -167,7 +152,7 @@ class SQLiteSchedules:
     async def list(self) -> builtins.list[ScheduleRecord]:
         rows = await self.db.read(
             lambda conn: conn.execute(
-                f"SELECT {_COLUMNS} FROM schedules ORDER BY name"
+                f"SELECT {COLUMNS} FROM schedules ORDER BY name"
             ).fetchall()
         )
         return [_record(row) for row in rows]
