@@ -426,18 +426,21 @@ class Beat(Actor[BeatMessage]):
         if bus.wants("schedule_due"):
             bus.emit(_event("schedule_due", entry.name, tick, drift=now() - due))
         fired_at = now()
-        done = await self._store.record_fire(
-            entry.name,
-            expected_version=record.version,
-            tick=tick,
-            fired_at=fired_at,
-            owner=self.config.owner,
-        )
-        if done is None:
-            self.state.conflicts += 1
-            return
-        task_id = entry.task_id(tick)
+        # Recording and publishing are one unit, shielded: a cancellation
+        # (shutdown, a lost lease) while the record is in flight could leave it
+        # committed on the server with the tick never published.
         with trio.move_on_after(60, shield=True):
+            done = await self._store.record_fire(
+                entry.name,
+                expected_version=record.version,
+                tick=tick,
+                fired_at=fired_at,
+                owner=self.config.owner,
+            )
+            if done is None:
+                self.state.conflicts += 1
+                return
+            task_id = entry.task_id(tick)
             try:
                 key = f"stem.beat:{entry.name}:{tick_ms(tick)}"
                 if not await client.backend.results.claim_once(
