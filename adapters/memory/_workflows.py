@@ -270,11 +270,12 @@ class MemoryWorkflowStore:
         body = dumps(payload, what="event payload")
         await trio.lowlevel.checkpoint()
         at = now()
-        for run_and_index in self._watchers.get(topic, {}):
-            if run_and_index[0] == run_id:
-                self._resolve(run_id, run_and_index[1], body, at)
-                self._fire()
-                return True
+        # The run's lowest waiting step gets it (as in every other backend).
+        indices = [i for r, i in self._watchers.get(topic, {}) if r == run_id]
+        if indices:
+            self._resolve(run_id, min(indices), body, at)
+            self._fire()
+            return True
         self._mailbox.setdefault((run_id, topic), deque()).append(body)
         return False
 
