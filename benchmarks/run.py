@@ -133,14 +133,17 @@ def render(data: dict[str, Any], command: str) -> str:
     ]
     peers = data.get("peers")
     if peers:
-        lines += _render_peers(peers, tp, lat)
+        lines += _render_peers(peers, tp, lat, sl)
     lines += ["", "## Machine", "", "| | |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in data["machine"].items()]
     return "\n".join(lines) + "\n"
 
 
 def _render_peers(
-    peers: dict[str, Any], tp: dict[str, Any], lat: dict[str, Any]
+    peers: dict[str, Any],
+    tp: dict[str, Any],
+    lat: dict[str, Any],
+    sl: dict[str, Any],
 ) -> list[str]:
     lines = [
         "",
@@ -173,7 +176,8 @@ def _render_peers(
             f"| **Stem** | {backend} | {_k(tp[backend]['enqueue_per_s'])} | "
             f"{_k(stem_drain)} | 1.00 | {s100.get('p50_ms', '-')} / "
             f"{s100.get('p99_ms', '-')} ms | {s500.get('p50_ms', '-')} / "
-            f"{s500.get('p99_ms', '-')} ms | | |"
+            f"{s500.get('p99_ms', '-')} ms | "
+            f"{sl[backend]['seconds']:.2f} s | one worker process |"
         )
         for name, fig in sorted(peers.items()):
             if fig.get("backend") != backend:
@@ -202,13 +206,21 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run")
     parser.add_argument("--write", action="store_true", help="write with --quick")
     parser.add_argument(
+        "--render",
+        action="store_true",
+        help="only rewrite the page from the last run's figures",
+    )
+    parser.add_argument(
         "--peer",
         action="append",
         help="rerun only this peer (repeatable), keeping the rest of the last run",
     )
     args = parser.parse_args()
     runs = 1 if args.quick else args.runs
-    if args.peer:
+    if args.render:
+        data = json.loads((CACHE / "last-run.json").read_text())
+        args.peers = "peers" in data
+    elif args.peer:
         # Rerun only these peers; everything else comes from the last run.
         data = json.loads((CACHE / "last-run.json").read_text())
         peer_args = ["--runs", str(runs)]
