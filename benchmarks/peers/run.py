@@ -46,6 +46,7 @@ PEERS: dict[str, tuple[str, list[str], str, dict[str, str], str]] = {
     ),
     "saq": ("saq", ["saq[redis,postgres]", "hiredis"], "peer_saq.py", {}, "redis"),
     "celery": ("celery", ["celery[redis]", "hiredis"], "peer_celery.py", {}, "redis"),
+    "streaq": ("streaq", ["streaq", "hiredis"], "peer_streaq.py", {}, "redis"),
     "pgqueuer": (
         "pgqueuer",
         ["pgqueuer", "asyncpg"],
