@@ -133,7 +133,9 @@ def render(data: dict[str, Any], command: str) -> str:
     ]
     peers = data.get("peers")
     if peers:
-        lines += _render_peers(peers, tp, lat, sl)
+        lines += _render_peers(
+            peers, tp, lat, sl, data.get("peers_measured", "with Stem")
+        )
     lines += ["", "## Machine", "", "| | |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in data["machine"].items()]
     return "\n".join(lines) + "\n"
@@ -144,13 +146,15 @@ def _render_peers(
     tp: dict[str, Any],
     lat: dict[str, Any],
     sl: dict[str, Any],
+    peers_measured: str,
 ) -> list[str]:
     lines = [
         "",
         "## Side by side with peers",
         "",
         "Same workloads, same Redis/Postgres, each peer in its own virtualenv and",
-        "process (benchmarks/peers/). Ratio = peer / Stem on the same backend (for",
+        f"process (benchmarks/peers/), measured {peers_measured}.",
+        "Ratio = peer / Stem on the same backend (for",
         "drain rates higher is better, so a ratio below 1 means Stem is faster).",
         "",
         _row(
@@ -231,6 +235,16 @@ def main() -> None:
         args.peers = True
     else:
         data = collect(runs, args.quick, args.peers)
+        if args.peers:
+            data["peers_measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        elif not args.quick and (CACHE / "last-run.json").exists():
+            # Keep the peers of the last --peers run (they do not change with
+            # Stem's code); the page says when they were measured.
+            last = json.loads((CACHE / "last-run.json").read_text())
+            if "peers" in last:
+                data["peers"] = last["peers"]
+                data["peers_measured"] = last.get("peers_measured", "earlier")
+                args.peers = True
     command = "python benchmarks/run.py" + (" --peers" if args.peers else "")
     if args.runs != 3 and not args.quick:
         command += f" --runs {args.runs}"
