@@ -158,6 +158,21 @@ class BrokerActor(Actor[BrokerMessage]):
         for task_id, (result, ttl) in latest.items():
             results.setdefault(ttl, {})[task_id] = result
         error: Exception | None = None
+        combined = getattr(self.backend, "store_and_publish", None)
+        if combined is not None and not finishes and envelopes and len(results) <= 1:
+            # A pure enqueue batch: QUEUED records and messages in one round
+            # trip where the backend offers it (same order, same effects).
+            ttl, by_id = next(iter(results.items()), (None, {}))
+            try:
+                await self._retrying(
+                    combined, list(by_id.values()), ttl=ttl, envelopes=envelopes
+                )
+                self._count("results_stored", len(by_id))
+                self._count("published", len(envelopes))
+            except BrokerUnavailable as exc:
+                error = exc
+            self._answer(publishes, flushes, error)
+            return
         try:
             refused: set[str] = set()
             for ttl, by_id in results.items():
@@ -187,12 +202,7 @@ class BrokerActor(Actor[BrokerMessage]):
                 self._count("published", len(envelopes))
         except BrokerUnavailable as exc:
             error = exc
-        for pub in publishes:
-            if pub.reply is not None and not pub.reply.done:
-                if error is None:
-                    pub.reply.send(None)
-                else:
-                    pub.reply.fail(error)
+        self._answer(publishes, [], error)
         if error is None and finishes:
             try:
                 await self._settle(finishes)
@@ -209,6 +219,18 @@ class BrokerActor(Actor[BrokerMessage]):
                     fin.on_done(fin.delivery)
                 except Exception:
                     logger.exception("on_done callback failed")
+        self._answer([], flushes, None)
+
+    @staticmethod
+    def _answer(
+        publishes: Sequence[Publish], flushes: Sequence[Flush], error: Exception | None
+    ) -> None:
+        for pub in publishes:
+            if pub.reply is not None and not pub.reply.done:
+                if error is None:
+                    pub.reply.send(None)
+                else:
+                    pub.reply.fail(error)
         for flush in flushes:
             if not flush.reply.done:
                 flush.reply.send(None)

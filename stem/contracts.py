@@ -639,6 +639,24 @@ class WorkflowStore(Protocol):
 
 
 @runtime_checkable
+class CombinedPublish(Protocol):
+    """Optional fast path a backend may offer (Redis does).
+
+    ``store_and_publish(results, ttl=, envelopes=)`` has exactly the effects
+    of ``results.set_state(results, ttl=ttl)`` followed by
+    ``broker.publish(envelopes)``, in one round trip. The BrokerActor uses it
+    for batches that only enqueue; it returns set_state's flags."""
+
+    async def store_and_publish(
+        self,
+        results: Sequence[TaskResult],
+        *,
+        ttl: float | None,
+        envelopes: Sequence[Envelope],
+    ) -> list[bool]: ...
+
+
+@runtime_checkable
 class Backend(Protocol):
     """One backend: every store, opened from one URL."""
 
@@ -666,6 +684,7 @@ __all__ = [
     "Backend",
     "Broker",
     "Capabilities",
+    "CombinedPublish",
     "DeadLetter",
     "Delivery",
     "HeartbeatStore",

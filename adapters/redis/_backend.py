@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -11,6 +11,8 @@ import redis.asyncio as aioredis
 import trio
 import trio_asyncio
 
+from stem._envelope import Envelope
+from stem._result import TaskResult
 from stem._urls import redact
 from stem.contracts import Capabilities
 
@@ -62,6 +64,30 @@ class RedisBackend:
     @property
     def namespace(self) -> str:
         return self.settings.namespace
+
+    async def store_and_publish(
+        self,
+        results: Sequence[TaskResult],
+        *,
+        ttl: float | None,
+        envelopes: Sequence[Envelope],
+    ) -> list[bool]:
+        """Store ``results`` then publish ``envelopes`` in ONE round trip
+        (one MULTI/EXEC): the enqueue path's QUEUED records and messages.
+        Same effects, in the same order, as set_state then publish."""
+        by_queue = self.broker.publish_args(envelopes)
+
+        async def send() -> list[Any]:
+            pipe = self.conn.client.pipeline(transaction=True)
+            calls = self.results.queue_set_state(pipe, results, ttl=ttl)
+            if by_queue:
+                self.broker.queue_publish(pipe, by_queue)
+            replies: list[Any] = await pipe.execute()
+            return replies[:calls]
+
+        flags = self.results.set_state_done(results, await self.conn.run(send))
+        self.broker.published(by_queue)
+        return flags
 
     async def aclose(self) -> None:
         """Stop the listener and close every connection (shielded)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -91,36 +91,45 @@ class RedisBroker:
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         """Store the batch in one round trip (MULTI/EXEC: all or nothing on a
         single Redis; per queue on a cluster). Encoding errors raise first."""
-        by_queue: dict[str, list[str]] = {}
-        for env in envelopes:
-            args = by_queue.setdefault(env.queue, [])
-            args += [_bucket(env.priority), _ready_at(env)]
-            args.append(encode_envelope(env))  # type: ignore[arg-type]
+        by_queue = self.publish_args(envelopes)
         if by_queue:
             await self._publish(by_queue)
 
     async def publish_raw(self, queue: str, body: bytes) -> None:
         await self._publish({queue: ["0", "0", body]})  # type: ignore[list-item]
 
-    async def _publish(self, by_queue: dict[str, list[str]]) -> None:
+    def publish_args(self, envelopes: Sequence[Envelope]) -> dict[str, list[str]]:
+        """The script arguments of ``envelopes``, per queue (encodes them)."""
+        by_queue: dict[str, list[str]] = {}
+        for env in envelopes:
+            args = by_queue.setdefault(env.queue, [])
+            args += [_bucket(env.priority), _ready_at(env)]
+            args.append(encode_envelope(env))  # type: ignore[arg-type]
+        return by_queue
+
+    def queue_publish(self, pipe: Any, by_queue: dict[str, list[str]]) -> None:
+        """Add the commands publishing ``by_queue`` to ``pipe``."""
         keys = self.keys
         at = fmt(now())
+        pipe.sadd(keys.queues, *by_queue)
+        for queue, args in by_queue.items():
+            evalsha(
+                pipe, "publish", keys.queue(queue), [at, keys.wake(queue), queue, *args]
+            )
 
+    def published(self, queues: Iterable[str]) -> None:
+        """Wake this process's waiting claims on ``queues``."""
+        for queue in queues:
+            self.hub.wake_queue(queue)
+
+    async def _publish(self, by_queue: dict[str, list[str]]) -> None:
         async def send() -> None:
             pipe = self.conn.client.pipeline(transaction=True)
-            pipe.sadd(keys.queues, *by_queue)
-            for queue, args in by_queue.items():
-                evalsha(
-                    pipe,
-                    "publish",
-                    keys.queue(queue),
-                    [at, keys.wake(queue), queue, *args],
-                )
+            self.queue_publish(pipe, by_queue)
             await pipe.execute()
 
         await self.conn.run(send)
-        for queue in by_queue:
-            self.hub.wake_queue(queue)
+        self.published(by_queue)
 
     # ---------------------------------------------------------------- claim
 

@@ -66,39 +66,46 @@ class RedisResults:
         waiters everywhere."""
         if not results:
             return []
+
+        async def send() -> list[Any]:
+            pipe = self.conn.client.pipeline(transaction=False)
+            self.queue_set_state(pipe, results, ttl=ttl)
+            return list(await pipe.execute())
+
+        return self.set_state_done(results, await self.conn.run(send))
+
+    def queue_set_state(
+        self, pipe: Any, results: Sequence[TaskResult], *, ttl: float | None
+    ) -> int:
+        """Add the commands storing ``results`` to ``pipe``; returns how many
+        replies they produce (pass those to :meth:`set_state_done`)."""
         at = now()
         expires = fmt(at + ttl) if ttl is not None else ""
         expiry = px(ttl)
-        bodies = [encode_result(result) for result in results]
         keys = self.keys
+        calls = 0
+        # One script call per chunk (not one per record): packing a command
+        # costs far more in redis-py than one more argument does.
+        for start in range(0, len(results), _CHUNK):
+            chunk = results[start : start + _CHUNK]
+            args: list[Any] = [fmt(at), expires, expiry]
+            for result in chunk:
+                args += [
+                    "1" if result.is_terminal else "0",
+                    encode_result(result),
+                    keys.done(result.task_id),
+                ]
+            evalsha(
+                pipe, "set_state_many", [keys.result(r.task_id) for r in chunk], args
+            )
+            calls += 1
+        return calls
 
-        async def send() -> list[Any]:
-            # One script call per chunk (not one per record): packing a command
-            # costs far more in redis-py than one more argument does.
-            pipe = self.conn.client.pipeline(transaction=False)
-            for start in range(0, len(results), _CHUNK):
-                chunk = range(start, min(start + _CHUNK, len(results)))
-                args: list[Any] = [fmt(at), expires, expiry]
-                for i in chunk:
-                    result = results[i]
-                    args += [
-                        "1" if result.is_terminal else "0",
-                        bodies[i],
-                        keys.done(result.task_id),
-                    ]
-                evalsha(
-                    pipe,
-                    "set_state_many",
-                    [keys.result(results[i].task_id) for i in chunk],
-                    args,
-                )
-            replies: list[Any] = []
-            for reply in await pipe.execute():
-                replies.extend(reply)
-            return replies
-
-        replies = await self.conn.run(send)
-        flags = [bool(int(reply)) for reply in replies]
+    def set_state_done(
+        self, results: Sequence[TaskResult], replies: Sequence[Any]
+    ) -> list[bool]:
+        """Flags from the replies of :meth:`queue_set_state`; wakes waiters."""
+        flags = [bool(int(flag)) for reply in replies for flag in reply]
         for result, stored in zip(results, flags, strict=True):
             if stored and result.is_terminal:
                 self.hub.wake_result(result.task_id)
