@@ -43,7 +43,11 @@ def _script(name: str, *args: str) -> dict[str, Any]:
 
 def collect(runs: int, quick: bool, peers: bool) -> dict[str, Any]:
     r = ["--runs", str(runs)]
-    data: dict[str, Any] = {"load_before": load(), "machine": machine()}
+    data: dict[str, Any] = {
+        "load_before": load(),
+        "machine": machine(),
+        "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     data.update(_script("throughput.py", *r, *(["-n", "2000"] if quick else [])))
     data.update(_script("latency.py", *r, *(["--seconds", "2"] if quick else [])))
     data.update(_script("sleepy.py", *r))
@@ -77,8 +81,7 @@ def render(data: dict[str, Any], command: str) -> str:
         "the median of the runs. Speed is never asserted in tests: rerun the command",
         "to reproduce; figures on a busy machine move by 10-30%.",
         "",
-        f"Command: `{command}`, on "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"Command: `{command}`, on {data.get('measured', 'an earlier run')}.",
         f"Load average before: {data['load_before']}; after: {data['load_after']}"
         " (2 cores shared with other work).",
         "",
@@ -221,6 +224,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     runs = 1 if args.quick else args.runs
+    command = "python benchmarks/run.py" + (" --peers" if args.peers else "")
     if args.render:
         data = json.loads((CACHE / "last-run.json").read_text())
         args.peers = "peers" in data
@@ -245,7 +249,6 @@ def main() -> None:
                 data["peers"] = last["peers"]
                 data["peers_measured"] = last.get("peers_measured", "earlier")
                 args.peers = True
-    command = "python benchmarks/run.py" + (" --peers" if args.peers else "")
     if args.runs != 3 and not args.quick:
         command += f" --runs {args.runs}"
     text = render(data, command)
