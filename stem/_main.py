@@ -29,7 +29,10 @@ async def main(
     """Run a worker (and the rest of the runtime) until SIGINT or SIGTERM.
 
     Configuration comes from ``STEM_APP``, ``STEM_BROKER_URL``,
-    ``STEM_QUEUES``, ``STEM_CONCURRENCY``, ``STEM_GRACE_PERIOD``. On a signal
+    ``STEM_QUEUES``, ``STEM_CONCURRENCY``, ``STEM_GRACE_PERIOD``,
+    ``STEM_PREFETCH``, ``STEM_BEAT``, ``STEM_METRICS_PORT``; logs go to stderr
+    (``STEM_LOG_LEVEL``, ``STEM_LOG_FORMAT=json``) unless the application
+    configured logging itself. On a signal
     it stops taking work, lets running tasks finish within the grace period
     and hands the rest back to their queues. A configuration error prints one
     line naming the variable and exits with status 2.
@@ -41,6 +44,16 @@ async def main(
     except ConfigError as exc:
         print(f"stem: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    if not logging.getLogger().handlers:
+        # A service should say what it does; an application that configured
+        # logging itself keeps its own setup.
+        from ._logging import configure_logging
+
+        env = os.environ if environ is None else environ
+        configure_logging(
+            env.get("STEM_LOG_LEVEL", "INFO").upper(),
+            json=env.get("STEM_LOG_FORMAT", "text").lower() == "json",
+        )
     await serve(settings, app, metrics_port=metrics_port)
 
 
