@@ -116,6 +116,7 @@ def spawn_worker(
     app: str = APP,
     concurrency: int = 10,
     count: int = 0,
+    prefetch: int = -1,
 ) -> subprocess.Popen[str]:
     """Start a worker process; returns once it printed READY."""
     proc = subprocess.Popen(
@@ -123,6 +124,7 @@ def spawn_worker(
             *(sys.executable, str(Path(__file__)), "worker", "--url", url),
             *("--mode", mode, "--app", app),
             *("--concurrency", str(concurrency), "--count", str(count)),
+            *("--prefetch", str(prefetch)),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -160,7 +162,9 @@ async def _worker_main(args: argparse.Namespace) -> None:
             # (the backend connections are open before it starts).
             print("READY", flush=True)
             began = time.perf_counter()
-            async with client.worker(concurrency=args.concurrency) as worker:
+            async with client.worker(
+                concurrency=args.concurrency, prefetch=args.prefetch
+            ) as worker:
                 await wait_processed(worker, args.count)
                 await client.flush()
                 seconds = time.perf_counter() - began
@@ -260,6 +264,7 @@ def main() -> None:
     worker.add_argument("--app", default=APP)
     worker.add_argument("--concurrency", type=int, default=10)
     worker.add_argument("--count", type=int, default=0)
+    worker.add_argument("--prefetch", type=int, default=-1)
     args = parser.parse_args()
     trio.run(_worker_main, args)
 

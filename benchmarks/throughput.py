@@ -52,19 +52,29 @@ async def enqueue_all(client: stem.Client, total: int) -> float:
     return time.perf_counter() - began
 
 
-async def one_run(backend: str, total: int, concurrency: int) -> tuple[float, float]:
+async def one_run(
+    backend: str, total: int, concurrency: int, prefetch: int = -1
+) -> tuple[float, float]:
     """(enqueue tasks/s, drain tasks/s) of one run on a fresh store."""
     with fresh_url(backend) as url:
         async with stem.Client.from_url(url, app=app) as client:
             enqueue = await enqueue_all(client, total)
             if backend == "memory":
                 began = time.perf_counter()
-                async with client.worker(concurrency=concurrency) as worker:
+                async with client.worker(
+                    concurrency=concurrency, prefetch=prefetch
+                ) as worker:
                     await wait_processed(worker, total)
                     await client.flush()
                     drain = time.perf_counter() - began
             else:
-                proc = spawn_worker(url, "drain", concurrency=concurrency, count=total)
+                proc = spawn_worker(
+                    url,
+                    "drain",
+                    concurrency=concurrency,
+                    count=total,
+                    prefetch=prefetch,
+                )
                 drain = await trio.to_thread.run_sync(_go_and_wait, proc)
             stats = await client.queue_stats()
             assert stats.pending == stats.in_flight == 0, stats
@@ -81,11 +91,18 @@ def main() -> None:
     common_args(parser)
     parser.add_argument("-n", type=int, default=20_000, help="tasks per run")
     parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument(
+        "--prefetch",
+        type=int,
+        default=-1,
+        help="worker prefetch (-1: = concurrency, the default); 200 is the "
+        "documented setting for floods of short tasks",
+    )
     args = parser.parse_args()
     figures: dict[str, dict[str, float]] = {}
     for backend in args.backend or BACKENDS:
         runs = [
-            trio.run(one_run, backend, args.n, args.concurrency)
+            trio.run(one_run, backend, args.n, args.concurrency, args.prefetch)
             for _ in range(args.runs)
         ]
         figures[backend] = {
