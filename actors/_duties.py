@@ -21,9 +21,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger("stem.worker")
 
 
-async def heartbeat(worker: Worker) -> None:
+async def heartbeat(
+    worker: Worker, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
     """Store a :class:`WorkerInfo` every ``heartbeat_interval`` seconds with a
-    ttl of three intervals (``client.workers()`` lists the live ones)."""
+    ttl of three intervals (``client.workers()`` lists the live ones).
+
+    Reports started after the first beat is stored, so a worker is listed
+    (and remote control expects its reply) from the moment it is ready."""
     cfg = worker.config
     while True:
         stats = worker.worker_statistics()
@@ -44,6 +49,8 @@ async def heartbeat(worker: Worker) -> None:
         except BrokerUnavailable as exc:
             logger.warning("heartbeat failed: %s", exc)
         worker._emit_worker("worker_heartbeat")
+        task_status.started()
+        task_status = trio.TASK_STATUS_IGNORED
         await trio.sleep(cfg.heartbeat_interval)
 
 

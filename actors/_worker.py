@@ -139,7 +139,7 @@ class Worker(Actor[WorkerMessage]):
             with self._run_scope:
                 async with trio.open_nursery() as helpers:
                     helpers.start_soon(renew_leases, self)
-                    helpers.start_soon(heartbeat, self)
+                    await helpers.start(heartbeat, self)
                     helpers.start_soon(watch_revocations, self)
                     helpers.start_soon(self._serve_mailbox, mailbox)
                     if self.backend.capabilities.broadcast:
