@@ -186,6 +186,17 @@ def decode_envelope(body: bytes | str) -> Envelope:
     return envelope_from_dict(data)
 
 
+def guess_task_id(body: bytes | str) -> str:
+    """The ``id`` field of a body that is not a valid envelope, when it has
+    one, else ``""`` (for dead-lettering undecodable messages by id)."""
+    try:
+        data = _loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    ident = data.get("id") if isinstance(data, dict) else None
+    return ident if isinstance(ident, str) else ""
+
+
 def result_to_dict(result: TaskResult) -> dict[str, Any]:
     return {
         "task_id": result.task_id,

@@ -18,7 +18,7 @@ import attrs
 import trio
 
 from stem._clock import now
-from stem._codec import decode_envelope, dumps, loads
+from stem._codec import decode_envelope, dumps, guess_task_id, loads
 from stem._envelope import Envelope
 from stem._errors import DecodeError
 from stem.contracts import DeadLetter, Delivery, QueueStats
@@ -252,7 +252,7 @@ class MemoryBroker:
             return Delivery(
                 receipt=receipt,
                 queue=msg.queue,
-                task_id=_guess_id(raw),
+                task_id=guess_task_id(raw),
                 envelope=None,
                 lease_until=until,
                 delivery_count=msg.delivery_count,
@@ -559,16 +559,3 @@ class MemoryBroker:
         for channel in list(self._subscribers):
             channel.close()
         self._subscribers.clear()
-
-
-def _guess_id(raw: bytes) -> str:
-    """The ``id`` field of an undecodable body, when it has one."""
-    try:
-        data = loads(raw)
-    except ValueError:
-        return ""
-    if isinstance(data, dict):
-        value = data.get("id")
-        if isinstance(value, str):
-            return value
-    return ""

@@ -26,6 +26,7 @@ from stem._codec import (
     encode_envelope,
     envelope_from_dict,
     envelope_to_dict,
+    guess_task_id,
     loads,
 )
 from stem._envelope import Envelope
@@ -63,15 +64,6 @@ def _split_receipt(receipt: str) -> tuple[int, str]:
         return int(ident), token
     except ValueError:
         return -1, token
-
-
-def _best_task_id(body: bytes) -> str:
-    try:
-        data = loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return ""
-    ident = data.get("id") if isinstance(data, dict) else None
-    return ident if isinstance(ident, str) else ""
 
 
 class _Sql:
@@ -218,7 +210,7 @@ class PostgresBroker:
         await self._insert(queues, task_ids, priorities, ready, bodies)
 
     async def publish_raw(self, queue: str, body: bytes) -> None:
-        await self._insert([queue], [_best_task_id(body)], [0], [now()], [body])
+        await self._insert([queue], [guess_task_id(body)], [0], [now()], [body])
 
     async def _insert(
         self,
@@ -326,7 +318,7 @@ class PostgresBroker:
                     Delivery(
                         receipt=receipt,
                         queue=queue,
-                        task_id=task_id or _best_task_id(raw),
+                        task_id=task_id or guess_task_id(raw),
                         envelope=None,
                         lease_until=at + lease,
                         delivery_count=count,

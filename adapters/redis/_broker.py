@@ -35,6 +35,7 @@ from stem._codec import (
     encode_envelope,
     envelope_from_dict,
     envelope_to_dict,
+    guess_task_id,
 )
 from stem._envelope import Envelope
 from stem._errors import DecodeError
@@ -51,16 +52,6 @@ MAX_NAP = 2.0
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _guess_id(raw: bytes) -> str:
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return ""
-    if isinstance(data, dict) and isinstance(data.get("id"), str):
-        return str(data["id"])
-    return ""
 
 
 def _parse_receipt(receipt: str) -> tuple[str, str, str, str]:
@@ -239,7 +230,7 @@ class RedisBroker:
             return Delivery(
                 receipt=receipt,
                 queue=queue,
-                task_id=_guess_id(raw),
+                task_id=guess_task_id(raw),
                 envelope=None,
                 lease_until=until,
                 delivery_count=deliveries,

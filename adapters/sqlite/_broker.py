@@ -28,6 +28,7 @@ from stem._codec import (
     dumps,
     envelope_from_dict,
     envelope_to_dict,
+    guess_task_id,
 )
 from stem._envelope import Envelope
 from stem._result import ErrorInfo
@@ -66,16 +67,6 @@ def _parse_receipt(receipt: str) -> tuple[int, str]:
         return int(row), token
     except ValueError:
         return -1, token
-
-
-def _best_effort_id(body: bytes) -> str:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return ""
-    if isinstance(data, dict) and isinstance(data.get("id"), str):
-        return str(data["id"])
-    return ""
 
 
 def _delivery(
@@ -153,7 +144,7 @@ class SQLiteBroker:
         self._signal.fire()
 
     async def publish_raw(self, queue: str, body: bytes) -> None:
-        rows = [(queue, _best_effort_id(body), 0, _clock.now(), bytes(body))]
+        rows = [(queue, guess_task_id(body), 0, _clock.now(), bytes(body))]
         await self.db.write(lambda conn: self._insert(conn, rows, [queue]))
         self._signal.fire()
 
