@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 import trio
 
+from adapters._polling import wait_for_change
 from stem._clock import now
 from stem._codec import dumps
 from stem._schedstate import COLUMNS, conflict, exists, merged, not_found
@@ -202,14 +203,10 @@ class PostgresSchedules(_Store):
     async def wait_changed(self, revision: int, *, timeout: float) -> int:
         """Woken at once by a change through this backend; other processes'
         changes are seen within :data:`CHANGE_POLL` seconds (one SELECT)."""
-        deadline = trio.current_time() + max(timeout, 0.0)
-        while True:
-            event = self._changed
-            current = await self.revision()
-            if current != revision:
-                return current
-            remaining = deadline - trio.current_time()
-            if remaining <= 0:
-                return current
-            with trio.move_on_after(min(remaining, CHANGE_POLL)):
-                await event.wait()
+        return await wait_for_change(
+            revision,
+            timeout=timeout,
+            read=self.revision,
+            changed=lambda: self._changed,
+            poll=CHANGE_POLL,
+        )

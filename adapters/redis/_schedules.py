@@ -16,6 +16,7 @@ from typing import Any
 
 import trio
 
+from adapters._polling import wait_for_change
 from stem._clock import now
 from stem._codec import dumps
 from stem._schedstate import conflict, exists, not_found
@@ -247,14 +248,10 @@ class RedisSchedules:
     async def wait_changed(self, revision: int, *, timeout: float) -> int:
         """Woken at once by a change through this backend; other processes'
         changes are seen within :data:`CHANGE_POLL` seconds (one GET)."""
-        deadline = trio.current_time() + max(timeout, 0.0)
-        while True:
-            event = self._changed
-            current = await self.revision()
-            if current != revision:
-                return current
-            remaining = deadline - trio.current_time()
-            if remaining <= 0:
-                return current
-            with trio.move_on_after(min(remaining, CHANGE_POLL)):
-                await event.wait()
+        return await wait_for_change(
+            revision,
+            timeout=timeout,
+            read=self.revision,
+            changed=lambda: self._changed,
+            poll=CHANGE_POLL,
+        )
