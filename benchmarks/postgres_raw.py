@@ -25,8 +25,8 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapters.postgres import open_backend
 from stem._envelope import Envelope
+from stem.adapters.postgres import open_backend
 
 
 def _envelopes(n: int, prefix: str) -> list[Envelope]:

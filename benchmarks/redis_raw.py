@@ -22,8 +22,8 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapters.redis import open_backend
 from stem._envelope import Envelope
+from stem.adapters.redis import open_backend
 
 
 async def throughput(url: str, total: int, batch: int) -> None:

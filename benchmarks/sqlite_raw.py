@@ -22,10 +22,10 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapters.sqlite import open_backend
 from stem._envelope import Envelope
 from stem._result import TaskResult
 from stem._states import TaskState
+from stem.adapters.sqlite import open_backend
 
 
 def envelopes(prefix: str, total: int, queue: str) -> list[Envelope]:

@@ -5,7 +5,7 @@ validation, the JSON *spec* a submitted graph becomes (every node gets its id
 up front), and the pure planning step that turns "start this node" into the
 leaf calls to enqueue with the continuation each one carries in its envelope
 meta. The runtime half (the CanvasCoordinator actor and the finish hook that
-advances chains and joins chords) lives in ``actors/_canvas.py``; the user's
+advances chains and joins chords) lives in ``stem/actors/_canvas.py``; the user's
 entry point is ``client.canvas`` (:class:`Canvas`), which returns
 :class:`CanvasHandle` objects. See docs/canvas.md.
 """
@@ -495,7 +495,7 @@ class Canvas:
             raise TypeError(
                 f"submit a stem.chain/group/chord, got {type(node).__name__}"
             )
-        from actors._canvas import Submit
+        from stem.actors._canvas import Submit
 
         ref = self._client._canvas_ref()
         spec: Spec = await ref.ask(

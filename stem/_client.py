@@ -38,14 +38,14 @@ from .contracts import Backend, QueueStats, Revocation, WorkerInfo
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
-    from actors import ActorRef, Supervisor, SupervisorEvent
-    from actors._beat import BeatHandle
-    from actors._broker import BrokerActor, BrokerMessage, FinishHook
-    from actors._canvas import CanvasHook, CanvasMessage
-    from actors._control import RemoteControl
-    from actors._eventbus import EventBus
-    from actors._worker import Worker
-    from actors._workflow import WorkflowEngine
+    from stem.actors import ActorRef, Supervisor, SupervisorEvent
+    from stem.actors._beat import BeatHandle
+    from stem.actors._broker import BrokerActor, BrokerMessage, FinishHook
+    from stem.actors._canvas import CanvasHook, CanvasMessage
+    from stem.actors._control import RemoteControl
+    from stem.actors._eventbus import EventBus
+    from stem.actors._worker import Worker
+    from stem.actors._workflow import WorkflowEngine
 
     from ._canvas import Canvas
     from ._workflow_client import Workflows
@@ -144,9 +144,9 @@ class Client:
         )
 
     async def __aenter__(self) -> Self:
-        from actors import ChildSpec, Mailbox, open_supervisor
-        from actors._broker import BrokerActor
-        from actors._eventbus import EventBus
+        from stem.actors import ChildSpec, Mailbox, open_supervisor
+        from stem.actors._broker import BrokerActor
+        from stem.actors._eventbus import EventBus
 
         if self._stack is not None:
             raise RuntimeError("this client is already open")
@@ -180,7 +180,7 @@ class Client:
                     mailbox=mailbox,
                 )
             )
-            from actors._canvas import start_canvas
+            from stem.actors._canvas import start_canvas
 
             self._canvas = await start_canvas(self, self._supervisor)
         except BaseException:
@@ -247,7 +247,7 @@ class Client:
     def control(self) -> RemoteControl:
         """Remote control of live workers: ``await client.control.ping()``
         (see docs/reliability.md)."""
-        from actors._control import RemoteControl
+        from stem.actors._control import RemoteControl
 
         return RemoteControl(self.backend)
 
@@ -429,7 +429,7 @@ class Client:
         bus = self.bus
         if bus.wants("publish_before"):
             bus.emit(_publish_event("publish_before", fresh))
-        from actors._broker import Publish
+        from stem.actors._broker import Publish
 
         try:
             await self._broker.ask(
@@ -456,7 +456,7 @@ class Client:
 
     async def flush(self) -> None:
         """Wait until every write sent so far (results, acks) is stored."""
-        from actors._broker import Flush
+        from stem.actors._broker import Flush
 
         await self._broker.ask(lambda reply: Flush(reply=reply), timeout=60)
 
@@ -510,7 +510,7 @@ class Client:
             )
         )
         if terminate and self.backend.capabilities.broadcast:
-            from actors._control import REQUEST
+            from stem.actors._control import REQUEST
 
             # Running attempts stop now, not at the workers' next poll.
             await self.backend.broker.broadcast(
@@ -579,8 +579,8 @@ class Client:
         On exit it stops taking work, lets running tasks finish within
         ``grace_period`` seconds and hands the rest back to their queues.
         """
-        from actors import ChildSpec, Mailbox
-        from actors._worker import Stop, Worker, WorkerConfig, WorkerState
+        from stem.actors import ChildSpec, Mailbox
+        from stem.actors._worker import Stop, Worker, WorkerConfig, WorkerState
 
         if self._nursery is None:
             raise RuntimeError("the client is not open: use `async with client:`")
@@ -675,8 +675,8 @@ class Client:
     async def _start_workflow_engine(self, worker_id: str) -> str | None:
         """Every worker node wakes workflow runs whose activities finish; one
         whose app registers workflows also runs a WorkflowEngine."""
-        from actors import ChildSpec
-        from actors._workflow import WorkflowEngine, workflow_finish_hook
+        from stem.actors import ChildSpec
+        from stem.actors._workflow import WorkflowEngine, workflow_finish_hook
 
         from ._workflow import registry
 
@@ -713,16 +713,16 @@ class Client:
         ``entries`` (default: the app's schedules) are stored or updated when
         it starts; it then fires every enabled entry in the backend's store.
         Safe to run on every node: each due tick fires once. ``config`` are
-        :class:`actors._beat.BeatConfig` fields (``lease_ttl``, ...).
+        :class:`stem.actors._beat.BeatConfig` fields (``lease_ttl``, ...).
         """
-        from actors._beat import open_beat
+        from stem.actors._beat import open_beat
 
         chosen = self.app.schedules.values() if entries is None else entries
         return open_beat(self, list(chosen), **config)
 
     def add_finish_hook(self, hook: FinishHook) -> None:
         """Run ``hook`` on every batch of finished deliveries of this client's
-        workers (see ``actors._broker.FinishHook``)."""
+        workers (see ``stem.actors._broker.FinishHook``)."""
         if hook not in self._finish_hooks:
             self._finish_hooks.append(hook)
 

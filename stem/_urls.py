@@ -13,14 +13,14 @@ if TYPE_CHECKING:
     from .contracts import Backend
 
 _SCHEMES = {
-    "memory": "adapters.memory",
-    "sqlite": "adapters.sqlite",
-    "redis": "adapters.redis",
-    "rediss": "adapters.redis",
-    "postgres": "adapters.postgres",
-    "postgresql": "adapters.postgres",
+    "memory": "stem.adapters.memory",
+    "sqlite": "stem.adapters.sqlite",
+    "redis": "stem.adapters.redis",
+    "rediss": "stem.adapters.redis",
+    "postgres": "stem.adapters.postgres",
+    "postgresql": "stem.adapters.postgres",
 }
-_EXTRAS = {"adapters.redis": "redis", "adapters.postgres": "postgres"}
+_EXTRAS = {"stem.adapters.redis": "redis", "stem.adapters.postgres": "postgres"}
 
 
 def redact(url: str) -> str:

@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager
 
 import pytest
 
-from adapters.memory import MemoryBackend, open_backend
+from stem.adapters.memory import MemoryBackend, open_backend
 
 
 @pytest.fixture

@@ -187,7 +187,7 @@ def postgres_backend_factory(
     postgres_server: PostgresCluster,
 ) -> Callable[..., AbstractAsyncContextManager[Any]]:
     """``factory()`` opens a fresh, empty postgres backend (a new schema)."""
-    from adapters.postgres import open_backend
+    from stem.adapters.postgres import open_backend
 
     def factory(**options: Any) -> AbstractAsyncContextManager[Any]:
         @asynccontextmanager

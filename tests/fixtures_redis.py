@@ -111,7 +111,7 @@ def redis_backend_factory(
     redis_server: RedisServer,
 ) -> Callable[..., AbstractAsyncContextManager[Any]]:
     """Each call opens the backend on a fresh namespace (a uuid)."""
-    from adapters.redis import open_backend
+    from stem.adapters.redis import open_backend
 
     def factory(**options: Any) -> AbstractAsyncContextManager[Any]:
         options.setdefault("namespace", f"t{uuid.uuid4().hex[:12]}")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from adapters.sqlite import SQLiteBackend, open_backend
+from stem.adapters.sqlite import SQLiteBackend, open_backend
 
 
 @pytest.fixture

@@ -47,7 +47,7 @@ def migrate(url: str) -> None:
             EXIT_CONFIG,
         )
     try:
-        module = importlib.import_module("adapters.postgres")
+        module = importlib.import_module("stem.adapters.postgres")
         fn: Any = module.migrate
     except (ImportError, AttributeError) as exc:
         fail(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import trio
 
-from adapters.postgres import open_backend
 from stem._envelope import Envelope
 from stem._errors import BrokerUnavailable
 from stem._result import TaskResult
 from stem._states import TaskState
+from stem.adapters.postgres import open_backend
 from tests.fixtures_postgres import fresh_schema_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

@@ -13,9 +13,9 @@ import time
 import pytest
 import trio
 
-from adapters.redis import open_backend
 from stem._envelope import Envelope
 from stem._errors import BrokerUnavailable
+from stem.adapters.redis import open_backend
 from tests.fixtures_redis import RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]

@@ -11,13 +11,13 @@ import pytest
 import trio
 import trio_asyncio
 
-from adapters.postgres import migrate, open_backend, parse_url
-from adapters.postgres._broker import _Sql
-from adapters.postgres._schema import MIGRATIONS
 from stem._envelope import Envelope
 from stem._errors import BrokerUnavailable, ConfigError
 from stem._result import TaskResult
 from stem._states import TaskState
+from stem.adapters.postgres import migrate, open_backend, parse_url
+from stem.adapters.postgres._broker import _Sql
+from stem.adapters.postgres._schema import MIGRATIONS
 from tests.fixtures_postgres import fresh_schema_url
 
 pytestmark = pytest.mark.postgres
@@ -108,7 +108,7 @@ async def test_concurrent_migrations_apply_once(postgres_server) -> None:
         f"""
         import sys, trio
         sys.path.insert(0, {ROOT!r})
-        from adapters.postgres import migrate
+        from stem.adapters.postgres import migrate
         print(trio.run(migrate, {url!r}))
         """
     )
@@ -135,7 +135,7 @@ async def test_claim_woken_by_publish_from_another_process(postgres_url: str) ->
             f"""
             import sys, trio
             sys.path.insert(0, {ROOT!r})
-            from adapters.postgres import open_backend
+            from stem.adapters.postgres import open_backend
             from stem._envelope import Envelope
             async def main():
                 async with open_backend({postgres_url!r}) as b:

@@ -11,10 +11,10 @@ import trio
 import trio_asyncio
 from redis.crc import key_slot
 
-from adapters.redis import open_backend
-from adapters.redis._conn import Keys, parse_url
 from stem._envelope import Envelope
 from stem._errors import BrokerUnavailable, ConfigError
+from stem.adapters.redis import open_backend
+from stem.adapters.redis._conn import Keys, parse_url
 from tests._servers import free_port
 
 pytestmark = pytest.mark.redis

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = r"""
 import sys, time, trio
-from adapters.redis import open_backend
+from stem.adapters.redis import open_backend
 from stem._envelope import Envelope
 from stem._result import TaskResult
 from stem._states import TaskState

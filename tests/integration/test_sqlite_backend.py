@@ -10,10 +10,10 @@ import pytest
 import trio
 import trio.testing
 
-from adapters.sqlite import open_backend, parse_url
-from adapters.sqlite._schema import SCHEMA_VERSION
 from stem import ConfigError, Envelope, TaskResult, TaskState
 from stem._clock import now
+from stem.adapters.sqlite import open_backend, parse_url
+from stem.adapters.sqlite._schema import SCHEMA_VERSION
 from stem.contracts import Backend, DeadLetter
 
 
@@ -80,8 +80,8 @@ async def test_memory_url_is_single_process():
 
 def test_claim_query_uses_index(tmp_path):
     """The claim query is a range search on (queue, priority, visible_at)."""
-    from adapters.sqlite._broker import _SELECT_READY
-    from adapters.sqlite._schema import migrate
+    from stem.adapters.sqlite._broker import _SELECT_READY
+    from stem.adapters.sqlite._schema import migrate
 
     conn = sqlite3.connect(tmp_path / "p.db", isolation_level=None)
     migrate(conn)

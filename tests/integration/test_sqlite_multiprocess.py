@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from adapters.sqlite import open_backend
 from stem import Envelope
+from stem.adapters.sqlite import open_backend
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: from the shared queue until it sees "stop"; prints one JSON line per claim.
 PRODUCE_CONSUME = r"""
 import json, sys, trio
-from adapters.sqlite import open_backend
+from stem.adapters.sqlite import open_backend
 from stem import Envelope
 
 url, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -56,7 +56,7 @@ trio.run(main)
 #: Claims up to N messages with a short lease, reports them, then hangs.
 CLAIM_AND_HANG = r"""
 import json, sys, trio
-from adapters.sqlite import open_backend
+from stem.adapters.sqlite import open_backend
 
 url, limit = sys.argv[1], int(sys.argv[2])
 
@@ -141,7 +141,7 @@ async def test_sigkilled_consumer_messages_come_back(tmp_path):
 
 OPEN_ONLY = r"""
 import sys, trio
-from adapters.sqlite import open_backend
+from stem.adapters.sqlite import open_backend
 
 async def main():
     async with open_backend(sys.argv[1]) as backend:

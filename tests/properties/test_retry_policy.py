@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors import _outcomes
 from stem import Envelope, RetryPolicy, TaskOptions
+from stem.actors import _outcomes
 from stem.contracts import Delivery
 
 policies = st.builds(

@@ -4,7 +4,7 @@ Random interleavings of enqueue, claim, success, failure (retryable or not),
 lease renewal, worker crash (the worker vanishes without acking), the passing
 of time (lease expiry, due retries), revoke (with or without terminate) and
 dead-letter replay. Outcomes are decided by the runtime's own code
-(``actors._outcomes``) and written by the real ``BrokerActor`` (result stored
+(``stem.actors._outcomes``) and written by the real ``BrokerActor`` (result stored
 before the message is settled), so the machine checks the platform, not a
 copy of it.
 
@@ -46,12 +46,12 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from actors import _outcomes
-from actors._broker import BrokerActor, Finish, Publish
-from adapters.memory import MemoryBackend
-from adapters.memory._broker import _DELAYED, _READY
 from stem import Envelope, RetryPolicy, TaskOptions, TaskResult, TaskState
 from stem._clock import now
+from stem.actors import _outcomes
+from stem.actors._broker import BrokerActor, Finish, Publish
+from stem.adapters.memory import MemoryBackend
+from stem.adapters.memory._broker import _DELAYED, _READY
 from stem.contracts import Delivery, Revocation
 
 T = TypeVar("T")

@@ -9,8 +9,8 @@ import pytest
 import trio
 import trio.testing
 
-import actors
-from actors import (
+from stem import actors
+from stem.actors import (
     Actor,
     ActorRef,
     AskTimeout,
@@ -341,4 +341,4 @@ def test_public_names_are_exported_once() -> None:
         names
     )
     for name in names:
-        assert getattr(actors, name).__module__.startswith("actors.")
+        assert getattr(actors, name).__module__.startswith("stem.actors.")

@@ -14,9 +14,9 @@ import pytest
 import trio
 
 import stem
-from adapters.memory import open_backend
 from stem._clock import _ANCHOR
 from stem._signals import ScheduleEvent
+from stem.adapters.memory import open_backend
 
 PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")

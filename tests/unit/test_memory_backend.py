@@ -9,10 +9,10 @@ import trio
 import trio.testing
 
 import stem
-from adapters.memory import MemoryBackend, open_backend
 from stem import TaskResult, TaskState
 from stem._ids import new_id
 from stem._urls import open_backend as open_from_url
+from stem.adapters.memory import MemoryBackend, open_backend
 
 
 def _env(**kw: object) -> stem.Envelope:

@@ -140,9 +140,9 @@ async def test_retries_leave_no_dead_letter(client: stem.Client) -> None:
 async def test_late_copy_of_a_finished_task_is_not_dead_lettered() -> None:
     """When a redelivered copy fails after another copy succeeded, the message
     is removed: no dead letter, no retry, the SUCCEEDED result stands."""
-    from actors import _outcomes
-    from actors._broker import BrokerActor, Publish
-    from adapters.memory import open_backend
+    from stem.actors import _outcomes
+    from stem.actors._broker import BrokerActor, Publish
+    from stem.adapters.memory import open_backend
 
     async with open_backend() as backend:
         actor = BrokerActor(backend)

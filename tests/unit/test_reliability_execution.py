@@ -10,9 +10,9 @@ import pytest
 import trio
 
 import stem
-from actors._autoscale import decide
-from actors._worker import Worker
 from stem import TaskState
+from stem.actors._autoscale import decide
+from stem.actors._worker import Worker
 from tests.unit import _process_tasks
 
 # -- leases -------------------------------------------------------------------

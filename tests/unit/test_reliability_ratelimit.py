@@ -9,9 +9,9 @@ import pytest
 import trio
 
 import stem
-from actors._ratelimit import WorkerRateLimiter, bucket_key
-from adapters.memory import MemoryBackend
 from stem import TaskState
+from stem.actors._ratelimit import WorkerRateLimiter, bucket_key
+from stem.adapters.memory import MemoryBackend
 
 
 def recorder(name: str, **options: Any) -> tuple[Any, list[tuple[float, str]]]:

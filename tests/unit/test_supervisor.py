@@ -11,7 +11,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from actors import (
+from stem.actors import (
     Actor,
     ActorRef,
     ChildSpec,
@@ -432,7 +432,7 @@ async def test_raising_on_event_does_not_break_supervision(
     def on_event(event: SupervisorEvent) -> None:
         raise RuntimeError("event bus down")
 
-    with caplog.at_level(logging.ERROR, logger="actors.supervisor"):
+    with caplog.at_level(logging.ERROR, logger="stem.actors.supervisor"):
         async with open_supervisor(on_event=on_event) as sup:
             ref = await sup.start_child(worker_spec("a", []))
             await ref.tell(Crash())

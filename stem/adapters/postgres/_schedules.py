@@ -15,10 +15,10 @@ from typing import Any
 import attrs
 import trio
 
-from adapters._polling import wait_for_change
 from stem._clock import now
 from stem._codec import dumps
 from stem._schedstate import COLUMNS, conflict, exists, merged, not_found
+from stem.adapters._polling import wait_for_change
 from stem.contracts import ScheduleRecord
 
 from ._stores import _Store

@@ -32,7 +32,7 @@ RestartPolicy = Literal["permanent", "transient", "temporary"]
 Strategy = Literal["one_for_one", "one_for_all"]
 EventKind = Literal["started", "crashed", "restarted", "stopped", "escalated"]
 
-logger = logging.getLogger("actors.supervisor")
+logger = logging.getLogger("stem.actors.supervisor")
 
 
 class SupervisorEscalation(Exception):

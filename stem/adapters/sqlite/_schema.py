@@ -95,7 +95,7 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL
     ) WITHOUT ROWID;
     """,
-    # 2: beat's schedule entries (adapters/sqlite/_schedules.py).
+    # 2: beat's schedule entries (stem/adapters/sqlite/_schedules.py).
     """
     CREATE TABLE schedules (
         name TEXT PRIMARY KEY,
@@ -112,7 +112,7 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT OR IGNORE INTO counters (name, value) VALUES ('schedules', 0);
     """,
     # 3: workflow runs, steps, event watchers and mailboxes
-    # (adapters/sqlite/_workflows.py).
+    # (stem/adapters/sqlite/_workflows.py).
     """
     CREATE TABLE wf_runs (
         run_id TEXT PRIMARY KEY,

@@ -174,7 +174,7 @@ def root_task_id(result: TaskResult) -> str:
 
 @attrs.define(eq=False)
 class CanvasHook:
-    """The finish hook (see ``actors._broker.FinishHook``) that advances
+    """The finish hook (see ``stem.actors._broker.FinishHook``) that advances
     canvases. Runs inside the BrokerActor's batch, so what it returns is
     published before the finished deliveries are acked."""
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import trio
 
-from adapters._polling import wait_for_change
 from stem._clock import now
 from stem._codec import dumps
 from stem._schedstate import conflict, exists, not_found
+from stem.adapters._polling import wait_for_change
 from stem.contracts import ScheduleRecord
 
 from ._conn import Conn, fmt

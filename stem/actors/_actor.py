@@ -16,7 +16,7 @@ __all__ = ["Actor", "ActorRef", "ActorStatistics", "AskTimeout"]
 M = TypeVar("M")
 T = TypeVar("T")
 
-logger = logging.getLogger("actors")
+logger = logging.getLogger("stem.actors")
 
 
 class AskTimeout(TimeoutError):
