@@ -1,8 +1,6 @@
 """Stem: background jobs, schedules and durable workflows on Trio."""
 
 from ._app import App as App
-from ._canvas import Canvas as Canvas
-from ._canvas import CanvasHandle as CanvasHandle
 from ._canvas import Chain as Chain
 from ._canvas import Chord as Chord
 from ._canvas import Group as Group
@@ -11,6 +9,8 @@ from ._canvas import chain as chain
 from ._canvas import chord as chord
 from ._canvas import group as group
 from ._canvas import signature as signature
+from ._canvas_client import Canvas as Canvas
+from ._canvas_client import CanvasHandle as CanvasHandle
 from ._client import Client as Client
 from ._clock import now as now
 from ._config import Settings as Settings
@@ -56,6 +56,8 @@ from ._signals import WorkerEvent as WorkerEvent
 from ._signals import WorkflowEvent as WorkflowEvent
 from ._states import TaskState as TaskState
 from ._version import __version__ as __version__
+from ._wfcontext import WorkflowContext as WorkflowContext
+from ._workerconfig import WorkerConfig as WorkerConfig
 from ._workflow import ActivityFailed as ActivityFailed
 from ._workflow import ChildWorkflowFailed as ChildWorkflowFailed
 from ._workflow import DuplicateWorkflowRun as DuplicateWorkflowRun
@@ -63,7 +65,6 @@ from ._workflow import NonDeterminismError as NonDeterminismError
 from ._workflow import StepFailed as StepFailed
 from ._workflow import UnknownWorkflow as UnknownWorkflow
 from ._workflow import WorkflowCancelled as WorkflowCancelled
-from ._workflow import WorkflowContext as WorkflowContext
 from ._workflow import WorkflowError as WorkflowError
 from ._workflow import WorkflowFailed as WorkflowFailed
 from ._workflow import WorkflowScript as WorkflowScript

@@ -79,7 +79,12 @@ class App:
     def tasks(self) -> Mapping[str, TaskHandler[Any]]:
         return dict(self._tasks)
 
+    def find_task(self, name: str) -> TaskHandler[Any] | None:
+        """The handler registered as ``name``, or None."""
+        return self._tasks.get(name)
+
     def get_task(self, name: str) -> TaskHandler[Any]:
+        """The handler registered as ``name``; UnknownTask otherwise."""
         try:
             return self._tasks[name]
         except KeyError:

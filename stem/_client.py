@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import attrs
 import trio
 
 from ._app import App, coerce_app
+from ._canvas_client import Canvas
 from ._clock import now
 from ._codec import canonical_args, canonical_key
 from ._deadletters import DeadLetters
@@ -33,22 +34,32 @@ from ._result import TaskResult
 from ._signals import ActorEvent, PublishEvent
 from ._states import TaskState
 from ._urls import open_backend
+from ._workerconfig import WorkerConfig
+from ._workflow import WorkflowScript, registry
+from ._workflow_client import Workflows
+from .actors import (
+    ActorRef,
+    ChildSpec,
+    Mailbox,
+    Supervisor,
+    SupervisorEvent,
+    open_supervisor,
+)
+from .actors._beat import BeatHandle, open_beat
+from .actors._broker import (
+    BrokerActor,
+    BrokerMessage,
+    FinishHook,
+    Flush,
+    Publish,
+    StoreResults,
+)
+from .actors._canvas import CanvasHook, CanvasMessage, start_canvas
+from .actors._control import REQUEST, RemoteControl
+from .actors._eventbus import EventBus
+from .actors._worker import Stop, Worker, WorkerState
+from .actors._workflow import WorkflowEngine, create_run, workflow_finish_hook
 from .contracts import Backend, QueueStats, Revocation, WorkerInfo
-
-if TYPE_CHECKING:
-    from contextlib import AbstractAsyncContextManager
-
-    from stem.actors import ActorRef, Supervisor, SupervisorEvent
-    from stem.actors._beat import BeatHandle
-    from stem.actors._broker import BrokerActor, BrokerMessage, FinishHook
-    from stem.actors._canvas import CanvasHook, CanvasMessage
-    from stem.actors._control import RemoteControl
-    from stem.actors._eventbus import EventBus
-    from stem.actors._worker import Worker
-    from stem.actors._workflow import WorkflowEngine
-
-    from ._canvas import Canvas
-    from ._workflow_client import Workflows
 
 logger = logging.getLogger("stem.client")
 
@@ -99,10 +110,9 @@ class Client:
         self._broker_actor: BrokerActor | None = None
         self._bus: EventBus | None = None
         self._workers: list[Worker] = []
-        self._supervisor: Supervisor | None = None
+        self._node: _Node | None = None
         self._canvas: tuple[ActorRef[CanvasMessage], CanvasHook] | None = None
         self._workflows_api: Workflows | None = None
-        self._workflow_engines: dict[str, WorkflowEngine] = {}
         self._workflow_hook: FinishHook | None = None
 
     # -- construction -------------------------------------------------------
@@ -144,10 +154,6 @@ class Client:
         )
 
     async def __aenter__(self) -> Self:
-        from stem.actors import ChildSpec, Mailbox, open_supervisor
-        from stem.actors._broker import BrokerActor
-        from stem.actors._eventbus import EventBus
-
         if self._stack is not None:
             raise RuntimeError("this client is already open")
         stack = AsyncExitStack()
@@ -163,7 +169,7 @@ class Client:
             watch = getattr(self.instrumentation, "watch", None)
             if watch is not None:  # metrics fed by signals (revoked, dead letters)
                 watch(self.app.signals)
-            self._supervisor = await stack.enter_async_context(
+            supervisor = await stack.enter_async_context(
                 open_supervisor(
                     "stem",
                     max_restarts=10,
@@ -171,18 +177,17 @@ class Client:
                     on_event=self._on_actor_event,
                 )
             )
+            self._node = _Node(self, supervisor)
             backend = self.backend
             mailbox: Mailbox[BrokerMessage] = Mailbox(10_000, name="broker")
-            self._broker_ref = await self._supervisor.start_child(
+            self._broker_ref = await supervisor.start_child(
                 ChildSpec(
                     "broker",
                     lambda: BrokerActor(backend, hooks=self._finish_hooks),
                     mailbox=mailbox,
                 )
             )
-            from stem.actors._canvas import start_canvas
-
-            self._canvas = await start_canvas(self, self._supervisor)
+            self._canvas = await start_canvas(self._node)
         except BaseException:
             await stack.__aexit__(None, None, None)
             raise
@@ -224,7 +229,7 @@ class Client:
                 self._nursery.cancel_scope.cancel()
             result = await stack.__aexit__(exc_type, exc, tb)
             self._nursery = None
-            self._supervisor = None
+            self._node = None
             self._broker_ref = None
             self._canvas = None
         return result
@@ -247,16 +252,12 @@ class Client:
     def control(self) -> RemoteControl:
         """Remote control of live workers: ``await client.control.ping()``
         (see docs/reliability.md)."""
-        from stem.actors._control import RemoteControl
-
         return RemoteControl(self.backend)
 
     @property
     def canvas(self) -> Canvas:
         """Chains, groups and chords: ``await client.canvas.chain([...])``."""
-        from ._canvas import Canvas
-
-        return Canvas(self)
+        return Canvas(self, self._canvas_ref())
 
     def _canvas_ref(self) -> ActorRef[CanvasMessage]:
         if self._canvas is None:
@@ -294,7 +295,7 @@ class Client:
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"task name must be a non-empty string, got {name!r}")
-        handler = self.app._tasks.get(name)
+        handler = self.app.find_task(name)
         opts = handler.task_options if handler is not None else TaskOptions()
         clean_args = canonical_args(args)
         at = now()
@@ -393,7 +394,7 @@ class Client:
         for env in envelopes:
             key = env.meta.get("unique_key")
             if key is not None:
-                handler = self.app._tasks.get(env.name)
+                handler = self.app.find_task(env.name)
                 ttl = (
                     handler.task_options.unique_for
                     if handler is not None
@@ -429,8 +430,6 @@ class Client:
         bus = self.bus
         if bus.wants("publish_before"):
             bus.emit(_publish_event("publish_before", fresh))
-        from stem.actors._broker import Publish
-
         try:
             await self._broker.ask(
                 lambda reply: Publish(
@@ -456,8 +455,6 @@ class Client:
 
     async def flush(self) -> None:
         """Wait until every write sent so far (results, acks) is stored."""
-        from stem.actors._broker import Flush
-
         await self._broker.ask(lambda reply: Flush(reply=reply), timeout=60)
 
     # -- results ------------------------------------------------------------
@@ -510,8 +507,6 @@ class Client:
             )
         )
         if terminate and self.backend.capabilities.broadcast:
-            from stem.actors._control import REQUEST
-
             # Running attempts stop now, not at the workers' next poll.
             await self.backend.broker.broadcast(
                 {
@@ -527,19 +522,21 @@ class Client:
             TaskState.QUEUED,
             TaskState.RETRYING,
         ):
-            await self.backend.results.set_state(
-                [
-                    attrs.evolve(
-                        current,
-                        state=TaskState.REVOKED,
-                        updated_at=now(),
-                        meta={"reason": reason},
-                    )
-                ]
+            record = attrs.evolve(
+                current,
+                state=TaskState.REVOKED,
+                updated_at=now(),
+                meta={"reason": reason},
             )
             key = current.meta.get("unique_key")
-            if key is not None:
-                await self.backend.results.release_unique(key, task_id)
+            release = ((str(key), task_id),) if key is not None else ()
+            # Through the BrokerActor, ordered with this node's other writes.
+            await self._broker.ask(
+                lambda reply: StoreResults(
+                    results=(record,), release=release, reply=reply
+                ),
+                timeout=60,
+            )
 
     def dead_letters(self, queue: str = "default") -> DeadLetters:
         return DeadLetters(self, check_queue_name(queue))
@@ -564,52 +561,36 @@ class Client:
     @asynccontextmanager
     async def worker(
         self,
-        concurrency: int | tuple[int, int] = 10,
+        concurrency: int | tuple[int, int] | None = None,
         queues: Sequence[str] | str | None = None,
         *,
-        autoscale: tuple[int, int] | None = None,
-        grace_period: Duration = 30.0,
-        prefetch: int = -1,
-        claim_wait: float = 1.0,
-        heartbeat_interval: float = 5.0,
-        worker_id: str | None = None,
+        config: WorkerConfig | None = None,
+        **options: Any,
     ) -> AsyncIterator[Worker]:
         """Run a Worker in this client's nursery for the duration of the block.
 
-        On exit it stops taking work, lets running tasks finish within
-        ``grace_period`` seconds and hands the rest back to their queues.
+        ``options`` are :class:`stem.WorkerConfig` fields (``prefetch``,
+        ``grace_period``, ``autoscale``, ``claim_wait``, ``worker_id``, ...),
+        applied over ``config`` when given; ``concurrency=(min, max)`` is
+        short for ``autoscale=(min, max)``. On exit the worker stops taking
+        work, lets running tasks finish within ``grace_period`` seconds and
+        hands the rest back to their queues.
         """
-        from stem.actors import ChildSpec, Mailbox
-        from stem.actors._worker import Stop, Worker, WorkerConfig, WorkerState
-
-        if self._nursery is None:
-            raise RuntimeError("the client is not open: use `async with client:`")
-        if isinstance(queues, str):
-            queues = [queues]
-        names = tuple(check_queue_name(q) for q in (queues or ["default"]))
-        cfg_kw: dict[str, Any] = {}
+        node = self._require_node()
         if isinstance(concurrency, tuple):  # (min, max): autoscaling
-            autoscale, concurrency = concurrency, concurrency[1]
-        if autoscale is not None:
-            cfg_kw["autoscale"] = tuple(autoscale)
-        for handler in self.app._tasks.values():
+            options["autoscale"] = concurrency
+        elif concurrency is not None:
+            options["concurrency"] = concurrency
+        if queues is not None:
+            options["queues"] = [queues] if isinstance(queues, str) else queues
+        config = attrs.evolve(config or WorkerConfig(), **options)
+        for handler in self.app:
             opts = handler.task_options
             if opts.execution == "process" and handler.is_async:
                 raise ValueError(
                     f"task {handler.task_name!r}: execution='process' needs a "
                     "sync (def) handler"
                 )
-        if worker_id is not None:
-            cfg_kw["worker_id"] = worker_id
-        config = WorkerConfig(
-            queues=names,
-            concurrency=concurrency,
-            prefetch=prefetch,
-            grace_period=to_seconds(grace_period, name="grace_period"),
-            claim_wait=claim_wait,
-            heartbeat_interval=heartbeat_interval,
-            **cfg_kw,
-        )
         state = WorkerState()
         mailbox: Mailbox[Any] = Mailbox(100, name=f"worker:{config.worker_id}")
         backend, broker, bus = self.backend, self._broker, self.bus
@@ -624,15 +605,13 @@ class Client:
                     bus=bus,
                     config=config,
                     state=state,
-                    client=self,
+                    producer=self,
                     instrumentation=self.instrumentation,
                 )
             ]
             return incarnation[0]
 
-        if self._supervisor is None:
-            raise RuntimeError("the client is not open: use `async with client:`")
-        ref = await self._supervisor.start_child(
+        ref = await node.start_child(
             ChildSpec(
                 f"worker:{config.worker_id}",
                 make_worker,
@@ -644,65 +623,46 @@ class Client:
         self._workers.append(handle)
         if self._canvas is not None:
             self.add_finish_hook(self._canvas[1])  # a node advances canvases
-        engine_name = await self._start_workflow_engine(config.worker_id)
+        engine_name = await self._start_workflow_engine(node, config.worker_id)
         try:
             yield handle
         finally:
             if engine_name is not None:
                 with trio.CancelScope(shield=True):
-                    await self._stop_workflow_engine(engine_name)
+                    await node.stop_engine(engine_name)
             self._workers.remove(handle)
             with trio.CancelScope(shield=True):
                 ref.tell_nowait(Stop())
                 with trio.move_on_after(config.grace_period + 30):
                     await state.stopped.wait()
 
+    def _require_node(self) -> _Node:
+        if self._node is None:
+            raise RuntimeError("the client is not open: use `async with client:`")
+        return self._node
+
     # -- workflows ----------------------------------------------------------
 
     @property
     def workflows(self) -> Workflows:
         """Start, wait for, signal and cancel workflow runs."""
-        from ._workflow_client import Workflows
-
         if self._workflows_api is None:
-            self._workflows_api = Workflows(self)
+            self._workflows_api = Workflows(self._require_node())
         return self._workflows_api
 
-    def _wake_workflow_engines(self) -> None:
-        for engine in self._workflow_engines.values():
-            engine.nudge()
-
-    async def _start_workflow_engine(self, worker_id: str) -> str | None:
+    async def _start_workflow_engine(self, node: _Node, worker_id: str) -> str | None:
         """Every worker node wakes workflow runs whose activities finish; one
         whose app registers workflows also runs a WorkflowEngine."""
-        from stem.actors import ChildSpec
-        from stem.actors._workflow import WorkflowEngine, workflow_finish_hook
-
-        from ._workflow import registry
-
         if self._workflow_hook is None:
-            self._workflow_hook = workflow_finish_hook(self)
+            self._workflow_hook = workflow_finish_hook(node)
             self.add_finish_hook(self._workflow_hook)
         scripts = registry(self.app.workflows)
-        if not scripts or self._supervisor is None:
+        if not scripts:
             return None
         name = f"workflow-engine:{worker_id}"
 
-        def make_engine() -> WorkflowEngine:
-            engine = WorkflowEngine(client=self, scripts=scripts)
-            self._workflow_engines[name] = engine
-            return engine
-
-        await self._supervisor.start_child(ChildSpec(name, make_engine))
+        await node.start_engine(name, scripts)
         return name
-
-    async def _stop_workflow_engine(self, name: str) -> None:
-        self._workflow_engines.pop(name, None)
-        if self._supervisor is not None:
-            try:
-                await self._supervisor.stop_child(name)
-            except KeyError:
-                pass
 
     def beat(
         self, entries: Iterable[Any] | None = None, **config: Any
@@ -715,10 +675,8 @@ class Client:
         Safe to run on every node: each due tick fires once. ``config`` are
         :class:`stem.actors._beat.BeatConfig` fields (``lease_ttl``, ...).
         """
-        from stem.actors._beat import open_beat
-
         chosen = self.app.schedules.values() if entries is None else entries
-        return open_beat(self, list(chosen), **config)
+        return open_beat(self._require_node(), list(chosen), **config)
 
     def add_finish_hook(self, hook: FinishHook) -> None:
         """Run ``hook`` on every batch of finished deliveries of this client's
@@ -730,6 +688,79 @@ class Client:
         """``async with client.events("task_failed") as events:`` a bounded
         stream of signal payloads (all signals when none are named)."""
         return self.bus.stream(signals or None, buffer=buffer)
+
+
+class _Node:
+    """The client as the runtime's actors see it (:class:`stem.actors.Node`):
+    its backend, bus, publishing and app, and its supervisor's children."""
+
+    def __init__(self, client: Client, supervisor: Supervisor) -> None:
+        self._client = client
+        self._supervisor = supervisor
+        self.app = client.app
+        self.build_envelope = client.build_envelope
+        self.enqueue = client.enqueue
+        self.add_finish_hook = client.add_finish_hook
+        #: this node's workflow engines, by child name
+        self._engines: dict[str, WorkflowEngine] = {}
+
+    @property
+    def backend(self) -> Backend:
+        return self._client.backend
+
+    @property
+    def bus(self) -> EventBus:
+        return self._client.bus
+
+    async def publish(self, envelopes: Sequence[Envelope]) -> list[str]:
+        return await self._client.publish(envelopes)
+
+    async def get(self, task_id: str) -> TaskResult | None:
+        return await self._client.get(task_id)
+
+    async def revoke(
+        self, task_id: str, *, terminate: bool = False, reason: str = "revoked"
+    ) -> None:
+        await self._client.revoke(task_id, terminate=terminate, reason=reason)
+
+    async def start_child(self, spec: ChildSpec[Any]) -> ActorRef[Any]:
+        return await self._supervisor.start_child(spec)
+
+    async def stop_child(self, name: str) -> None:
+        try:
+            await self._supervisor.stop_child(name)
+        except KeyError:
+            pass
+
+    def wake_workflow_engines(self) -> None:
+        for engine in self._engines.values():
+            engine.nudge()
+
+    async def start_engine(
+        self, name: str, scripts: Mapping[str, WorkflowScript]
+    ) -> None:
+        """Run a WorkflowEngine for ``scripts`` as child ``name``."""
+
+        def make_engine() -> WorkflowEngine:
+            engine = WorkflowEngine(node=self, scripts=scripts)
+            self._engines[name] = engine
+            return engine
+
+        await self.start_child(ChildSpec(name, make_engine))
+
+    async def stop_engine(self, name: str) -> None:
+        self._engines.pop(name, None)
+        await self.stop_child(name)
+
+    async def create_run(
+        self,
+        script: WorkflowScript,
+        params: Any,
+        run_id: str,
+        *,
+        parent_id: str | None = None,
+    ) -> bool:
+        return await create_run(self, script, params, run_id, parent_id=parent_id)
 
 
 def _unique_meta(env: Envelope) -> dict[str, Any]:

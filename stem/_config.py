@@ -14,57 +14,47 @@ import attrs
 from ._app import App
 from ._errors import ConfigError
 from ._handler import TaskHandler
-from ._options import check_queue_name
+from ._workerconfig import WorkerConfig, parse_option
 
 
 @attrs.frozen(kw_only=True)
 class Settings:
-    """What ``stem.main`` runs. Every field has an environment variable."""
+    """What ``stem.main`` runs. Every field has an environment variable; the
+    worker's own options are one :class:`WorkerConfig` (``STEM_QUEUES``,
+    ``STEM_CONCURRENCY``, ``STEM_PREFETCH``, ``STEM_GRACE_PERIOD``,
+    ``STEM_AUTOSCALE``: see ``stem._workerconfig``)."""
 
     app: str | None = None  # STEM_APP: "pkg.module:app"
     broker_url: str = "sqlite:///stem.db"  # STEM_BROKER_URL
-    queues: tuple[str, ...] = ("default",)  # STEM_QUEUES: "default,mail"
-    concurrency: int = 10  # STEM_CONCURRENCY
-    grace_period: float = 30.0  # STEM_GRACE_PERIOD
-    #: deliveries held beyond running ones; -1 = concurrency. Raise it for
-    #: floods of short tasks (fewer round trips), keep it low for long tasks
-    #: shared by many workers.
-    prefetch: int = -1  # STEM_PREFETCH
+    worker: WorkerConfig = attrs.field(factory=WorkerConfig)
     beat: str = "auto"  # STEM_BEAT: "auto" (when the app has schedules), "on", "off"
     metrics_port: int | None = None  # STEM_METRICS_PORT
+
+    # Read-only views of the worker options most often asked for.
+    @property
+    def queues(self) -> tuple[str, ...]:
+        return self.worker.queues
+
+    @property
+    def concurrency(self) -> int:
+        return self.worker.concurrency
+
+    @property
+    def prefetch(self) -> int:
+        return self.worker.prefetch
+
+    @property
+    def grace_period(self) -> float:
+        return self.worker.grace_period
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        kw: dict[str, Any] = {}
+        kw: dict[str, Any] = {"worker": WorkerConfig.from_env(env)}
         if env.get("STEM_APP"):
             kw["app"] = env["STEM_APP"]
         if env.get("STEM_BROKER_URL"):
             kw["broker_url"] = env["STEM_BROKER_URL"]
-        if env.get("STEM_QUEUES"):
-            kw["queues"] = parse_queues(env["STEM_QUEUES"], var="STEM_QUEUES")
-        if env.get("STEM_CONCURRENCY"):
-            kw["concurrency"] = _positive_int(
-                env["STEM_CONCURRENCY"], "STEM_CONCURRENCY"
-            )
-        if env.get("STEM_GRACE_PERIOD"):
-            try:
-                kw["grace_period"] = float(env["STEM_GRACE_PERIOD"])
-            except ValueError:
-                raise ConfigError(
-                    "STEM_GRACE_PERIOD must be seconds, "
-                    f"got {env['STEM_GRACE_PERIOD']!r}"
-                ) from None
-        if env.get("STEM_PREFETCH"):
-            try:
-                kw["prefetch"] = int(env["STEM_PREFETCH"])
-            except ValueError:
-                raise ConfigError(
-                    "STEM_PREFETCH must be a whole number, "
-                    f"got {env['STEM_PREFETCH']!r}"
-                ) from None
-            if kw["prefetch"] < -1:
-                raise ConfigError("STEM_PREFETCH must be >= 0 (or -1: = concurrency)")
         if env.get("STEM_BEAT"):
             beat = env["STEM_BEAT"].lower()
             if beat not in ("auto", "on", "off"):
@@ -82,23 +72,8 @@ class Settings:
 
 
 def parse_queues(text: str, *, var: str = "queues") -> tuple[str, ...]:
-    names = tuple(q.strip() for q in text.split(",") if q.strip())
-    if not names:
-        raise ConfigError(f"{var} names no queue: {text!r}")
-    try:
-        return tuple(check_queue_name(q) for q in names)
-    except ValueError as exc:
-        raise ConfigError(f"{var}: {exc}") from None
-
-
-def _positive_int(text: str, var: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"{var} must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise ConfigError(f"{var} must be >= 1, got {value}")
-    return value
+    """Comma-separated queue names; ConfigError naming ``var`` if bad."""
+    return tuple(parse_option("queues", text, source=var))
 
 
 def load_app(spec: str | None, *, var: str = "STEM_APP") -> App:

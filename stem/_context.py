@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import trio
 
 from ._envelope import Envelope
-
-if TYPE_CHECKING:
-    from ._client import Client
+from ._producer import Producer
 
 _TASK_LOGGER = logging.getLogger("stem.task")
 
@@ -33,7 +31,8 @@ class TaskContext:
     headers: dict[str, str]
     envelope: Envelope
     worker_id: str
-    client: Client | None = None
+    #: the worker's client (``stem.Client``), to enqueue follow-up work
+    client: Producer | None = None
     previous_result: Any = None
     soft_deadline: float | None = None
     hard_deadline: float | None = None

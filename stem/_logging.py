@@ -30,7 +30,7 @@ from typing import IO, Any
 import attrs
 
 from ._envelope import Envelope
-from ._urls import redact
+from ._redact import redact
 
 #: value of a field that does not apply to a record (not about a task)
 MISSING = "-"

@@ -8,17 +8,17 @@ import signal
 import sys
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
+from ._app import App
+from ._client import Client
 from ._config import Settings, load_app
 from ._errors import ConfigError
 from ._instrument import Instrumentation
-
-if TYPE_CHECKING:
-    from ._app import App
-    from ._client import Client
+from ._logging import configure_logging
+from ._redact import redact
 
 logger = logging.getLogger("stem.main")
 
@@ -47,8 +47,6 @@ async def main(
     if not logging.getLogger().handlers:
         # A service should say what it does; an application that configured
         # logging itself keeps its own setup.
-        from ._logging import configure_logging
-
         env = os.environ if environ is None else environ
         configure_logging(
             env.get("STEM_LOG_LEVEL", "INFO").upper(),
@@ -78,10 +76,6 @@ async def serve(
     (0 picks a free port) the task metrics are served for Prometheus at
     ``http://host:port/metrics``; with OpenTelemetry's global tracer provider
     set, tasks are traced too."""
-    from ._app import App
-    from ._client import Client
-    from ._urls import redact
-
     assert isinstance(app, App)
     async with AsyncExitStack() as stack:
         instrumentation = await _open_instrumentation(stack, metrics_port)
@@ -96,12 +90,7 @@ async def serve(
                     await _start_metric_feeds(client, app, settings, extras)
                 async with (
                     _maybe_beat(client, settings),
-                    client.worker(
-                        concurrency=settings.concurrency,
-                        queues=list(settings.queues),
-                        grace_period=settings.grace_period,
-                        prefetch=settings.prefetch,
-                    ) as worker,
+                    client.worker(config=settings.worker) as worker,
                 ):
                     logger.info(
                         "stem worker %s ready on %s, queues %s, concurrency %d",
@@ -154,7 +143,7 @@ async def _start_metric_feeds(
     client: Client, app: App, settings: Settings, nursery: trio.Nursery
 ) -> None:
     """Count revocations and dead letters from signals; poll queue depths."""
-    from ._metrics import poll_queue_depths
+    from ._metrics import poll_queue_depths  # needs the otel extra
 
     watch = getattr(client.instrumentation, "watch", None)
     if watch is not None:

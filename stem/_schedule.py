@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import attrs
 from croniter import croniter
 
+from ._canvas import signature
 from ._codec import canonical_args, dumps
 from ._durations import to_epoch, to_seconds
 from ._options import check_priority, check_queue_name
@@ -60,23 +61,10 @@ class TaskCall(Protocol):
     def options(self) -> Mapping[str, Any]: ...
 
 
-@attrs.frozen(kw_only=True)
-class _Call:
-    """A task call rebuilt from storage when ``stem.signature`` is absent."""
-
-    name: str
-    args: dict[str, Any] = attrs.field(factory=dict)
-    options: dict[str, Any] = attrs.field(factory=dict)
-
-
 def make_call(
     name: str, args: Mapping[str, Any] | None = None, **options: Any
 ) -> TaskCall:
     """A task call as ``stem.signature(name, args, **options)`` makes it."""
-    try:
-        from ._canvas import signature  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return _Call(name=name, args=dict(args or {}), options=dict(options))
     made: TaskCall = signature(name, dict(args or {}), **options)
     return made
 

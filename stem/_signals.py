@@ -273,9 +273,15 @@ class Signals:
             for listener in list(self._listeners):
                 listener(sub, False)
 
-    def _watch(self, listener: Callable[[Subscription, bool], None]) -> None:
+    def watch_subscriptions(
+        self, listener: Callable[[Subscription, bool], None]
+    ) -> None:
+        """Call ``listener(subscription, added)`` whenever a receiver is
+        connected or disconnected (the event bus follows them this way)."""
         self._listeners.append(listener)
 
-    def _unwatch(self, listener: Callable[[Subscription, bool], None]) -> None:
+    def unwatch_subscriptions(
+        self, listener: Callable[[Subscription, bool], None]
+    ) -> None:
         if listener in self._listeners:
             self._listeners.remove(listener)

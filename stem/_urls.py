@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from ._errors import ConfigError
+from ._redact import redact as redact
 
 if TYPE_CHECKING:
     from .contracts import Backend
@@ -21,18 +21,6 @@ _SCHEMES = {
     "postgresql": "stem.adapters.postgres",
 }
 _EXTRAS = {"stem.adapters.redis": "redis", "stem.adapters.postgres": "postgres"}
-
-
-def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (safe to log)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def open_backend(url: str, **options: Any) -> AbstractAsyncContextManager[Backend]:

@@ -8,12 +8,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from ._clock import now
-from ._codec import dumps, loads
 from ._durations import Duration, to_seconds
 from ._errors import WaitTimeout
 from ._ids import new_id
-from ._signals import WorkflowEvent
 from ._workflow import (
     DuplicateWorkflowRun,
     UnknownWorkflow,
@@ -22,11 +19,13 @@ from ._workflow import (
     WorkflowScript,
     WorkflowTimeout,
     WorkflowVersionMismatch,
+    lookup_script,
 )
+from .actors._workflow import create_run
 from .contracts import WORKFLOW_ACTIVE, WORKFLOW_FINAL, WorkflowRun, WorkflowStore
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from .actors import Node
 
 
 def _check_topic(topic: object) -> str:
@@ -39,23 +38,15 @@ def _check_topic(topic: object) -> str:
 class Workflows:
     """Workflow runs of one client: ``client.workflows``."""
 
-    _client: Client
+    _node: Node
 
     @property
     def store(self) -> WorkflowStore:
-        return self._client.backend.workflows
+        return self._node.backend.workflows
 
     def definition(self, name: str) -> WorkflowScript:
         """The registered :class:`WorkflowScript` called ``name``."""
-        script = self._client.app.workflows.get(name)
-        if script is None:
-            known = ", ".join(sorted(self._client.app.workflows)) or "none"
-            raise UnknownWorkflow(
-                f"no workflow named {name!r} is registered (known: {known})"
-            )
-        if not isinstance(script, WorkflowScript):
-            raise TypeError(f"{script!r} is not a stem.WorkflowScript")
-        return script
+        return lookup_script(self._node.app.workflows, name)
 
     async def start(
         self, name: str, params: Any = None, *, run_id: str | None = None
@@ -68,53 +59,10 @@ class Workflows:
         script = self.definition(name)
         if run_id is not None and (not isinstance(run_id, str) or not run_id):
             raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
-        return await self._create(script, params, run_id or new_id())
-
-    async def _create(
-        self,
-        script: WorkflowScript,
-        params: Any,
-        run_id: str,
-        *,
-        parent_id: str | None = None,
-    ) -> str:
-        clean = loads(dumps(params, what="params"))
-        at = now()
-        run = WorkflowRun(
-            run_id=run_id,
-            workflow=script.name,
-            version=script.version,
-            params=clean,
-            status="pending",
-            created_at=at,
-            updated_at=at,
-            due_at=at,
-            deadline=None if script.max_duration is None else at + script.max_duration,
-            parent_id=parent_id,
-        )
-        if not await self.store.create_run(run):
-            if parent_id is not None:
-                return run_id  # a replay re-creating its child after a crash
+        run_id = run_id or new_id()
+        if not await create_run(self._node, script, params, run_id):
             raise DuplicateWorkflowRun(f"a workflow run with id {run_id!r} exists")
-        self._client._wake_workflow_engines()
-        self._emit("workflow_started", run)
         return run_id
-
-    def _emit(
-        self, signal: str, run: WorkflowRun, step: str | None = None, **kw: Any
-    ) -> None:
-        bus = self._client._bus
-        if bus is not None and bus.wants(signal):
-            bus.emit(
-                WorkflowEvent(
-                    signal=signal,
-                    at=now(),
-                    run_id=run.run_id,
-                    workflow=run.workflow,
-                    step=step,
-                    **kw,
-                )
-            )
 
     async def get(self, run_id: str) -> WorkflowRun | None:
         """The run with its step history (None for an unknown id)."""
@@ -166,7 +114,7 @@ class Workflows:
         their ids. Runs not waiting at this moment never see it."""
         ids = await self.store.emit(_check_topic(topic), payload)
         if ids:
-            self._client._wake_workflow_engines()
+            self._node.wake_workflow_engines()
         return ids
 
     async def send(self, run_id: str, topic: str, payload: Any = None) -> None:
@@ -178,7 +126,7 @@ class Workflows:
         if run is None or run.status not in WORKFLOW_ACTIVE:
             raise UnknownWorkflow(f"no active workflow run with id {run_id!r}")
         if await self.store.send(run_id, topic, payload):
-            self._client._wake_workflow_engines()
+            self._node.wake_workflow_engines()
 
     async def cancel(self, run_id: str) -> bool:
         """Ask for the run to be cancelled: the engine stops it at its next
@@ -186,7 +134,7 @@ class Workflows:
         activity. False if the run is unknown or already final."""
         ok = await self.store.request_cancel(run_id)
         if ok:
-            self._client._wake_workflow_engines()
+            self._node.wake_workflow_engines()
         return ok
 
     async def list(

@@ -13,10 +13,14 @@ from typing import Any, NoReturn, TypeVar
 import attrs
 import click
 import trio
+from rich.console import Console
+from rich.table import Table
 
 from .._app import App
+from .._client import Client
 from .._config import Settings, load_app
 from .._errors import BrokerUnavailable, ConfigError, StemError
+from .._options import check_queue_name
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -151,7 +155,6 @@ def _report(exc: BaseException) -> NoReturn:
 @asynccontextmanager
 async def open_client(url: str, app: App | None = None) -> AsyncIterator[Any]:
     """``async with stem.Client.from_url(url, app=app) as client``."""
-    from .._client import Client
 
     async with Client.from_url(url, app=app) as client:
         yield client
@@ -211,8 +214,6 @@ def print_table(
     title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
     """A rich table on stdout (plain text when stdout is not a terminal)."""
-    from rich.console import Console
-    from rich.table import Table
 
     table = Table(title=title, show_lines=False)
     for column in columns:
@@ -244,7 +245,6 @@ class QueueName(click.ParamType):  # type: ignore[type-arg]
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
     ) -> str:
-        from .._options import check_queue_name
 
         try:
             return check_queue_name(value)

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from .._errors import ConfigError, StemError
-from .._urls import redact
+from .._redact import redact
 from ._common import EXIT_CONFIG, fail, run
 
 _POSTGRES_SCHEMES = ("postgres", "postgresql")

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from .._clock import now
 from ._common import (
     QUEUE,
     age,
@@ -53,7 +54,6 @@ def dlq_list(queue: str, limit: int, offset: int, url: str, as_json: bool) -> No
       stem dlq list default
       stem dlq list mail --limit 20 --offset 40 --json
     """
-    from .._clock import now
 
     async def go() -> tuple[list[Any], float]:
         async with open_client(url) as client:

@@ -7,7 +7,8 @@ from typing import Any
 import click
 import trio
 
-from .._urls import redact
+from .._client import Client
+from .._redact import redact
 from ._common import EXIT_FAILURE, echo_json, url_option
 from .worker import worker_record
 
@@ -33,7 +34,6 @@ async def _timed(fn: Any) -> dict[str, Any]:
 
 async def check(url: str, *, timeout: float, require_workers: bool) -> dict[str, Any]:
     """Open the backend and run each check; never raises for a failed check."""
-    from .._client import Client
 
     checks: dict[str, Any] = {}
     not_run = {"ok": False, "error": "not run: the backend could not be opened"}

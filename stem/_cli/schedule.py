@@ -6,9 +6,14 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 
+from .._canvas import signature
+from .._clock import now
+from .._schedule import ScheduleEntry
+from ..contracts import ScheduleExists, ScheduleNotFound
 from ._common import (
     app_option,
     echo_json,
@@ -35,7 +40,6 @@ def schedule() -> None:
 
 
 def _entry_of(record: Any) -> Any:
-    from .._schedule import ScheduleEntry
 
     try:
         return ScheduleEntry.from_dict(record.definition, enabled=record.enabled)
@@ -80,7 +84,6 @@ def schedule_list(url: str, as_json: bool) -> None:
       stem schedule list
       stem schedule list --json
     """
-    from .._clock import now
 
     async def go() -> list[Any]:
         async with open_client(url) as client:
@@ -120,7 +123,6 @@ def schedule_list(url: str, as_json: bool) -> None:
 @json_option
 def schedule_show(name: str, count: int, url: str, as_json: bool) -> None:
     """Show entry NAME: its definition, fire record and next fire times."""
-    from .._clock import now
 
     async def go() -> Any:
         async with open_client(url) as client:
@@ -154,8 +156,6 @@ def _build_entry(
     misfire: str,
     enabled: bool,
 ) -> Any:
-    from .._canvas import signature
-    from .._schedule import ScheduleEntry
 
     try:
         parsed_args = json.loads(args) if args else None
@@ -241,8 +241,6 @@ def schedule_add(
       stem schedule add ping --task health.ping --every 30 --args '{"deep": true}'
       stem schedule add once --task db.vacuum --at 2030-01-01T03:00:00+00:00
     """
-    from .._clock import now
-    from ..contracts import ScheduleExists
 
     entry = _build_entry(
         name,
@@ -301,8 +299,6 @@ def schedule_remove(name: str, url: str, as_json: bool) -> None:
 
 
 def _set_enabled(name: str, enabled: bool, url: str, as_json: bool) -> None:
-    from .._clock import now
-    from ..contracts import ScheduleNotFound
 
     async def go() -> Any:
         async with open_client(url) as client:
@@ -366,7 +362,6 @@ def schedule_dry_run(
       stem schedule dry-run report
       stem schedule dry-run --cron "30 2 * * *" --timezone Europe/Paris -n 3
     """
-    from .._clock import now
 
     at_now = now()
     entry: Any = None
@@ -420,6 +415,5 @@ def schedule_dry_run(
 
 
 def _zone(name: str) -> Any:
-    from zoneinfo import ZoneInfo
 
     return ZoneInfo(name)

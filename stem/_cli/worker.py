@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 import signal
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import attrs
 import click
+import trio
 
-from .._config import Settings, parse_queues
+from .. import _main
+from .._clock import now
+from .._config import Settings
 from .._errors import ConfigError
+from .._logging import configure_logging
+from .._workerconfig import WorkerConfig, option_specs, parse_option
 from ._common import (
     EXIT_CONFIG,
     age,
@@ -26,16 +32,43 @@ from ._common import (
     url_option,
 )
 
-_DEFAULTS = Settings()
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _queues(values: tuple[str, ...]) -> tuple[str, ...]:
-    if not values:
-        return _DEFAULTS.queues
-    try:
-        return parse_queues(",".join(values), var="--queue")
-    except ConfigError as exc:
-        fail(str(exc), EXIT_CONFIG)
+def worker_config_options(fn: F) -> F:
+    """One click option per :class:`WorkerConfig` field that has a flag,
+    generated from the field (its flags, help, default and variable), so the
+    command line never restates an option. Values are parsed by the field's
+    own parser when the command runs; a given option beats its variable."""
+    defaults = WorkerConfig(worker_id="-")
+    for field, spec in reversed(list(option_specs().items())):
+        default = getattr(defaults, field)
+        if isinstance(default, tuple):
+            default = ",".join(str(v) for v in default)
+        env = f"  [env var: {spec.env}]" if spec.env else ""
+        shown = "" if default is None else f"  [default: {default}]"
+        fn = click.option(
+            *spec.flags,
+            field,
+            multiple=field == "queues",
+            default=None,
+            metavar=spec.metavar,
+            help=spec.help + shown + env,
+        )(fn)
+    return fn
+
+
+def _config_from(given: dict[str, Any]) -> WorkerConfig:
+    """The worker options: the environment's, then those given here."""
+    overrides: dict[str, Any] = {}
+    for field, spec in option_specs().items():
+        value = given.get(field)
+        if value is None or value == ():
+            continue
+        text = ",".join(value) if isinstance(value, tuple) else str(value)
+        flag = "/".join(f for f in spec.flags if f.startswith("-"))
+        overrides[field] = parse_option(field, text, source=flag)
+    return WorkerConfig.from_env(**overrides)
 
 
 @click.group(
@@ -43,49 +76,7 @@ def _queues(values: tuple[str, ...]) -> tuple[str, ...]:
     short_help="Run a worker (or: stem worker status).",
 )
 @app_option(required=True)
-@click.option(
-    "--queue",
-    "-Q",
-    "queues",
-    multiple=True,
-    envvar="STEM_QUEUES",
-    show_envvar=True,
-    metavar="QUEUE[,QUEUE...]",
-    help="Queue(s) to consume, in priority order; repeat the option or "
-    "separate names with commas.  [default: default]",
-)
-@click.option(
-    "--concurrency",
-    "-c",
-    type=click.IntRange(min=1),
-    default=_DEFAULTS.concurrency,
-    show_default=True,
-    envvar="STEM_CONCURRENCY",
-    show_envvar=True,
-    help="How many tasks run at once.",
-)
-@click.option(
-    "--grace-period",
-    type=click.FloatRange(min=0),
-    default=_DEFAULTS.grace_period,
-    show_default=True,
-    envvar="STEM_GRACE_PERIOD",
-    show_envvar=True,
-    metavar="SECONDS",
-    help="On SIGINT/SIGTERM, how long running tasks may take to finish before "
-    "they are handed back to their queue.",
-)
-@click.option(
-    "--prefetch",
-    type=click.IntRange(min=-1),
-    default=_DEFAULTS.prefetch,
-    show_default=True,
-    envvar="STEM_PREFETCH",
-    show_envvar=True,
-    help="Tasks claimed ahead of free slots (-1: as many as --concurrency). "
-    "Raise it (e.g. 200) for floods of short tasks; keep it low for long tasks "
-    "shared by many workers.",
-)
+@worker_config_options
 @url_option
 @click.option(
     "--log-level",
@@ -117,15 +108,13 @@ def _queues(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.pass_context
 def worker(
     ctx: click.Context,
+    /,
     app_spec: str | None,
-    queues: tuple[str, ...],
-    concurrency: int,
-    grace_period: float,
-    prefetch: int,
     url: str,
     log_level: str,
     log_format: str,
     metrics_port: int | None,
+    **worker_options: Any,
 ) -> None:
     """Run a worker until SIGINT or SIGTERM.
 
@@ -150,20 +139,14 @@ def worker(
             Settings.from_env(),
             app=app_spec,
             broker_url=url,
-            queues=_queues(queues),
-            concurrency=concurrency,
-            grace_period=grace_period,
-            prefetch=prefetch,
+            worker=_config_from(worker_options),
         )
     except ConfigError as exc:
         fail(str(exc), code=EXIT_CONFIG)
-    from .._logging import configure_logging
-
     configure_logging(log_level, json=log_format.lower() == "json")
-    from .._main import serve
 
     async def go() -> None:
-        await serve(settings, app, metrics_port=metrics_port)
+        await _main.serve(settings, app, metrics_port=metrics_port)
 
     run(go)
 
@@ -191,9 +174,6 @@ def status(url: str, as_json: bool, interval: float | None) -> None:
       stem worker status --watch 2
       stem worker status --json | jq '.workers[].worker_id'
     """
-    import trio
-
-    from .._clock import now
 
     async def snapshot(client: Any) -> dict[str, Any]:
         infos = await client.workers()

@@ -9,6 +9,7 @@ from ._mailbox import MailboxFull as MailboxFull
 from ._mailbox import MailboxStatistics as MailboxStatistics
 from ._mailbox import Reply as Reply
 from ._mailbox import reply_errors as reply_errors
+from ._runtime import Node as Node
 from ._supervisor import ChildSpec as ChildSpec
 from ._supervisor import ChildStatistics as ChildStatistics
 from ._supervisor import StartChild as StartChild

@@ -41,9 +41,10 @@ from stem.contracts import ScheduleExists, ScheduleRecord
 
 from ._actor import Actor, ActorRef
 from ._mailbox import Mailbox, Reply
+from ._supervisor import ChildSpec
 
 if TYPE_CHECKING:
-    from stem._client import Client
+    from ._runtime import Node
 
 logger = logging.getLogger("stem.beat")
 
@@ -222,7 +223,7 @@ class Beat(Actor[BeatMessage]):
     """Fires schedule entries from the backend's ScheduleStore; see the module
     docstring. ``entries`` are registered (upserted) when it starts."""
 
-    client: Client
+    node: Node
     config: BeatConfig
     state: BeatState
     entries: tuple[ScheduleEntry, ...] = ()
@@ -233,7 +234,7 @@ class Beat(Actor[BeatMessage]):
 
     @property
     def _store(self) -> Any:
-        return self.client.backend.schedules
+        return self.node.backend.schedules
 
     async def run(
         self,
@@ -258,7 +259,7 @@ class Beat(Actor[BeatMessage]):
             if graceful and was_leader:
                 with trio.move_on_after(5, shield=True):
                     try:
-                        await self.client.backend.locks.release(
+                        await self.node.backend.locks.release(
                             self.config.lock_name, self.config.owner
                         )
                     except Exception:
@@ -310,7 +311,7 @@ class Beat(Actor[BeatMessage]):
 
     async def _lead(self) -> None:
         cfg = self.config
-        locks = self.client.backend.locks
+        locks = self.node.backend.locks
         while True:
             started = trio.current_time()
             try:
@@ -343,7 +344,7 @@ class Beat(Actor[BeatMessage]):
         """Renew the lease; cancel ``leading`` (stop firing) once it is lost or
         may have run out."""
         cfg = self.config
-        locks = self.client.backend.locks
+        locks = self.node.backend.locks
         next_renew = trio.current_time() + cfg.renew_every
         while True:
             with trio.move_on_at(self._lease_until):
@@ -421,7 +422,7 @@ class Beat(Actor[BeatMessage]):
     ) -> None:
         """Record, claim and publish one tick (shielded once recorded, so a
         lost lease cannot cut a recorded fire short)."""
-        client, bus = self.client, self.client.bus
+        node, bus = self.node, self.node.bus
         due = tick + entry.jitter_offset(tick)
         if bus.wants("schedule_due"):
             bus.emit(_event("schedule_due", entry.name, tick, drift=now() - due))
@@ -443,19 +444,19 @@ class Beat(Actor[BeatMessage]):
             task_id = entry.task_id(tick)
             try:
                 key = f"stem.beat:{entry.name}:{tick_ms(tick)}"
-                if not await client.backend.results.claim_once(
+                if not await node.backend.results.claim_once(
                     key, self.config.owner, ttl=TICK_CLAIM_TTL
                 ):
                     self.state.conflicts += 1
                     return
-                env = client.build_envelope(
+                env = node.build_envelope(
                     entry.task.name,
                     dict(entry.task.args or {}),
                     task_id=task_id,
                     meta={"schedule": entry.name, "schedule_tick": tick},
                     **fire_options(entry.task.options or {}),
                 )
-                await client.publish([env])
+                await node.publish([env])
             except Exception as exc:
                 self.state.failed += 1
                 logger.exception(
@@ -514,7 +515,7 @@ class BeatHandle:
     ref: ActorRef[BeatMessage]
     state: BeatState
     config: BeatConfig
-    _client: Client
+    _node: Node
 
     @property
     def owner(self) -> str:
@@ -536,14 +537,14 @@ class BeatHandle:
         return await self.ref.ask(lambda reply: RemoveEntry(name=name, reply=reply))
 
     async def enable(self, name: str) -> ScheduleRecord:
-        return await self._client.backend.schedules.update(name, enabled=True)
+        return await self._node.backend.schedules.update(name, enabled=True)
 
     async def disable(self, name: str) -> ScheduleRecord:
-        return await self._client.backend.schedules.update(name, enabled=False)
+        return await self._node.backend.schedules.update(name, enabled=False)
 
     async def entries(self) -> list[ScheduleRecord]:
         """Every stored entry with its fire record."""
-        records: list[ScheduleRecord] = await self._client.backend.schedules.list()
+        records: list[ScheduleRecord] = await self._node.backend.schedules.list()
         return records
 
     async def statistics(self) -> BeatStatistics:
@@ -551,60 +552,46 @@ class BeatHandle:
 
 
 def open_beat(
-    client: Client, entries: Sequence[ScheduleEntry], **config: Any
+    node: Node, entries: Sequence[ScheduleEntry], **config: Any
 ) -> AbstractAsyncContextManager[BeatHandle]:
-    """Run a Beat under ``client``'s supervisor for the block (see
-    ``Client.beat``). On a normal exit it stops firing and gives its lease
-    back, so another instance takes over at once; left by an exception or a
-    cancellation, it stops and its lease expires after ``lease_ttl``."""
+    """Run a Beat on ``node`` for the block (see ``Client.beat``). On a
+    normal exit it stops firing and gives its lease back, so another
+    instance takes over at once; left by an exception or a cancellation, it
+    stops and its lease expires after ``lease_ttl``."""
     for entry in entries:
         if not isinstance(entry, ScheduleEntry):
             raise TypeError(f"beat entries must be stem.ScheduleEntry, got {entry!r}")
     names = [e.name for e in entries]
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate schedule entry names in {names}")
-    if client._supervisor is None:
-        raise RuntimeError("the client is not open: use `async with client:`")
-    return _run_beat(client, tuple(entries), BeatConfig(**config))
+    return _run_beat(node, tuple(entries), BeatConfig(**config))
 
 
 @asynccontextmanager
 async def _run_beat(
-    client: Client, entries: tuple[ScheduleEntry, ...], cfg: BeatConfig
+    node: Node, entries: tuple[ScheduleEntry, ...], cfg: BeatConfig
 ) -> AsyncIterator[BeatHandle]:
-    from ._supervisor import ChildSpec
-
-    supervisor = client._supervisor
-    if supervisor is None:
-        raise RuntimeError("the client is not open: use `async with client:`")
     state = BeatState()
     mailbox: Mailbox[BeatMessage] = Mailbox(100, name=f"beat:{cfg.owner}")
     child = f"beat:{cfg.owner}"
-    ref = await supervisor.start_child(
+    ref = await node.start_child(
         ChildSpec(
             child,
-            lambda: Beat(client=client, config=cfg, state=state, entries=entries),
+            lambda: Beat(node=node, config=cfg, state=state, entries=entries),
             restart="transient",
             mailbox=mailbox,
         )
     )
     try:
-        yield BeatHandle(ref=ref, state=state, config=cfg, client=client)
+        yield BeatHandle(ref=ref, state=state, config=cfg, node=node)
     except BaseException:
         # Left by an error or a cancellation: stop without handing the lease
         # over (it expires after lease_ttl, as after a crash).
         with trio.CancelScope(shield=True):
-            await _stop_child(supervisor, child)
+            await node.stop_child(child)
         raise
     with trio.CancelScope(shield=True):
         state.stop_requested.set()
         with trio.move_on_after(10):
             await state.stopped.wait()
-        await _stop_child(supervisor, child)
-
-
-async def _stop_child(supervisor: Any, child: str) -> None:
-    try:
-        await supervisor.stop_child(child)
-    except KeyError:
-        pass
+        await node.stop_child(child)

@@ -47,10 +47,14 @@ class Publish:
 
 @attrs.frozen(kw_only=True, eq=False)
 class StoreResults:
-    """Store results without waiting (e.g. RUNNING)."""
+    """Store results (e.g. RUNNING), then free the unique keys in
+    ``release`` (``(key, task_id)`` pairs); ``reply``, when given, is
+    answered once stored (or failed with BrokerUnavailable)."""
 
     results: tuple[TaskResult, ...]
     ttl: float | None = None
+    release: tuple[tuple[str, str], ...] = ()
+    reply: Reply[None] | None = None
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -134,9 +138,10 @@ class BrokerActor(Actor[BrokerMessage]):
         # task's records can never be written out of order.
         latest: dict[str, tuple[TaskResult, float | None]] = {}
         envelopes: list[Envelope] = []
-        publishes: list[Publish] = []
+        publishes: list[Publish | StoreResults] = []
         finishes: list[Finish] = []
         flushes: list[Flush] = []
+        releases: list[tuple[str, str]] = []
         for msg in batch:
             match msg:
                 case Publish():
@@ -145,6 +150,9 @@ class BrokerActor(Actor[BrokerMessage]):
                         latest[result.task_id] = (result, msg.ttl)
                     envelopes.extend(msg.envelopes)
                 case StoreResults():
+                    if msg.reply is not None:
+                        publishes.append(msg)
+                    releases.extend(msg.release)
                     for result in msg.results:
                         latest[result.task_id] = (result, msg.ttl)
                 case Finish():
@@ -159,7 +167,13 @@ class BrokerActor(Actor[BrokerMessage]):
             results.setdefault(ttl, {})[task_id] = result
         error: Exception | None = None
         combined = getattr(self.backend, "store_and_publish", None)
-        if combined is not None and not finishes and envelopes and len(results) <= 1:
+        if (
+            combined is not None
+            and not finishes
+            and not releases
+            and envelopes
+            and len(results) <= 1
+        ):
             # A pure enqueue batch: QUEUED records and messages in one round
             # trip where the backend offers it (same order, same effects).
             ttl, by_id = next(iter(results.items()), (None, {}))
@@ -200,6 +214,9 @@ class BrokerActor(Actor[BrokerMessage]):
             if envelopes:
                 await self._retrying(self.backend.broker.publish, envelopes)
                 self._count("published", len(envelopes))
+            for key, task_id in releases:
+                await self._retrying(self.backend.results.release_unique, key, task_id)
+                self._count("unique_released")
         except BrokerUnavailable as exc:
             error = exc
         self._answer(publishes, [], error)
@@ -223,7 +240,9 @@ class BrokerActor(Actor[BrokerMessage]):
 
     @staticmethod
     def _answer(
-        publishes: Sequence[Publish], flushes: Sequence[Flush], error: Exception | None
+        publishes: Sequence[Publish | StoreResults],
+        flushes: Sequence[Flush],
+        error: Exception | None,
     ) -> None:
         for pub in publishes:
             if pub.reply is not None and not pub.reply.done:

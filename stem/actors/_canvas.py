@@ -52,12 +52,11 @@ from stem._states import TaskState
 
 from ._actor import Actor, ActorRef
 from ._mailbox import Mailbox, Reply
+from ._supervisor import ChildSpec
 
 if TYPE_CHECKING:
-    from stem._client import Client
-
     from ._broker import Finish
-    from ._supervisor import Supervisor
+    from ._runtime import Node
 
 logger = logging.getLogger("stem.canvas")
 
@@ -79,7 +78,7 @@ CanvasMessage = Submit
 class CanvasCoordinator(Actor[CanvasMessage]):
     """Accepts canvas submissions; one publish per batch of submissions."""
 
-    client: Client
+    node: Node
 
     batch_size = 50
 
@@ -89,9 +88,9 @@ class CanvasCoordinator(Actor[CanvasMessage]):
         for msg in batch:
             try:
                 spec = to_spec(msg.node)
-                validate(self.client, spec)
+                validate(self.node, spec)
                 envelopes.extend(
-                    build_envelopes(self.client, start(spec, ()), headers={})
+                    build_envelopes(self.node, start(spec, ()), headers={})
                 )
             except Exception as exc:
                 msg.reply.fail(exc)
@@ -100,7 +99,7 @@ class CanvasCoordinator(Actor[CanvasMessage]):
         if not accepted:
             return
         try:
-            await self.client.publish(envelopes)
+            await self.node.publish(envelopes)
         except Exception as exc:
             for msg, _ in accepted:
                 msg.reply.fail(exc)
@@ -109,20 +108,21 @@ class CanvasCoordinator(Actor[CanvasMessage]):
             msg.reply.send(spec)
 
 
-def validate(client: Client, spec: Spec) -> None:
+def validate(node: Node, spec: Spec) -> None:
     """Raise for any leaf of ``spec`` that could not be enqueued: an
-    unregistered name (when the client registers tasks) or args/options that
+    unregistered name (when the node registers tasks) or args/options that
     cannot be encoded. Writes nothing."""
-    tasks = client.app._tasks
+    app = node.app
+    registers = any(True for _ in app)
     for leaf in leaves(spec):
         name = leaf["name"]
-        if tasks and name not in tasks:
+        if registers and app.find_task(name) is None:
             raise UnknownTask(
                 f"canvas member {name!r} is not a registered task "
-                f"(registered: {', '.join(sorted(tasks)) or 'none'})"
+                f"(registered: {', '.join(sorted(app.tasks)) or 'none'})"
             )
         try:
-            client.build_envelope(
+            node.build_envelope(
                 name, leaf["args"], task_id=leaf["id"], **enqueue_options(leaf)
             )
         except Exception as exc:
@@ -130,7 +130,7 @@ def validate(client: Client, spec: Spec) -> None:
 
 
 def build_envelopes(
-    client: Client, launches: Sequence[Launch], *, headers: dict[str, str]
+    node: Node, launches: Sequence[Launch], *, headers: dict[str, str]
 ) -> list[Envelope]:
     """Envelopes for ``launches``; the continuation rides in their meta."""
     out: list[Envelope] = []
@@ -144,7 +144,7 @@ def build_envelopes(
         if launch.has_previous:
             meta["previous_result"] = launch.previous
         out.append(
-            client.build_envelope(
+            node.build_envelope(
                 spec["name"],
                 spec["args"],
                 task_id=spec["id"],
@@ -178,7 +178,7 @@ class CanvasHook:
     canvases. Runs inside the BrokerActor's batch, so what it returns is
     published before the finished deliveries are acked."""
 
-    client: Client
+    node: Node
 
     async def __call__(self, finishes: Sequence[Finish]) -> Sequence[Envelope]:
         todo: list[tuple[Launch, dict[str, str]]] = []
@@ -198,14 +198,14 @@ class CanvasHook:
             return []
         # A re-fire (the finishing delivery was redelivered) publishes nothing
         # that has already started.
-        existing = await self.client.backend.results.get_many(
+        existing = await self.node.backend.results.get_many(
             [launch.spec["id"] for launch, _ in todo]
         )
         envelopes: list[Envelope] = []
         for (launch, headers), record in zip(todo, existing, strict=True):
             if record is not None and record.state is not TaskState.REVOKED:
                 continue
-            envelopes.extend(build_envelopes(self.client, [launch], headers=headers))
+            envelopes.extend(build_envelopes(self.node, [launch], headers=headers))
         return envelopes
 
     async def advance(
@@ -213,7 +213,7 @@ class CanvasHook:
     ) -> list[Launch]:
         """Hand ``result`` (the node under ``stack``'s innermost frame has
         finished) to the enclosing frames; returns what to enqueue next."""
-        backend = self.client.backend
+        backend = self.node.backend
         results = backend.results
         frames = list(stack)
         out: list[Launch] = []
@@ -323,21 +323,17 @@ class CanvasHook:
             for task_id in node_ids(spec)
         ]
         if records:
-            await self.client.backend.results.set_state(records, ttl=CANVAS_TTL)
+            await self.node.backend.results.set_state(records, ttl=CANVAS_TTL)
 
 
-async def start_canvas(
-    client: Client, supervisor: Supervisor
-) -> tuple[ActorRef[CanvasMessage], CanvasHook]:
-    """Start the client's CanvasCoordinator under ``supervisor``; returns its
-    address and the finish hook a worker node installs."""
-    from ._supervisor import ChildSpec
-
+async def start_canvas(node: Node) -> tuple[ActorRef[CanvasMessage], CanvasHook]:
+    """Start the node's CanvasCoordinator; returns its address and the finish
+    hook a worker node installs."""
     mailbox: Mailbox[CanvasMessage] = Mailbox(1000, name="canvas")
-    ref = await supervisor.start_child(
-        ChildSpec("canvas", lambda: CanvasCoordinator(client), mailbox=mailbox)
+    ref = await node.start_child(
+        ChildSpec("canvas", lambda: CanvasCoordinator(node), mailbox=mailbox)
     )
-    return ref, CanvasHook(client)
+    return ref, CanvasHook(node)
 
 
 __all__ = [

@@ -114,14 +114,14 @@ class EventBus:
     ) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            self.signals._watch(self._on_change)
+            self.signals.watch_subscriptions(self._on_change)
             try:
                 for sub in list(self.signals.subscriptions()):
                     self._attach(sub)
                 task_status.started(self)
                 await trio.sleep_forever()
             finally:
-                self.signals._unwatch(self._on_change)
+                self.signals.unwatch_subscriptions(self._on_change)
                 self._nursery = None
                 for outlets in self._outlets.values():
                     for outlet in outlets:

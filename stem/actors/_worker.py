@@ -30,20 +30,26 @@ from stem._errors import (
 )
 from stem._instrument import NOOP, Instrumentation
 from stem._options import DEFAULT_VISIBILITY_TIMEOUT, TaskOptions
+from stem._producer import Producer
 from stem._result import ErrorInfo, TaskResult
 from stem._signals import TaskEvent, WorkerEvent
 from stem._states import TaskState
+from stem._workerconfig import WorkerConfig
 from stem.contracts import Delivery
 
 from . import _outcomes
 from ._actor import Actor, ActorRef
+from ._autoscale import run_autoscaler
 from ._broker import Finish, Flush, StoreResults
-from ._duties import heartbeat, renew_leases, watch_revocations
+from ._control import Control
+from ._duties import heartbeat, watch_revocations
+from ._leases import HeldDeliveries
 from ._mailbox import Mailbox
+from ._outbox import Outbox
 from ._process import run_in_process
 from ._ratelimit import WorkerRateLimiter
 from ._ready import ReadyQueue
-from ._workerconfig import (
+from ._workerstate import (
     SHUTDOWN_MODES,
     ActiveTask,
     Inspect,
@@ -51,7 +57,6 @@ from ._workerconfig import (
     ShutdownMode,
     Stop,
     Terminate,
-    WorkerConfig,
     WorkerMessage,
     WorkerState,
     WorkerStatistics,
@@ -78,13 +83,12 @@ class Worker(Actor[WorkerMessage]):
     bus: EventBus
     config: WorkerConfig = attrs.field(factory=WorkerConfig)
     state: WorkerState = attrs.field(factory=WorkerState)
-    client: Any = None
+    #: what a running task enqueues with (``ctx.client``)
+    producer: Producer | None = None
     instrumentation: Instrumentation = attrs.field(factory=lambda: NOOP)
-    _held: dict[str, Delivery] = attrs.field(factory=dict, init=False)
-    _lease_len: dict[str, float] = attrs.field(factory=dict, init=False)
+    _leases: HeldDeliveries = attrs.field(init=False)
     _running: dict[str, Running] = attrs.field(factory=dict, init=False)
     _capacity: trio.Event = attrs.field(factory=trio.Event, init=False)
-    _new_held: trio.Event = attrs.field(factory=trio.Event, init=False)
     _slots_done: trio.Event = attrs.field(factory=trio.Event, init=False)
     _live_slots: int = attrs.field(default=0, init=False)
     _stopping: bool = attrs.field(default=False, init=False)
@@ -92,7 +96,7 @@ class Worker(Actor[WorkerMessage]):
     _started_at: float = attrs.field(default=0.0, init=False)
     _thread_limiter: trio.CapacityLimiter | None = attrs.field(default=None, init=False)
     _ready: ReadyQueue = attrs.field(factory=lambda: ReadyQueue(), init=False)
-    _backlog: list[BrokerMessage] = attrs.field(factory=list, init=False)
+    _outbox: Outbox = attrs.field(init=False)
     #: receipts whose outcome was sent to the broker actor but not yet settled
     _finishing: set[str] = attrs.field(factory=set, init=False)
     _limiter: WorkerRateLimiter | None = attrs.field(default=None, init=False)
@@ -108,6 +112,14 @@ class Worker(Actor[WorkerMessage]):
     )
     _slots_nursery: trio.Nursery | None = attrs.field(default=None, init=False)
 
+    @_leases.default
+    def _make_leases(self) -> HeldDeliveries:
+        return HeldDeliveries(self.backend.broker, DEFAULT_VISIBILITY_TIMEOUT)
+
+    @_outbox.default
+    def _make_outbox(self) -> Outbox:
+        return Outbox(self.broker, capacity=self.config.capacity)
+
     # -- life cycle ---------------------------------------------------------
 
     async def run(
@@ -116,9 +128,6 @@ class Worker(Actor[WorkerMessage]):
         *,
         task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        from ._autoscale import run_autoscaler
-        from ._control import Control
-
         cfg = self.config
         self._started_at = now()
         self._thread_limiter = trio.CapacityLimiter(cfg.concurrency)
@@ -127,7 +136,7 @@ class Worker(Actor[WorkerMessage]):
             self.backend.limiter, hold=cfg.rate_limit_hold
         )
         self._claim_lease = min(
-            (h.task_options.visibility_timeout for h in self.app._tasks.values()),
+            (h.task_options.visibility_timeout for h in self.app),
             default=DEFAULT_VISIBILITY_TIMEOUT,
         )
         self._slot_count = cfg.min_slots
@@ -138,9 +147,25 @@ class Worker(Actor[WorkerMessage]):
         try:
             with self._run_scope:
                 async with trio.open_nursery() as helpers:
-                    helpers.start_soon(renew_leases, self)
-                    await helpers.start(heartbeat, self)
-                    helpers.start_soon(watch_revocations, self)
+                    helpers.start_soon(self._leases.renew_forever)
+                    helpers.start_soon(self._absorb_settled)
+                    helpers.start_soon(self._outbox.forward_forever)
+                    await helpers.start(
+                        partial(
+                            heartbeat,
+                            self.backend.heartbeats,
+                            cfg,
+                            self.worker_statistics,
+                            started_at=self._started_at,
+                            on_beat=partial(self._emit_worker, "worker_heartbeat"),
+                        )
+                    )
+                    helpers.start_soon(
+                        watch_revocations,
+                        self.backend.revocations,
+                        cfg.revocation_poll,
+                        self.terminate,
+                    )
                     helpers.start_soon(self._serve_mailbox, mailbox)
                     if self.backend.capabilities.broadcast:
                         await helpers.start(Control(worker=self).run)
@@ -172,7 +197,7 @@ class Worker(Actor[WorkerMessage]):
                             running.scope.cancel()
                     await self._flush()
                     with trio.move_on_after(5):
-                        while self._held:
+                        while self._leases:
                             self._capacity = trio.Event()
                             await self._capacity.wait()
                     helpers.cancel_scope.cancel()
@@ -186,6 +211,7 @@ class Worker(Actor[WorkerMessage]):
                     await self.backend.heartbeats.forget(cfg.worker_id)
                 except Exception:
                     logger.debug("could not remove heartbeat", exc_info=True)
+            self._outbox.close()
             self._emit_worker("worker_shutdown")
             if not crashed:
                 self.state.stopped.set()
@@ -262,8 +288,7 @@ class Worker(Actor[WorkerMessage]):
 
     async def _hand_back_all(self) -> None:
         """Return every held delivery to its queue (used on cancellation)."""
-        held = [d for r, d in self._held.items() if r not in self._finishing]
-        self._held.clear()
+        held = [d for d in self._leases.take_all() if d.receipt not in self._finishing]
         for delivery in held:
             try:
                 await self.backend.broker.nack(delivery, requeue=True)
@@ -280,7 +305,7 @@ class Worker(Actor[WorkerMessage]):
         queues = list(cfg.queues)
         with scope:
             while True:
-                free = self._capacity_now() - len(self._held)
+                free = self._capacity_now() - len(self._leases)
                 if free <= 0:
                     self._capacity = trio.Event()
                     await self._capacity.wait()
@@ -308,11 +333,7 @@ class Worker(Actor[WorkerMessage]):
                     queues.append(queues.pop(0))  # fairness across queues
                 if not deliveries:
                     continue
-                lease = self._claim_lease
-                for delivery in deliveries:
-                    self._held[delivery.receipt] = delivery
-                    self._lease_len[delivery.receipt] = lease
-                self._new_held.set()
+                self._leases.add(deliveries, self._claim_lease)
                 await self._drop_revoked(deliveries)
                 # All at once, one checkpoint per claim (not per delivery);
                 # slots take from the front, so start order stays FIFO.
@@ -321,11 +342,7 @@ class Worker(Actor[WorkerMessage]):
 
     def _capacity_now(self) -> int:
         """Deliveries to hold: the current slots plus the prefetch."""
-        cfg = self.config
-        if cfg.autoscale is None:
-            return cfg.capacity
-        slots = self._slot_count
-        return slots + (slots if cfg.prefetch < 0 else cfg.prefetch)
+        return self.config.capacity_for(self._slot_count)
 
     async def _drop_revoked(self, deliveries: list[Delivery]) -> None:
         ids = [d.task_id for d in deliveries if d.envelope is not None]
@@ -415,15 +432,15 @@ class Worker(Actor[WorkerMessage]):
 
     def unstarted(self) -> int:
         """Deliveries held but not yet running nor finishing."""
-        return len(self._held) - len(self._running) - len(self._finishing)
+        return len(self._leases) - len(self._running) - len(self._finishing)
 
     def _is_open(self, delivery: Delivery) -> bool:
         """Held, and no outcome decided for it yet."""
         receipt = delivery.receipt
-        return receipt in self._held and receipt not in self._finishing
+        return receipt in self._leases and receipt not in self._finishing
 
     def _options(self, name: str) -> TaskOptions:
-        handler = self.app._tasks.get(name)
+        handler = self.app.find_task(name)
         return handler.task_options if handler is not None else TaskOptions()
 
     async def _execute(self, delivery: Delivery) -> None:
@@ -438,7 +455,7 @@ class Worker(Actor[WorkerMessage]):
                 ),
             )
             return
-        handler = self.app._tasks.get(env.name)
+        handler = self.app.find_task(env.name)
         if handler is None:
             self._dead(
                 delivery,
@@ -457,8 +474,7 @@ class Worker(Actor[WorkerMessage]):
         if opts.visibility_timeout != self._claim_lease:
             # Claims use the shortest lease of any task; a longer one is
             # renewed to its own length at the renewer's next pass.
-            self._lease_len[delivery.receipt] = opts.visibility_timeout
-            self._new_held.set()
+            self._leases.keep_for(delivery.receipt, opts.visibility_timeout)
         if opts.rate_limit is not None:
             assert self._limiter is not None
             wait = await self._limiter.acquire(env, opts)
@@ -470,7 +486,7 @@ class Worker(Actor[WorkerMessage]):
                 return
             at = now()
         self._emit_task("task_received", env.id, env.name, env.queue, env.attempt)
-        self._tell(
+        self._outbox.tell(
             StoreResults(
                 results=(
                     _outcomes.record(
@@ -531,7 +547,7 @@ class Worker(Actor[WorkerMessage]):
             headers=env.headers,
             envelope=env,
             worker_id=self.config.worker_id,
-            client=self.client,
+            client=self.producer,
             previous_result=env.meta.get("previous_result"),
             soft_deadline=soft,
             hard_deadline=hard,
@@ -613,7 +629,7 @@ class Worker(Actor[WorkerMessage]):
                 value,
                 at=now(),
                 ttl=opts.result_ttl,
-                on_done=self._settled,
+                on_done=self._outbox.settled,
             )
         )
 
@@ -683,36 +699,31 @@ class Worker(Actor[WorkerMessage]):
         ``wait`` seconds (no attempt used, no result written)."""
         self._count("rate_limited")
         self._finishing.add(delivery.receipt)
-        self._tell(
-            Finish(delivery=delivery, action="retry", delay=wait, on_done=self._settled)
+        self._outbox.tell(
+            Finish(
+                delivery=delivery,
+                action="retry",
+                delay=wait,
+                on_done=self._outbox.settled,
+            )
         )
 
     def _finish(self, finish: Finish) -> TaskResult | None:
         self._count("processed")
         self._finishing.add(finish.delivery.receipt)
         if finish.on_done is None:
-            finish = attrs.evolve(finish, on_done=self._settled)
-        self._tell(finish)
+            finish = attrs.evolve(finish, on_done=self._outbox.settled)
+        self._outbox.tell(finish)
         return finish.result
 
-    def _tell(self, msg: BrokerMessage) -> None:
-        """Send to the broker actor without blocking the slot, keeping order:
-        when its inbox is full, messages wait in a local list (bounded by the
-        worker's capacity, since each holds a delivery) for the renewer task."""
-        if not self._backlog:
-            try:
-                self.broker.tell_nowait(msg)
-                return
-            except trio.WouldBlock:
-                pass
-        self._backlog.append(msg)
-        self._new_held.set()
-
-    def _settled(self, delivery: Delivery) -> None:
-        self._held.pop(delivery.receipt, None)
-        self._finishing.discard(delivery.receipt)
-        self._lease_len.pop(delivery.receipt, None)
-        self._capacity.set()
+    async def _absorb_settled(self) -> None:
+        """Forget settled deliveries and free their capacity (this task is
+        where settlements change the worker's state)."""
+        async for batch in self._outbox.settlements():
+            for done in batch:
+                self._leases.discard(done.receipt)
+                self._finishing.discard(done.receipt)
+            self._capacity.set()
 
     # -- background duties --------------------------------------------------
 
@@ -731,7 +742,7 @@ class Worker(Actor[WorkerMessage]):
             worker_id=self.config.worker_id,
             queues=self.config.queues,
             concurrency=self.config.concurrency,
-            held=len(self._held),
+            held=len(self._leases),
             active=tuple(
                 ActiveTask(
                     task_id=tid, name=r.name, attempt=r.attempt, started_at=r.started_at

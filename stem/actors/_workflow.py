@@ -34,12 +34,13 @@ from stem._envelope import Envelope
 from stem._errors import BrokerUnavailable, EncodeError
 from stem._ids import new_id
 from stem._result import ErrorInfo
+from stem._wfcontext import WorkflowContext, check_history_consumed
 from stem._workflow import (
     ACTIVITY_RECHECK,
     Suspend,
-    WorkflowContext,
     WorkflowScript,
-    check_history_consumed,
+    new_run,
+    run_event,
 )
 from stem.contracts import WorkflowRun
 
@@ -47,9 +48,8 @@ from ._actor import Actor, ActorRef
 from ._mailbox import Mailbox
 
 if TYPE_CHECKING:
-    from stem._client import Client
-
-    from ._broker import Finish
+    from ._broker import Finish, FinishHook
+    from ._runtime import Node
 
 logger = logging.getLogger("stem.workflows")
 
@@ -115,9 +115,9 @@ def _info(kind: str, message: str) -> ErrorInfo:
 
 @attrs.define(eq=False)
 class WorkflowEngine(Actor[EngineMessage]):
-    """Drives the runs of ``scripts`` stored in the client's backend."""
+    """Drives the runs of ``scripts`` stored in the node's backend."""
 
-    client: Client
+    node: Node
     scripts: Mapping[str, WorkflowScript]
     config: EngineConfig = attrs.field(factory=EngineConfig)
     _nudge: trio.Event = attrs.field(factory=trio.Event, init=False)
@@ -169,7 +169,7 @@ class WorkflowEngine(Actor[EngineMessage]):
 
     @property
     def _store(self) -> Any:
-        return self.client.backend.workflows
+        return self.node.backend.workflows
 
     async def _loop(self) -> None:
         store = self._store
@@ -261,7 +261,6 @@ class WorkflowEngine(Actor[EngineMessage]):
 
     async def _drive_once(self, run: WorkflowRun) -> None:
         store = self._store
-        workflows = self.client.workflows
         self._count("driven")
         script = self.scripts[run.workflow]
         if run.cancel_requested:
@@ -282,8 +281,8 @@ class WorkflowEngine(Actor[EngineMessage]):
             return
         steps = await store.list_steps(run.run_id)
         if steps:
-            workflows._emit("workflow_resumed", run, run.current_step)
-        ctx = WorkflowContext(run=run, client=self.client, history=steps)
+            self._emit("workflow_resumed", run, run.current_step)
+        ctx = WorkflowContext(run=run, host=self.node, history=steps)
         deadline = (
             math.inf
             if run.deadline is None
@@ -310,7 +309,7 @@ class WorkflowEngine(Actor[EngineMessage]):
                 current_step=suspend.step,
             ):
                 self._count("suspended")
-                workflows._emit("workflow_suspended", run, suspend.step)
+                self._emit("workflow_suspended", run, suspend.step)
             for task_id in ctx.pending_tasks:
                 self._watch_activity(run.run_id, task_id)
             return
@@ -355,7 +354,12 @@ class WorkflowEngine(Actor[EngineMessage]):
             "completed": "workflow_completed",
             "cancelled": "workflow_cancelled",
         }.get(status, "workflow_failed")
-        self.client.workflows._emit(signal, run, run.current_step, error=error)
+        self._emit(signal, run, run.current_step, error=error)
+
+    def _emit(self, signal: str, run: WorkflowRun, step: str | None, **kw: Any) -> None:
+        bus = self.node.bus
+        if bus.wants(signal):
+            bus.emit(run_event(signal, run, step, **kw))
 
     async def _cancel(self, run: WorkflowRun) -> None:
         """Revoke the run's running activity, cancel its running children,
@@ -365,7 +369,7 @@ class WorkflowEngine(Actor[EngineMessage]):
             if step.status != "pending":
                 continue
             if step.kind == "activity" and "task_id" in step.meta:
-                await self.client.revoke(
+                await self.node.revoke(
                     str(step.meta["task_id"]),
                     terminate=True,
                     reason="workflow cancelled",
@@ -391,7 +395,7 @@ class WorkflowEngine(Actor[EngineMessage]):
 
     async def _await_activity(self, run_id: str, task_id: str) -> None:
         try:
-            result = await self.client.backend.results.wait(
+            result = await self.node.backend.results.wait(
                 task_id, timeout=ACTIVITY_RECHECK
             )
             if result is not None:
@@ -403,7 +407,7 @@ class WorkflowEngine(Actor[EngineMessage]):
             self._watched.discard(task_id)
 
 
-def workflow_finish_hook(client: Client) -> Any:
+def workflow_finish_hook(node: Node) -> FinishHook:
     """A broker finish hook waking the workflow run of every activity that
     finished for good (not a retry). It runs before the batch is acked, so
     the wake is stored before the activity's message is gone."""
@@ -418,8 +422,29 @@ def workflow_finish_hook(client: Client) -> Any:
             if isinstance(run_id, str):
                 run_ids.add(run_id)
         if run_ids:
-            await client.backend.workflows.wake(sorted(run_ids))
-            client._wake_workflow_engines()
+            await node.backend.workflows.wake(sorted(run_ids))
+            node.wake_workflow_engines()
         return ()
 
     return hook
+
+
+async def create_run(
+    node: Node,
+    script: WorkflowScript,
+    params: Any,
+    run_id: str,
+    *,
+    parent_id: str | None = None,
+) -> bool:
+    """Store a new run of ``script`` (False if ``run_id`` exists), wake the
+    node's engines and emit ``workflow_started``. ``params`` must be a JSON
+    value (EncodeError otherwise, nothing stored)."""
+    run = new_run(script, params, run_id, at=now(), parent_id=parent_id)
+    if not await node.backend.workflows.create_run(run):
+        return False
+    node.wake_workflow_engines()
+    bus = node.bus
+    if bus.wants("workflow_started"):
+        bus.emit(run_event("workflow_started", run))
+    return True

@@ -8,7 +8,7 @@ import pytest
 import trio
 
 import stem
-from stem._workflow import WorkflowContext
+from stem._wfcontext import WorkflowContext
 
 DAY = 24 * 3600.0
 

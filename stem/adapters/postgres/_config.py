@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import attrs
 
 from stem._errors import ConfigError
-from stem._urls import redact
+from stem._redact import redact
 
 _SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
 

@@ -23,7 +23,7 @@ import attrs
 import trio
 
 from ._config import PostgresConfig
-from ._db import CONNECTION_ERRORS, Db
+from ._db import CONNECTION_ERRORS, Db, unavailable
 
 _LOST = "\x00lost"
 
@@ -205,8 +205,6 @@ class Hub:
                 await self._keepalive(conn)
             except CONNECTION_ERRORS as exc:
                 if not started:
-                    from ._db import unavailable
-
                     raise unavailable(self.config, exc) from exc
             finally:
                 if conn is not None:

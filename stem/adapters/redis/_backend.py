@@ -12,8 +12,8 @@ import trio
 import trio_asyncio
 
 from stem._envelope import Envelope
+from stem._redact import redact
 from stem._result import TaskResult
-from stem._urls import redact
 from stem.contracts import Capabilities
 
 from ._broker import RedisBroker

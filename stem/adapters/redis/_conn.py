@@ -17,7 +17,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from stem._errors import BrokerUnavailable, ConfigError
-from stem._urls import redact
+from stem._redact import redact
 
 from ._scripts import SCRIPTS
 
