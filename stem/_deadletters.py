@@ -11,8 +11,7 @@ import attrs
 
 from ._clock import now
 from ._durations import Duration, to_epoch, to_seconds
-from ._result import TaskResult
-from ._states import TaskState
+from ._redelivery import replayed_result
 from .contracts import DeadLetter
 
 if TYPE_CHECKING:
@@ -73,14 +72,11 @@ class DeadLetters:
                 entry = await broker.get_dead(self.queue, task_id)
                 await results.forget(task_id)
                 queued.append(
-                    TaskResult(
-                        task_id=task_id,
-                        state=TaskState.QUEUED,
-                        attempt=1,
+                    replayed_result(
+                        task_id,
                         name=entry.name if entry is not None else "",
                         queue=self.queue,
-                        updated_at=now(),
-                        meta={"replayed": True},
+                        at=now(),
                     )
                 )
             if queued:

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 import trio
 
+from stem import _redelivery
 from stem._clock import now
 from stem._codec import decode_envelope, dumps, guess_task_id, loads
 from stem._envelope import Envelope
@@ -362,7 +363,8 @@ class MemoryBroker:
             msg.task_id = envelope.id
             msg.priority = envelope.priority
         at = now()
-        self._enqueue(q, msg, at + max(delay, 0.0), at)
+        ready = _redelivery.requeue_at(at, delay=delay, envelope=envelope)
+        self._enqueue(q, msg, ready, at)
         q.wake()
         return True
 
@@ -396,6 +398,7 @@ class MemoryBroker:
         if msg is None:
             return False
         msg.state = _GONE
+        entry = _redelivery.filed(entry, delivery)
         dq = self._queue(entry.queue)
         dq.used = True
         dq.dead.pop(entry.task_id, None)
@@ -434,31 +437,21 @@ class MemoryBroker:
         q = self._queues.get(queue)
         if q is None:
             return []
-        wanted = None if task_ids is None else set(task_ids)
-        chosen: list[DeadLetter] = []
-        for entry in q.dead.values():
-            if limit is not None and len(chosen) >= limit:
-                break
-            if entry.envelope is None:
-                continue
-            if wanted is not None and entry.task_id not in wanted:
-                continue
-            if since is not None and entry.dead_at < since:
-                continue
-            chosen.append(entry)
-        if dry_run:
+        chosen = _redelivery.select_for_replay(
+            q.dead.values(), task_ids=task_ids, limit=limit, since=since
+        )
+        if dry_run or not chosen:
             return [entry.task_id for entry in chosen]
         at = now()
         for entry in chosen:
-            env = entry.envelope
-            assert env is not None
-            meta = {k: v for k, v in env.meta.items() if k != "history"}
-            fresh = attrs.evolve(env, attempt=1, not_before=None, meta=meta)
+            assert entry.envelope is not None
+            fresh = _redelivery.fresh_for_replay(
+                entry.envelope, queue=queue, at=at, delay=delay
+            )
             del q.dead[entry.task_id]
-            target = self._queue(fresh.queue)
-            msg = _Message(fresh.id, fresh.queue, fresh, None, fresh.priority)
-            self._enqueue(target, msg, at + max(delay, 0.0), at)
-            target.wake()
+            msg = _Message(fresh.id, queue, fresh, None, fresh.priority)
+            self._enqueue(q, msg, _redelivery.due_at(fresh, at), at)
+        q.wake()
         return [entry.task_id for entry in chosen]
 
     async def purge_dead(
@@ -471,11 +464,10 @@ class MemoryBroker:
             return 0
         doomed = [
             entry.task_id
-            for entry in q.dead.values()
-            if since is None or entry.dead_at >= since
+            for entry in _redelivery.select_for_purge(
+                q.dead.values(), limit=limit, since=since
+            )
         ]
-        if limit is not None:
-            doomed = doomed[: max(limit, 0)]
         for task_id in doomed:
             del q.dead[task_id]
         return len(doomed)

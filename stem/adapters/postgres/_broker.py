@@ -14,11 +14,12 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 import trio
 
+from stem import _redelivery
 from stem._clock import now
 from stem._codec import (
     decode_envelope,
@@ -148,8 +149,11 @@ class _Sql:
         self.get_dead = f"""
             SELECT {self.dead_cols} FROM {s}.dead WHERE queue = $1 AND task_id = $2
             ORDER BY dead_at DESC, seq DESC LIMIT 1"""
+        # pick_dead and purge_dead state stem._redelivery's selections in SQL
+        # (wanted(), capped() and, for a replay, a stored envelope), so that
+        # FOR UPDATE locks only the rows taken.
         self.pick_dead = f"""
-            SELECT seq, envelope FROM {s}.dead
+            SELECT seq, task_id, dead_at, envelope FROM {s}.dead
             WHERE queue = $1 AND envelope IS NOT NULL
               AND ($2::text[] IS NULL OR task_id = ANY($2::text[]))
               AND ($3::float8 IS NULL OR dead_at >= $3)
@@ -169,6 +173,23 @@ class _Sql:
         self.queues = f"SELECT name FROM {s}.queues ORDER BY name"
         self.purge = f"DELETE FROM {s}.jobs WHERE queue = $1 AND locked_until < $2"
         self.notify = "SELECT pg_notify($1, $2)"
+
+
+class _DeadRow(NamedTuple):
+    """A dead letter picked for a replay (``envelope`` None: it no longer
+    decodes)."""
+
+    seq: int
+    task_id: str
+    dead_at: float
+    envelope: Envelope | None
+
+
+def _envelope_or_none(text: str) -> Envelope | None:
+    try:
+        return envelope_from_dict(loads(text))
+    except Exception:
+        return None
 
 
 def _count(status: str) -> int:
@@ -368,14 +389,12 @@ class PostgresBroker:
                 return await conn.fetchval(drop, ident, token) is not None
 
             return await self.db.run(dropper)
-        ready = now() + max(delay, 0.0)
+        ready = _redelivery.requeue_at(now(), delay=delay, envelope=envelope)
         body: bytes | None = None
         priority: int | None = None
         if envelope is not None:
             body = encode_envelope(envelope)
             priority = envelope.priority
-            if envelope.not_before is not None:
-                ready = max(ready, envelope.not_before)
         sql = self._sql.requeue
         channel = self.config.channel("jobs")
 
@@ -418,10 +437,11 @@ class PostgresBroker:
 
     async def dead_letter(self, delivery: Delivery, entry: DeadLetter) -> bool:
         ident, token = _split_receipt(delivery.receipt)
+        entry = _redelivery.filed(entry, delivery)
         args = (
             ident,
             token,
-            entry.queue or delivery.queue,
+            entry.queue,
             entry.task_id,
             entry.name,
             entry.reason,
@@ -486,8 +506,8 @@ class PostgresBroker:
         dry_run: bool = False,
     ) -> list[str]:
         at = now()
-        ready = at + max(delay, 0.0)
         ids = list(task_ids) if task_ids is not None else None
+        cap = _redelivery.capped(limit)
         pick, delete, publish = (
             self._sql.pick_dead,
             self._sql.delete_dead,
@@ -497,39 +517,37 @@ class PostgresBroker:
 
         async def replay(conn: Any) -> list[str]:
             async with conn.transaction():
-                rows = await conn.fetch(pick, queue, ids, since, limit)
+                rows = [
+                    _DeadRow(seq, task_id, dead_at, _envelope_or_none(text))
+                    for seq, task_id, dead_at, text in await conn.fetch(
+                        pick, queue, ids, since, cap
+                    )
+                ]
+                chosen = _redelivery.select_for_replay(
+                    rows, task_ids=ids, limit=cap, since=since
+                )
+                if dry_run or not chosen:
+                    return [row.task_id for row in chosen]
                 fresh: list[Envelope] = []
-                seqs: list[int] = []
-                for seq, text in rows:
-                    try:
-                        old = envelope_from_dict(loads(text))
-                    except Exception:
-                        continue
-                    meta = {k: v for k, v in old.meta.items() if k != "history"}
+                for row in chosen:
+                    assert row.envelope is not None
                     fresh.append(
-                        attrs.evolve(
-                            old,
-                            attempt=1,
-                            not_before=ready if delay > 0 else None,
-                            enqueued_at=at,
-                            meta=meta,
+                        _redelivery.fresh_for_replay(
+                            row.envelope, queue=queue, at=at, delay=delay
                         )
                     )
-                    seqs.append(seq)
-                if dry_run or not fresh:
-                    return [env.id for env in fresh]
-                await conn.execute(delete, seqs)
+                await conn.execute(delete, [row.seq for row in chosen])
                 await conn.fetchval(
                     publish,
                     [env.queue for env in fresh],
                     [env.id for env in fresh],
                     [env.priority for env in fresh],
-                    [ready for _ in fresh],
+                    [_redelivery.due_at(env, at) for env in fresh],
                     [encode_envelope(env) for env in fresh],
                     channel,
-                    _payloads(list(dict.fromkeys(env.queue for env in fresh))),
+                    _payloads([queue]),
                 )
-                return [env.id for env in fresh]
+                return [row.task_id for row in chosen]
 
         chosen = await self.db.run(replay)
         if chosen and not dry_run:
@@ -540,9 +558,10 @@ class PostgresBroker:
         self, queue: str, *, since: float | None = None, limit: int | None = None
     ) -> int:
         sql = self._sql.purge_dead
+        cap = _redelivery.capped(limit)
 
         async def purge(conn: Any) -> int:
-            return _count(await conn.execute(sql, queue, since, limit))
+            return _count(await conn.execute(sql, queue, since, cap))
 
         return await self.db.run(purge)
 

@@ -28,6 +28,7 @@ from typing import Any
 import attrs
 import trio
 
+from stem import _redelivery
 from stem._clock import now
 from stem._codec import (
     decode_envelope,
@@ -298,12 +299,10 @@ class RedisBroker:
         envelope: Envelope | None = None,
     ) -> bool:
         at = now()
-        ready = at + max(delay, 0.0)
+        ready = _redelivery.requeue_at(at, delay=delay, envelope=envelope)
         if envelope is not None:
             body: bytes | str = encode_envelope(envelope)
             bucket = _bucket(envelope.priority)
-            if envelope.not_before is not None and delay <= 0:
-                ready = max(ready, envelope.not_before)
         else:
             body = ""
             bucket = _parse_receipt(delivery.receipt)[0]
@@ -324,24 +323,23 @@ class RedisBroker:
 
     async def dead_letter(self, delivery: Delivery, entry: DeadLetter) -> bool:
         """Remove the leased message and record ``entry`` in one script."""
+        entry = _redelivery.filed(entry, delivery)
         keys = self.keys.queue(delivery.queue, dead_queue=entry.queue)
         args = [*_parse_receipt(delivery.receipt), entry.task_id, _encode_dead(entry)]
         return bool(await self.conn.script("dead", keys, args))
 
     # ---------------------------------------------------------------- dead
 
-    async def _dead_rows(
+    async def _dead_entries(
         self, queue: str, start: int, stop: int
-    ) -> list[tuple[str, DeadLetter]]:
+    ) -> list[DeadLetter]:
+        """The queue's dead letters from ``start`` to ``stop`` (inclusive;
+        -1: the last), oldest first."""
         reply = await self.conn.script(
             "list_dead", self.keys.queue(queue), [str(start), str(stop)]
         )
-        ids, values = reply
-        rows: list[tuple[str, DeadLetter]] = []
-        for task_id, value in zip(ids, values, strict=True):
-            if value is not None:
-                rows.append((_text(task_id), _decode_dead(value)))
-        return rows
+        _, values = reply
+        return [_decode_dead(value) for value in values if value is not None]
 
     async def list_dead(
         self, queue: str, *, limit: int = 100, offset: int = 0
@@ -349,8 +347,7 @@ class RedisBroker:
         if limit <= 0:
             return []
         start = max(offset, 0)
-        rows = await self._dead_rows(queue, start, start + limit - 1)
-        return [entry for _, entry in rows]
+        return await self._dead_entries(queue, start, start + limit - 1)
 
     async def get_dead(self, queue: str, task_id: str) -> DeadLetter | None:
         key = self.keys.queue(queue)[15]
@@ -367,61 +364,52 @@ class RedisBroker:
         delay: float = 0.0,
         dry_run: bool = False,
     ) -> list[str]:
-        wanted = None if task_ids is None else set(task_ids)
-        chosen: list[DeadLetter] = []
-        for _, entry in await self._dead_rows(queue, 0, -1):
-            if limit is not None and len(chosen) >= limit:
-                break
-            if entry.envelope is None:
-                continue
-            if wanted is not None and entry.task_id not in wanted:
-                continue
-            if since is not None and entry.dead_at < since:
-                continue
-            chosen.append(entry)
+        chosen = _redelivery.select_for_replay(
+            await self._dead_entries(queue, 0, -1),
+            task_ids=task_ids,
+            limit=limit,
+            since=since,
+        )
         if dry_run or not chosen:
             return [entry.task_id for entry in chosen]
         at = now()
-        ready = fmt(at + delay) if delay > 0 else "0"
-        by_target: dict[str, list[Any]] = {}
+        args: list[Any] = [fmt(at), self.keys.wake(queue), queue]
         for entry in chosen:
-            env = entry.envelope
-            assert env is not None
-            meta = {k: v for k, v in env.meta.items() if k != "history"}
-            fresh = attrs.evolve(env, attempt=1, not_before=None, meta=meta)
-            by_target.setdefault(fresh.queue, []).extend(
-                [entry.task_id, _bucket(fresh.priority), ready, encode_envelope(fresh)]
+            assert entry.envelope is not None
+            fresh = _redelivery.fresh_for_replay(
+                entry.envelope, queue=queue, at=at, delay=delay
             )
+            due = _redelivery.due_at(fresh, at)
+            args += [
+                entry.task_id,
+                _bucket(fresh.priority),
+                fmt(due) if due > at else "0",
+                encode_envelope(fresh),
+            ]
         keys = self.keys
 
         async def send() -> list[Any]:
             pipe = self.conn.client.pipeline(transaction=True)
-            pipe.sadd(keys.queues, *by_target)
-            for target, args in by_target.items():
-                evalsha(
-                    pipe,
-                    "replay",
-                    keys.queue(target, dead_queue=queue),
-                    [fmt(at), keys.wake(target), target, *args],
-                )
+            pipe.sadd(keys.queues, queue)
+            evalsha(pipe, "replay", keys.queue(queue), args)
             result: list[Any] = await pipe.execute()
             return result
 
         await self.conn.run(send)
-        for target in by_target:
-            self.hub.wake_queue(target)
+        self.hub.wake_queue(queue)
         return [entry.task_id for entry in chosen]
 
     async def purge_dead(
         self, queue: str, *, since: float | None = None, limit: int | None = None
     ) -> int:
         doomed = [
-            task_id
-            for task_id, entry in await self._dead_rows(queue, 0, -1)
-            if since is None or entry.dead_at >= since
+            entry.task_id
+            for entry in _redelivery.select_for_purge(
+                await self._dead_entries(queue, 0, -1),
+                limit=limit,
+                since=since,
+            )
         ]
-        if limit is not None:
-            doomed = doomed[: max(limit, 0)]
         if not doomed:
             return 0
         done = await self.conn.script("purge_dead", self.keys.queue(queue), doomed)

@@ -17,12 +17,12 @@ import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 import trio
 
-from stem import _clock
+from stem import _clock, _redelivery
 from stem._codec import (
     decode_envelope,
     dumps,
@@ -103,6 +103,15 @@ def _broadcasts_after(conn: sqlite3.Connection, *, after: int) -> list[Any]:
     return conn.execute(
         "SELECT id, body FROM broadcasts WHERE id > ? ORDER BY id", (after,)
     ).fetchall()
+
+
+class _DeadRow(NamedTuple):
+    """A dead letter as the replay and purge selections read it."""
+
+    seq: int
+    task_id: str
+    dead_at: float
+    envelope: str | None
 
 
 @attrs.define(eq=False)
@@ -277,7 +286,9 @@ class SQLiteBroker:
             sql = "DELETE FROM messages WHERE id = ? AND token = ?"
             params: tuple[Any, ...] = (row_id, token)
         else:
-            visible = _clock.now() + max(delay, 0.0)
+            visible = _redelivery.requeue_at(
+                _clock.now(), delay=delay, envelope=envelope
+            )
             if envelope is None:
                 sql = (
                     "UPDATE messages SET token = NULL, consumer = NULL, "
@@ -321,36 +332,35 @@ class SQLiteBroker:
 
     async def dead_letter(self, delivery: Delivery, entry: DeadLetter) -> bool:
         row_id, token = _parse_receipt(delivery.receipt)
+        entry = _redelivery.filed(entry, delivery)
         error = dumps(entry.error.to_dict()) if entry.error else None
         env = dumps(envelope_to_dict(entry.envelope)) if entry.envelope else None
         history = dumps(list(entry.history), what="history")
+        params = (
+            entry.queue,
+            entry.task_id,
+            entry.name,
+            entry.reason,
+            error,
+            entry.attempts,
+            entry.dead_at,
+            env,
+            entry.raw,
+            history,
+        )
 
         def run(conn: sqlite3.Connection) -> bool:
             row = conn.execute(
-                "DELETE FROM messages WHERE id = ? AND token = ? RETURNING body",
+                "DELETE FROM messages WHERE id = ? AND token = ? RETURNING id",
                 (row_id, token),
             ).fetchone()
             if row is None:
                 return False
-            raw = entry.raw if entry.raw is not None else None
-            if raw is None and env is None:
-                raw = row[0].encode() if isinstance(row[0], str) else bytes(row[0])
             conn.execute(
                 "INSERT OR REPLACE INTO dead_letters (queue, task_id, name, reason, "
                 "error, attempts, dead_at, envelope, raw, history) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    entry.queue,
-                    entry.task_id,
-                    entry.name,
-                    entry.reason,
-                    error,
-                    entry.attempts,
-                    entry.dead_at,
-                    env,
-                    raw,
-                    history,
-                ),
+                params,
             )
             return True
 
@@ -402,31 +412,15 @@ class SQLiteBroker:
         return None if row is None else self._dead(row)
 
     @staticmethod
-    def _select_dead(
-        conn: sqlite3.Connection,
-        queue: str,
-        *,
-        task_ids: Sequence[str] | None,
-        limit: int | None,
-        since: float | None,
-        decodable_only: bool,
-    ) -> list[tuple[int, str, str | None]]:
-        sql = "SELECT seq, task_id, envelope FROM dead_letters WHERE queue = ?"
-        params: list[Any] = [queue]
-        if since is not None:
-            sql += " AND dead_at >= ?"
-            params.append(since)
-        if decodable_only:
-            sql += " AND envelope IS NOT NULL"
-        rows: list[tuple[int, str, str | None]] = conn.execute(
-            sql + " ORDER BY dead_at, seq", params
+    def _dead_rows(conn: sqlite3.Connection, queue: str) -> list[_DeadRow]:
+        """The queue's dead letters, oldest first, for the selections of
+        :mod:`stem._redelivery`."""
+        rows = conn.execute(
+            "SELECT seq, task_id, dead_at, envelope FROM dead_letters "
+            "WHERE queue = ? ORDER BY dead_at, seq",
+            (queue,),
         ).fetchall()
-        if task_ids is not None:
-            wanted = set(task_ids)
-            rows = [row for row in rows if row[1] in wanted]
-        if limit is not None:
-            rows = rows[: max(limit, 0)]
-        return rows
+        return [_DeadRow._make(row) for row in rows]
 
     async def replay_dead(
         self,
@@ -439,38 +433,39 @@ class SQLiteBroker:
         dry_run: bool = False,
     ) -> list[str]:
         now = _clock.now()
-        visible = now + max(delay, 0.0)
 
         def run(conn: sqlite3.Connection) -> list[str]:
-            rows = self._select_dead(
-                conn,
-                queue,
+            rows = _redelivery.select_for_replay(
+                self._dead_rows(conn, queue),
                 task_ids=task_ids,
                 limit=limit,
                 since=since,
-                decodable_only=True,
             )
             if dry_run or not rows:
-                return [row[1] for row in rows]
+                return [row.task_id for row in rows]
             fresh: list[tuple[str, str, int, float, str | bytes]] = []
-            for _, task_id, env_text in rows:
-                assert env_text is not None
-                old = envelope_from_dict(json.loads(env_text))
-                meta = {k: v for k, v in old.meta.items() if k != "history"}
-                env = attrs.evolve(
-                    old,
+            for row in rows:
+                assert row.envelope is not None
+                env = _redelivery.fresh_for_replay(
+                    envelope_from_dict(json.loads(row.envelope)),
                     queue=queue,
-                    attempt=1,
-                    not_before=visible if delay > 0 else None,
-                    meta=meta,
+                    at=now,
+                    delay=delay,
                 )
-                body = _encode(env)
-                fresh.append((queue, task_id, _priority(env.priority), visible, body))
+                fresh.append(
+                    (
+                        queue,
+                        row.task_id,
+                        _priority(env.priority),
+                        _redelivery.due_at(env, now),
+                        _encode(env),
+                    )
+                )
             conn.executemany(
-                "DELETE FROM dead_letters WHERE seq = ?", [(row[0],) for row in rows]
+                "DELETE FROM dead_letters WHERE seq = ?", [(row.seq,) for row in rows]
             )
             self._insert(conn, fresh, [queue])
-            return [row[1] for row in rows]
+            return [row.task_id for row in rows]
 
         chosen = await (self.db.read(run) if dry_run else self.db.write(run))
         if chosen and not dry_run:
@@ -481,16 +476,11 @@ class SQLiteBroker:
         self, queue: str, *, since: float | None = None, limit: int | None = None
     ) -> int:
         def run(conn: sqlite3.Connection) -> int:
-            rows = self._select_dead(
-                conn,
-                queue,
-                task_ids=None,
-                limit=limit,
-                since=since,
-                decodable_only=False,
+            rows = _redelivery.select_for_purge(
+                self._dead_rows(conn, queue), limit=limit, since=since
             )
             conn.executemany(
-                "DELETE FROM dead_letters WHERE seq = ?", [(row[0],) for row in rows]
+                "DELETE FROM dead_letters WHERE seq = ?", [(row.seq,) for row in rows]
             )
             return len(rows)
 
