@@ -14,7 +14,8 @@ Conventions every implementation follows:
 * Every method is atomic with respect to cancellation unless it says
   otherwise: when it is cancelled the change is either made or not.
 * Driver errors are mapped to :class:`stem.BrokerUnavailable` at the boundary.
-* ``tests/contract`` holds the one suite every backend passes.
+* :mod:`stem.testing` holds the one suite every backend passes (run over the
+  built-in backends by ``tests/contract``).
 """
 
 from __future__ import annotations

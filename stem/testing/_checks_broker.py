@@ -1,16 +1,21 @@
-"""The adapter contract checks, reusable by any backend.
+"""Contract checks for the broker: publish, claim, ack, nack, leases, delays,
+priorities, waiting claims, poison messages, dead letters, purge, broadcast.
 
 Each check is a plain coroutine ``async def check_<behaviour>(h: Harness)``
 (in the manner of ``trio.testing.check_one_way_stream``): give it a
 :class:`Harness` around a fresh, empty backend and a ``MockClock``. Time moves
 only through ``h.advance``; leases are short (1-2 s) so backends that follow
 the server's clock stay fast. A check that needs a capability the backend lacks
-skips with the reason (``h.require``), never passes silently.
+skips with the reason (``h.require``), never passes silently. The same
+conventions hold in the other ``_checks_*`` modules.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import trio
+import trio.lowlevel
 
 import stem
 from stem import ErrorInfo
@@ -27,65 +32,7 @@ from stem.contracts import (
     RevocationStore,
 )
 
-from .checks_stores import (
-    check_claim_once_single_winner as check_claim_once_single_winner,
-)
-from .checks_stores import (
-    check_claim_once_ttl as check_claim_once_ttl,
-)
-from .checks_stores import (
-    check_group_add_concurrent as check_group_add_concurrent,
-)
-from .checks_stores import (
-    check_group_add_counts_distinct as check_group_add_counts_distinct,
-)
-from .checks_stores import (
-    check_heartbeats_ttl as check_heartbeats_ttl,
-)
-from .checks_stores import (
-    check_lock_expiry as check_lock_expiry,
-)
-from .checks_stores import (
-    check_lock_owner_checks as check_lock_owner_checks,
-)
-from .checks_stores import (
-    check_rate_limit_even_refill as check_rate_limit_even_refill,
-)
-from .checks_stores import (
-    check_reserve_release_unique as check_reserve_release_unique,
-)
-from .checks_stores import (
-    check_result_forget as check_result_forget,
-)
-from .checks_stores import (
-    check_result_overwrite_clears_error as check_result_overwrite_clears_error,
-)
-from .checks_stores import (
-    check_result_set_get as check_result_set_get,
-)
-from .checks_stores import (
-    check_result_terminal_is_final as check_result_terminal_is_final,
-)
-from .checks_stores import (
-    check_result_ttl_expiry as check_result_ttl_expiry,
-)
-from .checks_stores import (
-    check_result_wait_existing as check_result_wait_existing,
-)
-from .checks_stores import (
-    check_result_wait_timeout as check_result_wait_timeout,
-)
-from .checks_stores import (
-    check_result_wait_woken_by_write as check_result_wait_woken_by_write,
-)
-from .checks_stores import (
-    check_revocation_expiry as check_revocation_expiry,
-)
-from .checks_stores import (
-    check_revocation_versions as check_revocation_versions,
-)
-from .harness import Harness as Harness
-from .harness import Pending as Pending
+from ._harness import Harness
 
 LEASE = 2.0
 TIME_EPS = 1e-3
@@ -108,12 +55,23 @@ def _dead(d: Delivery, *, reason: str = "max-retries-exhausted") -> DeadLetter:
 
 
 async def _claim(
-    h: Harness, queues: list[str] | None = None, **kw: object
+    h: Harness,
+    queues: list[str] | None = None,
+    *,
+    limit: int = 100,
+    lease: float = LEASE,
+    consumer: str = "contract",
+    wait: float = 0.0,
 ) -> list[Delivery]:
-    kw.setdefault("limit", 100)
-    kw.setdefault("lease", LEASE)
-    kw.setdefault("consumer", "contract")
-    return list(await h.broker.claim(queues or ["default"], **kw))
+    return list(
+        await h.broker.claim(
+            queues or ["default"],
+            limit=limit,
+            lease=lease,
+            consumer=consumer,
+            wait=wait,
+        )
+    )
 
 
 async def _stats(h: Harness, queue: str = "default") -> tuple[int, int, int, int]:
@@ -123,7 +81,7 @@ async def _stats(h: Harness, queue: str = "default") -> tuple[int, int, int, int
 
 
 async def _dead_letter_one(
-    h: Harness, queue: str = "default", **env_kw: object
+    h: Harness, queue: str = "default", **env_kw: Any
 ) -> Delivery:
     await h.broker.publish([h.envelope(queue=queue, **env_kw)])
     [d] = await _claim(h, [queue], limit=1)
@@ -501,7 +459,7 @@ async def check_concurrent_consumers_exclusive(h: Harness) -> None:
             if not ds:
                 return
             seen.extend(d.task_id for d in ds)
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
 
     async with trio.open_nursery() as nursery:
         for i in range(10):
@@ -712,11 +670,3 @@ async def check_broadcast_fan_out(h: Harness) -> None:
         for channel in (first, second):
             assert await channel.receive() == message
             assert await channel.receive() == {"command": "shutdown"}
-
-
-# Re-exported for other adapters' own suites.
-__all__ = [
-    "Harness",
-    "Pending",
-    *sorted(name for name in dict(globals()) if name.startswith("check_")),
-]

@@ -1,6 +1,6 @@
 """Contract checks for the WorkflowStore: runs, steps, leases, timers, events.
 
-Collected by test_contract.py beside checks.py; see there for the conventions.
+See :mod:`stem.testing._checks_broker` for the conventions.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import stem
 from stem import ErrorInfo
 from stem.contracts import WorkflowRun, WorkflowStep, WorkflowStore
 
-from .harness import Harness
+from ._harness import Harness
 
 NAMES = ["wf.a"]
 

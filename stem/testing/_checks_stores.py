@@ -1,7 +1,7 @@
 """Contract checks for the non-broker stores: results, groups, one-shot
 claims, unique keys, heartbeats, locks, revocations, rate limits.
 
-Re-exported by :mod:`tests.contract.checks`; see there for the conventions.
+See :mod:`stem.testing._checks_broker` for the conventions.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import stem
 from stem import ErrorInfo, TaskResult, TaskState
 from stem.contracts import Revocation, WorkerInfo
 
-from .harness import Harness
+from ._harness import Harness
 
 TIME_EPS = 1e-3
 

@@ -1,12 +1,14 @@
 """Contract checks for the schedule store (beat): add/update/remove/list/get,
 the compare-and-set of the last fire, version conflicts and change wake-ups.
 
-Collected by test_contract.py beside :mod:`tests.contract.checks`.
+See :mod:`stem.testing._checks_broker` for the conventions.
 """
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import trio
 
 import stem
@@ -17,10 +19,20 @@ from stem.contracts import (
     ScheduleStore,
 )
 
-from .harness import Harness
+from ._harness import Harness
 
 DEF_A = {"name": "a", "every": 60.0, "task": {"name": "t", "args": {"n": 1}}}
 DEF_B = {"name": "b", "cron": "0 9 * * *", "task": {"name": "t", "args": {}}}
+
+
+@contextmanager
+def _raises(kind: type[Exception]) -> Iterator[None]:
+    """Fail unless the block raises ``kind`` (pytest.raises without pytest)."""
+    try:
+        yield
+    except kind:
+        return
+    raise AssertionError(f"did not raise {kind.__name__}")
 
 
 async def check_schedules_add_get_list_remove(h: Harness) -> None:
@@ -36,7 +48,7 @@ async def check_schedules_add_get_list_remove(h: Harness) -> None:
     assert added.definition == DEF_B
     assert added.last_fire is None
     assert added.fire_count == 0
-    assert added.created_at == pytest.approx(at, abs=1.0)
+    assert abs(added.created_at - at) <= 1.0
     assert added.changed_at == added.created_at
     got = await store.get("a")
     assert got is not None
@@ -47,7 +59,7 @@ async def check_schedules_add_get_list_remove(h: Harness) -> None:
         DEF_A,
     )
     assert [r.name for r in await store.list()] == ["a", "b"]
-    with pytest.raises(ScheduleExists):
+    with _raises(ScheduleExists):
         await store.add("a", DEF_B)
     assert (await store.get("a")).definition == DEF_A  # type: ignore[union-attr]
     assert await store.remove("a") is True
@@ -83,7 +95,7 @@ async def check_schedules_update_keeps_fire_record(h: Harness) -> None:
     assert disabled.enabled is False
     assert disabled.definition == new_def
     assert disabled.version == changed.version + 1
-    with pytest.raises(ScheduleNotFound):
+    with _raises(ScheduleNotFound):
         await store.update("missing", enabled=False)
 
 
@@ -95,7 +107,7 @@ async def check_schedules_update_version_conflict(h: Harness) -> None:
     await store.record_fire(
         "a", expected_version=rec.version, tick=10.0, fired_at=10.0, owner="o"
     )
-    with pytest.raises(ScheduleConflict):
+    with _raises(ScheduleConflict):
         await store.update("a", enabled=False, expected_version=rec.version)
     current = await store.get("a")
     assert current is not None
