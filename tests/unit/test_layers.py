@@ -16,6 +16,7 @@ ROOT = pathlib.Path(stem.__file__).parent
 #: that need them, loaded only when the feature is used.
 OPTIONAL = {
     "trio_parallel",
+    "pytest",
     "stem._otel",
     "stem._prometheus",
     "stem._metrics",
