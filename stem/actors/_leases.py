@@ -12,7 +12,7 @@ run out (see docs/architecture.md, "Writes outside the BrokerActor").
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import attrs
 import trio
@@ -70,9 +70,12 @@ class HeldDeliveries:
 
     # -- renewal -------------------------------------------------------------
 
-    async def renew_forever(self) -> None:
-        """Renew leases a third of the way into them, until cancelled."""
+    async def renew_forever(self, before_pass: Callable[[], object]) -> None:
+        """Renew leases a third of the way into them, until cancelled.
+        ``before_pass`` runs before each look at what is held (the worker
+        forgets what was settled meanwhile)."""
         while True:
+            before_pass()
             if not self._held:
                 self._changed = trio.Event()
                 await self._changed.wait()

@@ -4,14 +4,13 @@ Slots send outcomes without ever blocking: when the BrokerActor's inbox is
 full, messages wait in order in a local backlog (bounded by the worker's
 capacity, since each holds a delivery) that one task forwards. Settlements
 come back as messages too: the BrokerActor calls :meth:`Outbox.settled`
-from its own task, which only puts the delivery on a bounded channel; the
-worker reads it in its own task, so the worker's state changes only there.
+from its own task, which only records the delivery; the worker takes the
+settlements in its own tasks (before it counts its capacity, renews leases or
+reports statistics), so the worker's state changes only there, without a task
+switch per settlement.
 """
 
 from __future__ import annotations
-
-import logging
-from collections.abc import AsyncIterator
 
 import attrs
 import trio
@@ -21,26 +20,18 @@ from stem.contracts import Delivery
 from ._actor import ActorRef
 from ._broker import BrokerMessage
 
-logger = logging.getLogger("stem.worker")
-
 
 @attrs.define(eq=False)
 class Outbox:
     """Messages to one BrokerActor, and the settlements it sends back."""
 
     broker: ActorRef[BrokerMessage]
-    #: deliveries held at most by the worker (bounds the settlement channel)
-    capacity: int
     _backlog: list[BrokerMessage] = attrs.field(factory=list, init=False)
     _ready: trio.Event = attrs.field(factory=trio.Event, init=False)
-    _send: trio.MemorySendChannel[Delivery] = attrs.field(init=False)
-    _receive: trio.MemoryReceiveChannel[Delivery] = attrs.field(init=False)
-
-    def __attrs_post_init__(self) -> None:
-        # Every settlement is one of the held deliveries: never more queued.
-        self._send, self._receive = trio.open_memory_channel[Delivery](
-            self.capacity + 1
-        )
+    #: settled deliveries not yet taken by the worker (at most one per held
+    #: delivery: bounded by the worker's capacity)
+    _settled: list[Delivery] = attrs.field(factory=list, init=False)
+    _changed: trio.Event = attrs.field(factory=trio.Event, init=False)
 
     def tell(self, msg: BrokerMessage) -> None:
         """Send without blocking, keeping order behind any backlog."""
@@ -64,24 +55,25 @@ class Outbox:
 
     def settled(self, delivery: Delivery) -> None:
         """``Finish.on_done``: called in the BrokerActor's task once
-        ``delivery`` is settled. Only queues a message for the worker."""
-        try:
-            self._send.send_nowait(delivery)
-        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-            # The worker that held it is gone; nothing of it is left to free.
-            logger.debug("settlement of %r arrived after its worker stopped", delivery)
+        ``delivery`` is settled. Only records the message for the worker,
+        which takes it in its own task (:meth:`take_settled`)."""
+        self._settled.append(delivery)
+        self._changed.set()
 
-    async def settlements(self) -> AsyncIterator[list[Delivery]]:
-        """Settled deliveries, in batches, until :meth:`close`."""
-        async for delivery in self._receive:
-            batch = [delivery]
-            while True:
-                try:
-                    batch.append(self._receive.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            yield batch
+    def take_settled(self) -> list[Delivery]:
+        """The settlements that arrived since the last call."""
+        taken, self._settled = self._settled, []
+        return taken
 
-    def close(self) -> None:
-        """Stop receiving settlements (later ones are dropped quietly)."""
-        self._receive.close()
+    def poke(self) -> None:
+        """Wake :meth:`wait_settled` without a settlement (capacity grew)."""
+        self._changed.set()
+
+    async def wait_settled(self) -> None:
+        """Return once a settlement is waiting (at once if one is) or
+        :meth:`poke` is called."""
+        if self._settled:
+            await trio.lowlevel.checkpoint()
+            return
+        self._changed = trio.Event()
+        await self._changed.wait()

@@ -88,7 +88,6 @@ class Worker(Actor[WorkerMessage]):
     instrumentation: Instrumentation = attrs.field(factory=lambda: NOOP)
     _leases: HeldDeliveries = attrs.field(init=False)
     _running: dict[str, Running] = attrs.field(factory=dict, init=False)
-    _capacity: trio.Event = attrs.field(factory=trio.Event, init=False)
     _slots_done: trio.Event = attrs.field(factory=trio.Event, init=False)
     _live_slots: int = attrs.field(default=0, init=False)
     _stopping: bool = attrs.field(default=False, init=False)
@@ -118,7 +117,7 @@ class Worker(Actor[WorkerMessage]):
 
     @_outbox.default
     def _make_outbox(self) -> Outbox:
-        return Outbox(self.broker, capacity=self.config.capacity)
+        return Outbox(self.broker)
 
     # -- life cycle ---------------------------------------------------------
 
@@ -147,8 +146,7 @@ class Worker(Actor[WorkerMessage]):
         try:
             with self._run_scope:
                 async with trio.open_nursery() as helpers:
-                    helpers.start_soon(self._leases.renew_forever)
-                    helpers.start_soon(self._absorb_settled)
+                    helpers.start_soon(self._leases.renew_forever, self._absorb)
                     helpers.start_soon(self._outbox.forward_forever)
                     await helpers.start(
                         partial(
@@ -197,9 +195,8 @@ class Worker(Actor[WorkerMessage]):
                             running.scope.cancel()
                     await self._flush()
                     with trio.move_on_after(5):
-                        while self._leases:
-                            self._capacity = trio.Event()
-                            await self._capacity.wait()
+                        while self._absorb():
+                            await self._outbox.wait_settled()
                     helpers.cancel_scope.cancel()
         except Exception:
             crashed = True  # the supervisor restarts us with the same state
@@ -211,7 +208,6 @@ class Worker(Actor[WorkerMessage]):
                     await self.backend.heartbeats.forget(cfg.worker_id)
                 except Exception:
                     logger.debug("could not remove heartbeat", exc_info=True)
-            self._outbox.close()
             self._emit_worker("worker_shutdown")
             if not crashed:
                 self.state.stopped.set()
@@ -288,6 +284,7 @@ class Worker(Actor[WorkerMessage]):
 
     async def _hand_back_all(self) -> None:
         """Return every held delivery to its queue (used on cancellation)."""
+        self._absorb()
         held = [d for d in self._leases.take_all() if d.receipt not in self._finishing]
         for delivery in held:
             try:
@@ -305,10 +302,10 @@ class Worker(Actor[WorkerMessage]):
         queues = list(cfg.queues)
         with scope:
             while True:
+                self._absorb()
                 free = self._capacity_now() - len(self._leases)
                 if free <= 0:
-                    self._capacity = trio.Event()
-                    await self._capacity.wait()
+                    await self._outbox.wait_settled()
                     continue
                 active = queues
                 if self._paused:
@@ -413,7 +410,7 @@ class Worker(Actor[WorkerMessage]):
             self._live_slots += 1
             self._slots_nursery.start_soon(self._slot)
         if count > 0:
-            self._capacity.set()
+            self._outbox.poke()
         return max(count, 0)
 
     def retire_slots(self, count: int) -> int:
@@ -716,14 +713,14 @@ class Worker(Actor[WorkerMessage]):
         self._outbox.tell(finish)
         return finish.result
 
-    async def _absorb_settled(self) -> None:
-        """Forget settled deliveries and free their capacity (this task is
-        where settlements change the worker's state)."""
-        async for batch in self._outbox.settlements():
-            for done in batch:
-                self._leases.discard(done.receipt)
-                self._finishing.discard(done.receipt)
-            self._capacity.set()
+    def _absorb(self) -> int:
+        """Forget the deliveries the BrokerActor settled since last time
+        (the worker's own tasks call it before they count what it holds);
+        returns how many are still held."""
+        for done in self._outbox.take_settled():
+            self._leases.discard(done.receipt)
+            self._finishing.discard(done.receipt)
+        return len(self._leases)
 
     # -- background duties --------------------------------------------------
 
@@ -737,6 +734,7 @@ class Worker(Actor[WorkerMessage]):
         return self._started_at
 
     def worker_statistics(self) -> WorkerStatistics:
+        self._absorb()
         c = self._counts
         return WorkerStatistics(
             worker_id=self.config.worker_id,

@@ -126,7 +126,7 @@ async def test_leases_are_renewed_by_the_holder_alone(autojump_clock: Any) -> No
         held = HeldDeliveries(backend.broker, 3.0)
         held.add(got, 3.0)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(held.renew_forever)
+            nursery.start_soon(held.renew_forever, lambda: None)
             await trio.sleep(30.0)
             other = await backend.broker.claim(["q"], limit=1, lease=3.0, consumer="b")
             assert other == []
