@@ -388,6 +388,97 @@ def member_entry(result: TaskResult) -> dict[str, Any]:
 Kind = Literal["chain", "group", "chord"]
 
 
+# -- checking a continuation that arrives in a message -------------------------
+
+
+def check_canvas_meta(value: object) -> None:
+    """Raise ValueError unless ``value`` is a well-formed ``meta["canvas"]``
+    (``{"stack": [frame, ...]}`` with the frames and specs :func:`start`
+    makes). A worker decoding a message calls it, so the finish hook never
+    meets a frame it cannot follow."""
+    if not isinstance(value, dict) or not isinstance(value.get("stack"), list):
+        raise ValueError("expected an object with a 'stack' list")
+    for frame in value["stack"]:
+        _check_frame(frame)
+
+
+def _check_frame(frame: object) -> None:
+    if not isinstance(frame, dict):
+        raise ValueError("a frame must be an object")
+    kind = frame.get("k")
+    if kind == "chain":
+        rest = frame.get("rest")
+        if not isinstance(rest, list) or not rest:
+            raise ValueError("a chain frame needs a non-empty 'rest' list")
+        for spec in rest:
+            _check_spec(spec)
+        return
+    if kind not in ("group", "chord"):
+        raise ValueError(f"unknown frame kind {kind!r:.40}")
+    index, size = frame.get("i"), frame.get("n")
+    if not (
+        isinstance(frame.get("id"), str)
+        and _is_int(index)
+        and _is_int(size)
+        and 0 <= index < size  # type: ignore[operator]
+    ):
+        raise ValueError(f"a {kind} frame needs 'id', and 0 <= 'i' < 'n'")
+    if kind == "chord":
+        _check_chord_parts(frame)
+
+
+def _check_chord_parts(node: dict[str, Any]) -> None:
+    _check_spec(node.get("cb"), sig_only=True)
+    if node.get("err") is not None:
+        _check_spec(node["err"], sig_only=True)
+    if not isinstance(node.get("af"), bool):
+        raise ValueError("a chord needs a boolean 'af'")
+
+
+def _check_spec(spec: object, *, sig_only: bool = False) -> None:
+    if not isinstance(spec, dict) or not isinstance(spec.get("id"), str):
+        raise ValueError("a spec must be an object with a string 'id'")
+    kind = spec.get("t")
+    if kind == "sig":
+        args, opts = spec.get("args"), spec.get("opts")
+        if not isinstance(spec.get("name"), str) or not spec["name"]:
+            raise ValueError("a signature spec needs a 'name'")
+        if args is not None and not isinstance(args, dict):
+            raise ValueError("a signature's 'args' must be an object")
+        if not isinstance(opts, dict) or not set(opts) <= SIGNATURE_OPTIONS:
+            raise ValueError("a signature's 'opts' must be an object of options")
+        for key in ("eta", "countdown"):
+            if key in opts and not _is_number(opts[key]):
+                raise ValueError(f"a signature's {key!r} must be a number")
+        expires = opts.get("expires")
+        if isinstance(expires, dict):
+            expires = expires.get("at")
+        if expires is not None and not _is_number(expires):
+            raise ValueError("a signature's 'expires' must be a number")
+        return
+    if sig_only or kind not in ("chain", "group", "chord"):
+        raise ValueError(f"unexpected spec kind {kind!r:.40}")
+    children = spec.get("steps" if kind == "chain" else "members")
+    if not isinstance(children, list) or not children:
+        raise ValueError(f"a {kind} spec needs members")
+    for child in children:
+        _check_spec(child)
+    if kind == "chord":
+        _check_chord_parts(spec)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and -1e13 < value < 1e13
+    )
+
+
 def failure_of(result: TaskResult) -> TaskFailed:
     """The TaskFailed a handle raises for a failed or revoked canvas record."""
     failed_id = result.meta.get("failed_task_id") or result.task_id

@@ -12,6 +12,8 @@ import json
 import math
 from typing import Any
 
+from ._canvas import META_KEY as CANVAS_KEY
+from ._canvas import check_canvas_meta
 from ._envelope import Envelope
 from ._errors import DecodeError, EncodeError
 from ._result import ErrorInfo, TaskResult
@@ -19,9 +21,62 @@ from ._states import TaskState
 
 _encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
 _dumps = _encoder.encode
-_loads = json.loads
 
 FORMAT_VERSION = 1
+
+#: The default ``max_message_bytes``: the largest encoded envelope a client
+#: enqueues and a worker runs (8 MiB; see docs/reliability.md).
+DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+#: The deepest nesting of arrays and objects in any document Stem encodes or
+#: decodes (an envelope with its args and meta, a result, a broadcast).
+MAX_DEPTH = 100
+#: The most bytes of an undecodable body a dead letter keeps (``raw``).
+MAX_RAW_BYTES = 64 * 1024
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (NaN and Infinity are refused)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:40]!r} is out of range")
+    return value
+
+
+_decoder = json.JSONDecoder(
+    parse_constant=_reject_constant, parse_float=_finite_float
+)
+
+
+def depth(value: Any, *, limit: int = MAX_DEPTH) -> int:
+    """The nesting depth of arrays and objects in ``value`` (a scalar is 0),
+    counted up to ``limit + 1`` at most (iterative: any depth is safe)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if level > deepest:
+            deepest = level
+            if deepest > limit:
+                return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _may_be_deep(text: str | bytes) -> bool:
+    """False when ``text`` cannot nest deeper than MAX_DEPTH (it has no more
+    opening brackets than that): a C-speed test that spares the walk."""
+    if isinstance(text, str):
+        return text.count("{") + text.count("[") > MAX_DEPTH
+    return text.count(b"{") + text.count(b"[") > MAX_DEPTH
 
 
 def _find_bad(value: Any, path: str) -> tuple[str, str] | None:
@@ -49,20 +104,82 @@ def _find_bad(value: Any, path: str) -> tuple[str, str] | None:
 
 
 def dumps(value: Any, *, what: str = "value") -> str:
-    """Encode ``value`` as JSON text or raise EncodeError naming the bad part."""
+    """Encode ``value`` as JSON text or raise EncodeError naming the bad part.
+
+    Everything this returns, :func:`loads` reads back: NaN and Infinity are
+    refused, and so is nesting deeper than MAX_DEPTH."""
     try:
-        return _dumps(value)
-    except (TypeError, ValueError, RecursionError) as exc:
-        bad = _find_bad(value, what)
+        text = _dumps(value)
+    except RecursionError as exc:
+        raise EncodeError(
+            f"cannot encode {what}: nested deeper than {MAX_DEPTH} levels"
+        ) from exc
+    except (TypeError, ValueError) as exc:
+        bad = None
+        try:
+            bad = _find_bad(value, what)
+        except RecursionError:
+            pass
         where = f"{bad[0]} is a {bad[1]}" if bad else str(exc)
         raise EncodeError(
             f"cannot encode {where}; task arguments and results must be JSON "
             "values (dict with str keys, list, str, int, finite float, bool, None)"
         ) from exc
+    if _may_be_deep(text) and depth(value) > MAX_DEPTH:
+        raise EncodeError(f"cannot encode {what}: nested deeper than {MAX_DEPTH} levels")
+    return text
 
 
-def loads(text: str | bytes) -> Any:
-    return _loads(text)
+def loads(text: str | bytes | bytearray | memoryview) -> Any:
+    """Decode JSON text (str, or UTF-8 bytes) as Stem's codec writes it.
+
+    Total: whatever the input (another type, bad UTF-8, invalid JSON, NaN or
+    Infinity, a number out of range, nesting deeper than MAX_DEPTH) it
+    returns a JSON value or raises DecodeError, never anything else."""
+    if isinstance(text, bytearray | memoryview):
+        text = bytes(text)
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DecodeError(f"not UTF-8 text: {exc}") from None
+    elif not isinstance(text, str):
+        raise DecodeError(f"expected JSON text, got a {type(text).__name__}")
+    try:
+        value = _decoder.decode(text)
+    except RecursionError:
+        raise DecodeError(f"nested deeper than {MAX_DEPTH} levels") from None
+    except (ValueError, OverflowError) as exc:
+        raise DecodeError(f"not valid JSON: {exc}") from None
+    if _may_be_deep(text) and depth(value) > MAX_DEPTH:
+        raise DecodeError(f"nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def check_size(size: int, limit: int | None, *, what: str = "message") -> None:
+    """Raise EncodeError if a ``size``-byte message passes ``limit``."""
+    if limit is not None and size > limit:
+        raise EncodeError(
+            f"the {what} is {size} bytes, more than max_message_bytes ({limit}); "
+            "pass large data by reference (a URL, a key) instead"
+        )
+
+
+def clip_raw(body: bytes) -> bytes:
+    """``body`` cut to MAX_RAW_BYTES (what a dead letter keeps of it)."""
+    return body if len(body) <= MAX_RAW_BYTES else body[:MAX_RAW_BYTES]
+
+
+def as_bytes(body: object) -> bytes:
+    """The bytes of a stored body, whatever type a foreign writer stored
+    (text is UTF-8; a number or other value becomes its ``repr``)."""
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, bytearray | memoryview):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode("utf-8", "surrogateescape")
+    return repr(body).encode("utf-8", "backslashreplace")
 
 
 def canonical_args(args: Any) -> dict[str, Any]:
@@ -77,7 +194,7 @@ def canonical_args(args: Any) -> dict[str, Any]:
         raise EncodeError(
             f"task args must be a dict with str keys, got {type(args).__name__}"
         )
-    result: dict[str, Any] = _loads(dumps(args, what="args"))
+    result: dict[str, Any] = _decoder.decode(dumps(args, what="args"))
     return result
 
 
@@ -104,7 +221,19 @@ def envelope_to_dict(env: Envelope) -> dict[str, Any]:
     }
 
 
+#: Times are epoch seconds; anything beyond this is not a time (and would
+#: overflow a float conversion or a backend's column).
+_TIME_LIMIT = 1e13
+#: ``attempt`` and ``max_retries`` fit a 32-bit signed column.
+_COUNT_LIMIT = 2**31 - 1
+
+
 def envelope_from_dict(data: Any) -> Envelope:
+    """The envelope ``data`` describes, or DecodeError saying what is wrong.
+
+    Every field is checked (types, priority 0..9, attempt >= 1, finite times,
+    string headers) and so is the platform's meta (``unique_key`` a string,
+    ``history`` a list of objects, ``canvas`` a valid frame stack, ...)."""
     if not isinstance(data, dict):
         raise DecodeError(
             f"an envelope must be a JSON object, got {type(data).__name__}"
@@ -127,13 +256,20 @@ def envelope_from_dict(data: Any) -> Envelope:
         and type(headers) is dict
         and type(meta) is dict
         and type(queue) is str
+        and queue
         and type(priority) is int
+        and 0 <= priority <= 9
         and type(attempt) is int
+        and 1 <= attempt <= _COUNT_LIMIT
         and type(max_retries) is int
-        and (not_before is None or type(not_before) in _NUMBER)
-        and (expires is None or type(expires) in _NUMBER)
-        and type(enqueued_at) in _NUMBER
+        and 0 <= max_retries <= _COUNT_LIMIT
+        and (not_before is None or _is_time(not_before))
+        and (expires is None or _is_time(expires))
+        and _is_time(enqueued_at)
+        and (not headers or all(type(v) is str for v in headers.values()))
     ):
+        if meta:
+            _check_meta(meta)
         return Envelope(
             id=ident,
             name=name,
@@ -150,51 +286,99 @@ def envelope_from_dict(data: Any) -> Envelope:
         )
     version = get("v", FORMAT_VERSION)
     if version != FORMAT_VERSION:
-        raise DecodeError(f"unsupported envelope format version {version!r}")
+        raise DecodeError(f"unsupported envelope format version {version!r:.40}")
     if "id" not in data or "name" not in data:
         missing = "id" if "id" not in data else "name"
         raise DecodeError(f"envelope is missing the field {missing!r}")
+    headers = _dict(headers, "headers")
+    if not all(isinstance(v, str) for v in headers.values()):
+        raise DecodeError("envelope field 'headers' must map strings to strings")
+    meta = _dict(meta, "meta")
+    _check_meta(meta)
     return Envelope(
         id=_str(ident, "id"),
         name=_str(name, "name"),
         args=_dict(args, "args"),
-        headers=_dict(headers, "headers"),
+        headers=headers,
         queue=_str(queue, "queue"),
-        priority=_int(priority, "priority"),
-        attempt=_int(attempt, "attempt"),
-        max_retries=_int(max_retries, "max_retries"),
-        not_before=_opt_float(not_before, "not_before"),
-        enqueued_at=float(_opt_float(enqueued_at, "enqueued_at") or 0.0),
-        expires=_opt_float(expires, "expires"),
-        meta=_dict(meta, "meta"),
+        priority=_int(priority, "priority", 0, 9),
+        attempt=_int(attempt, "attempt", 1, _COUNT_LIMIT),
+        max_retries=_int(max_retries, "max_retries", 0, _COUNT_LIMIT),
+        not_before=_opt_time(not_before, "not_before"),
+        enqueued_at=float(_opt_time(enqueued_at, "enqueued_at") or 0.0),
+        expires=_opt_time(expires, "expires"),
+        meta=meta,
     )
+
+
+def _is_time(value: Any) -> bool:
+    return type(value) in _NUMBER and -_TIME_LIMIT < value < _TIME_LIMIT
+
+
+def _check_meta(meta: dict[str, Any]) -> None:
+    """Raise DecodeError when a platform key of an envelope's meta has the
+    wrong shape (user data under other keys is left alone)."""
+    get = meta.get
+    key = get("unique_key")
+    if key is not None and not isinstance(key, str):
+        raise DecodeError("envelope meta 'unique_key' must be a string")
+    history = get("history")
+    if history is not None and not (
+        isinstance(history, list) and all(isinstance(h, dict) for h in history)
+    ):
+        raise DecodeError("envelope meta 'history' must be a list of objects")
+    run_id = get("workflow_run")
+    if run_id is not None and not isinstance(run_id, str):
+        raise DecodeError("envelope meta 'workflow_run' must be a string")
+    step = get("workflow_step")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+        raise DecodeError("envelope meta 'workflow_step' must be an integer")
+    canvas = get(CANVAS_KEY)
+    if canvas is not None:
+        try:
+            check_canvas_meta(canvas)
+        except ValueError as exc:
+            raise DecodeError(f"envelope meta 'canvas' is invalid: {exc}") from None
 
 
 _NUMBER = (int, float)
 
 
-def encode_envelope(env: Envelope) -> bytes:
-    return dumps(envelope_to_dict(env), what="envelope").encode()
+def encode_envelope(env: Envelope, *, max_bytes: int | None = None) -> bytes:
+    """The message body of ``env``; EncodeError when it cannot be encoded or
+    is larger than ``max_bytes``."""
+    body = dumps(envelope_to_dict(env), what="envelope").encode()
+    check_size(len(body), max_bytes, what=f"message of task {env.name!r}")
+    return body
 
 
-def decode_envelope(body: bytes | str) -> Envelope:
-    """Decode a message body; raises DecodeError with the reason."""
+def decode_envelope(body: object) -> Envelope:
+    """Decode a message body, whatever its type; raises DecodeError with the
+    reason (and nothing else)."""
     try:
-        data = _loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DecodeError(f"message body is not valid JSON: {exc}") from None
+        data = loads(body)  # type: ignore[arg-type]
+    except DecodeError as exc:
+        raise DecodeError(f"undecodable message body: {exc}") from None
     return envelope_from_dict(data)
 
 
-def guess_task_id(body: bytes | str) -> str:
+def guess_task_id(body: object) -> str:
     """The ``id`` field of a body that is not a valid envelope, when it has
     one, else ``""`` (for dead-lettering undecodable messages by id)."""
     try:
-        data = _loads(body)
-    except (ValueError, UnicodeDecodeError):
+        data = loads(body)  # type: ignore[arg-type]
+    except DecodeError:
         return ""
     ident = data.get("id") if isinstance(data, dict) else None
     return ident if isinstance(ident, str) else ""
+
+
+def undecodable(body: object, exc: Exception) -> tuple[bytes, str, str]:
+    """What a Delivery of an undecodable ``body`` carries: the body as bytes
+    (cut to MAX_RAW_BYTES), the reason, and the task id when readable."""
+    raw = as_bytes(body)
+    reason = str(exc) if isinstance(exc, DecodeError) else f"{type(exc).__name__}: {exc}"
+    return clip_raw(raw), reason[:500], guess_task_id(raw)
 
 
 def result_to_dict(result: TaskResult) -> dict[str, Any]:
@@ -211,27 +395,70 @@ def result_to_dict(result: TaskResult) -> dict[str, Any]:
     }
 
 
-def result_from_dict(data: dict[str, Any]) -> TaskResult:
+def result_from_dict(data: Any) -> TaskResult:
+    """The result ``data`` describes, or DecodeError saying what is wrong."""
+    if not isinstance(data, dict):
+        raise DecodeError(f"a result must be a JSON object, got {type(data).__name__}")
+    task_id, state = data.get("task_id"), data.get("state")
+    if not isinstance(task_id, str):
+        raise DecodeError("result field 'task_id' must be a string")
+    try:
+        parsed = TaskState(state)
+    except ValueError:
+        raise DecodeError(f"result field 'state' is not a task state: {state!r:.40}")
     error = data.get("error")
+    attempt = data.get("attempt", 0)
+    name, queue = data.get("name", ""), data.get("queue", "")
+    updated_at = data.get("updated_at", 0.0)
+    meta = data.get("meta") or {}
+    if isinstance(attempt, bool) or not isinstance(attempt, int):
+        raise DecodeError("result field 'attempt' must be an integer")
+    if not isinstance(name, str) or not isinstance(queue, str):
+        raise DecodeError("result fields 'name' and 'queue' must be strings")
+    if not _is_time(updated_at):
+        raise DecodeError("result field 'updated_at' must be a time")
+    if not isinstance(meta, dict):
+        raise DecodeError("result field 'meta' must be an object")
     return TaskResult(
-        task_id=data["task_id"],
-        state=TaskState(data["state"]),
+        task_id=task_id,
+        state=parsed,
         value=data.get("value"),
-        error=ErrorInfo.from_dict(error) if error else None,
-        attempt=int(data.get("attempt", 0)),
-        name=data.get("name", ""),
-        queue=data.get("queue", ""),
-        updated_at=float(data.get("updated_at", 0.0)),
-        meta=data.get("meta") or {},
+        error=error_from_dict(error),
+        attempt=attempt,
+        name=name,
+        queue=queue,
+        updated_at=float(updated_at),
+        meta=meta,
     )
+
+
+def error_from_dict(data: Any) -> ErrorInfo | None:
+    """An ErrorInfo from its dict form (None for null/empty); DecodeError
+    when it is not an object of strings."""
+    if not data:
+        return None
+    if not isinstance(data, dict) or not all(
+        isinstance(data.get(k, ""), str) for k in ("type", "message", "traceback")
+    ):
+        raise DecodeError("an error must be an object of strings")
+    return ErrorInfo.from_dict(data)
 
 
 def encode_result(result: TaskResult) -> bytes:
     return dumps(result_to_dict(result), what="result").encode()
 
 
-def decode_result(body: bytes | str) -> TaskResult:
-    return result_from_dict(_loads(body))
+def decode_result(body: object) -> TaskResult:
+    """Decode a stored result; raises DecodeError (only) when it is invalid."""
+    return result_from_dict(loads(body))  # type: ignore[arg-type]
+
+
+def decode_object(body: object, *, what: str = "message") -> dict[str, Any]:
+    """A JSON object (a broadcast, a stored record); DecodeError otherwise."""
+    data = loads(body)  # type: ignore[arg-type]
+    if not isinstance(data, dict):
+        raise DecodeError(f"a {what} must be a JSON object, got {type(data).__name__}")
+    return data
 
 
 def _str(value: Any, field: str) -> str:
@@ -240,17 +467,21 @@ def _str(value: Any, field: str) -> str:
     return value
 
 
-def _int(value: Any, field: str) -> int:
+def _int(value: Any, field: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise DecodeError(f"envelope field {field!r} must be an integer")
+    if not low <= value <= high:
+        raise DecodeError(
+            f"envelope field {field!r} must be from {low} to {high}, got {value!r:.40}"
+        )
     return value
 
 
-def _opt_float(value: Any, field: str) -> float | None:
+def _opt_time(value: Any, field: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise DecodeError(f"envelope field {field!r} must be a number or null")
+    if isinstance(value, bool) or not _is_time(value):
+        raise DecodeError(f"envelope field {field!r} must be a time (epoch seconds)")
     return float(value)
 
 
