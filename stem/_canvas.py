@@ -20,7 +20,7 @@ from typing import Any, Literal
 import attrs
 
 from ._durations import to_epoch, to_seconds
-from ._errors import EncodeError, TaskFailed
+from ._errors import DecodeError, EncodeError, TaskFailed
 from ._ids import new_id
 from ._options import check_priority, check_queue_name
 from ._result import TaskResult
@@ -392,29 +392,29 @@ Kind = Literal["chain", "group", "chord"]
 
 
 def check_canvas_meta(value: object) -> None:
-    """Raise ValueError unless ``value`` is a well-formed ``meta["canvas"]``
+    """Raise DecodeError unless ``value`` is a well-formed ``meta["canvas"]``
     (``{"stack": [frame, ...]}`` with the frames and specs :func:`start`
     makes). A worker decoding a message calls it, so the finish hook never
     meets a frame it cannot follow."""
     if not isinstance(value, dict) or not isinstance(value.get("stack"), list):
-        raise ValueError("expected an object with a 'stack' list")
+        raise DecodeError("expected an object with a 'stack' list")
     for frame in value["stack"]:
         _check_frame(frame)
 
 
 def _check_frame(frame: object) -> None:
     if not isinstance(frame, dict):
-        raise ValueError("a frame must be an object")
+        raise DecodeError("a frame must be an object")
     kind = frame.get("k")
     if kind == "chain":
         rest = frame.get("rest")
         if not isinstance(rest, list) or not rest:
-            raise ValueError("a chain frame needs a non-empty 'rest' list")
+            raise DecodeError("a chain frame needs a non-empty 'rest' list")
         for spec in rest:
             _check_spec(spec)
         return
     if kind not in ("group", "chord"):
-        raise ValueError(f"unknown frame kind {kind!r:.40}")
+        raise DecodeError(f"unknown frame kind {kind!r:.40}")
     index, size = frame.get("i"), frame.get("n")
     if not (
         isinstance(frame.get("id"), str)
@@ -422,7 +422,7 @@ def _check_frame(frame: object) -> None:
         and _is_int(size)
         and 0 <= index < size  # type: ignore[operator]
     ):
-        raise ValueError(f"a {kind} frame needs 'id', and 0 <= 'i' < 'n'")
+        raise DecodeError(f"a {kind} frame needs 'id', and 0 <= 'i' < 'n'")
     if kind == "chord":
         _check_chord_parts(frame)
 
@@ -432,35 +432,35 @@ def _check_chord_parts(node: dict[str, Any]) -> None:
     if node.get("err") is not None:
         _check_spec(node["err"], sig_only=True)
     if not isinstance(node.get("af"), bool):
-        raise ValueError("a chord needs a boolean 'af'")
+        raise DecodeError("a chord needs a boolean 'af'")
 
 
 def _check_spec(spec: object, *, sig_only: bool = False) -> None:
     if not isinstance(spec, dict) or not isinstance(spec.get("id"), str):
-        raise ValueError("a spec must be an object with a string 'id'")
+        raise DecodeError("a spec must be an object with a string 'id'")
     kind = spec.get("t")
     if kind == "sig":
         args, opts = spec.get("args"), spec.get("opts")
         if not isinstance(spec.get("name"), str) or not spec["name"]:
-            raise ValueError("a signature spec needs a 'name'")
+            raise DecodeError("a signature spec needs a 'name'")
         if args is not None and not isinstance(args, dict):
-            raise ValueError("a signature's 'args' must be an object")
+            raise DecodeError("a signature's 'args' must be an object")
         if not isinstance(opts, dict) or not set(opts) <= SIGNATURE_OPTIONS:
-            raise ValueError("a signature's 'opts' must be an object of options")
+            raise DecodeError("a signature's 'opts' must be an object of options")
         for key in ("eta", "countdown"):
             if key in opts and not _is_number(opts[key]):
-                raise ValueError(f"a signature's {key!r} must be a number")
+                raise DecodeError(f"a signature's {key!r} must be a number")
         expires = opts.get("expires")
         if isinstance(expires, dict):
             expires = expires.get("at")
         if expires is not None and not _is_number(expires):
-            raise ValueError("a signature's 'expires' must be a number")
+            raise DecodeError("a signature's 'expires' must be a number")
         return
     if sig_only or kind not in ("chain", "group", "chord"):
-        raise ValueError(f"unexpected spec kind {kind!r:.40}")
+        raise DecodeError(f"unexpected spec kind {kind!r:.40}")
     children = spec.get("steps" if kind == "chain" else "members")
     if not isinstance(children, list) or not children:
-        raise ValueError(f"a {kind} spec needs members")
+        raise DecodeError(f"a {kind} spec needs members")
     for child in children:
         _check_spec(child)
     if kind == "chord":

@@ -45,9 +45,7 @@ def _finite_float(text: str) -> float:
     return value
 
 
-_decoder = json.JSONDecoder(
-    parse_constant=_reject_constant, parse_float=_finite_float
-)
+_decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def depth(value: Any, *, limit: int = MAX_DEPTH) -> int:
@@ -126,7 +124,9 @@ def dumps(value: Any, *, what: str = "value") -> str:
             "values (dict with str keys, list, str, int, finite float, bool, None)"
         ) from exc
     if _may_be_deep(text) and depth(value) > MAX_DEPTH:
-        raise EncodeError(f"cannot encode {what}: nested deeper than {MAX_DEPTH} levels")
+        raise EncodeError(
+            f"cannot encode {what}: nested deeper than {MAX_DEPTH} levels"
+        )
     return text
 
 
@@ -337,7 +337,7 @@ def _check_meta(meta: dict[str, Any]) -> None:
     if canvas is not None:
         try:
             check_canvas_meta(canvas)
-        except ValueError as exc:
+        except DecodeError as exc:
             raise DecodeError(f"envelope meta 'canvas' is invalid: {exc}") from None
 
 
@@ -377,7 +377,9 @@ def undecodable(body: object, exc: Exception) -> tuple[bytes, str, str]:
     """What a Delivery of an undecodable ``body`` carries: the body as bytes
     (cut to MAX_RAW_BYTES), the reason, and the task id when readable."""
     raw = as_bytes(body)
-    reason = str(exc) if isinstance(exc, DecodeError) else f"{type(exc).__name__}: {exc}"
+    reason = (
+        str(exc) if isinstance(exc, DecodeError) else f"{type(exc).__name__}: {exc}"
+    )
     return clip_raw(raw), reason[:500], guess_task_id(raw)
 
 
@@ -403,9 +405,11 @@ def result_from_dict(data: Any) -> TaskResult:
     if not isinstance(task_id, str):
         raise DecodeError("result field 'task_id' must be a string")
     try:
-        parsed = TaskState(state)
+        parsed = TaskState(state)  # type: ignore[arg-type]
     except ValueError:
-        raise DecodeError(f"result field 'state' is not a task state: {state!r:.40}")
+        raise DecodeError(
+            f"result field 'state' is not a task state: {state!r:.40}"
+        ) from None
     error = data.get("error")
     attempt = data.get("attempt", 0)
     name, queue = data.get("name", ""), data.get("queue", "")

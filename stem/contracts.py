@@ -65,7 +65,13 @@ class Delivery:
     ``envelope`` is None when the body could not be decoded; then ``raw`` holds
     the body, ``decode_error`` the reason, and ``task_id`` is the body's
     ``id`` when readable, else ``""``. ``delivery_count`` counts claims of the
-    message, carried across ``nack(requeue=True)``.
+    message, carried across ``nack(requeue=True)``. ``size`` is the stored
+    body's length in bytes (0: not known, e.g. the memory backend), which a
+    worker compares with its ``max_message_bytes``.
+
+    Claims never fail on a message's content: whatever a foreign writer put
+    in a queue (not JSON, the wrong JSON, the wrong column type) is handed
+    out as an undecodable delivery, so the worker dead-letters it.
     """
 
     receipt: str
@@ -76,6 +82,7 @@ class Delivery:
     delivery_count: int = 1
     raw: bytes | None = None
     decode_error: str | None = None
+    size: int = 0
 
 
 @attrs.frozen(kw_only=True)

@@ -8,6 +8,10 @@ turns a batch into a few backend calls in a fixed order:
 2. publish envelopes (a chain's next link before its parent is acked),
 3. ack / nack / dead-letter the finished deliveries.
 
+A write that fails for another reason is repeated message by message and
+charged to the message it came from (``stem.actors._isolate``): one bad
+message is dead-lettered or has its reply failed, never the batch.
+
 A backend outage is retried with backoff; after the last try the publishers
 are told (``BrokerUnavailable``) and unacked deliveries are left to their
 leases, so nothing is lost, only delivered again.
@@ -17,78 +21,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Literal
 
 import attrs
 import trio
 
-from stem._envelope import Envelope
 from stem._errors import BrokerUnavailable
-from stem._result import TaskResult
-from stem.contracts import Backend, DeadLetter, Delivery
+from stem.contracts import Backend
 
 from ._actor import Actor
-from ._mailbox import Reply
+from ._brokermsg import (
+    Action,
+    BrokerMessage,
+    Finish,
+    FinishHook,
+    Flush,
+    Plan,
+    Publish,
+    StoreResults,
+)
+from ._isolate import Isolation
 
 logger = logging.getLogger("stem.broker")
-
-Action = Literal["ack", "retry", "drop", "dead", "none"]
-
-
-@attrs.frozen(kw_only=True, eq=False)
-class Publish:
-    """Store ``results`` (e.g. QUEUED) then publish ``envelopes``."""
-
-    envelopes: tuple[Envelope, ...]
-    results: tuple[TaskResult, ...] = ()
-    ttl: float | None = None
-    reply: Reply[None] | None = None
-
-
-@attrs.frozen(kw_only=True, eq=False)
-class StoreResults:
-    """Store results (e.g. RUNNING), then free the unique keys in
-    ``release`` (``(key, task_id)`` pairs); ``reply``, when given, is
-    answered once stored (or failed with BrokerUnavailable)."""
-
-    results: tuple[TaskResult, ...]
-    ttl: float | None = None
-    release: tuple[tuple[str, str], ...] = ()
-    reply: Reply[None] | None = None
-
-
-@attrs.frozen(kw_only=True, eq=False)
-class Finish:
-    """A delivery is done: store ``result``, publish ``follow_ups``, then
-    settle the delivery as ``action`` says."""
-
-    delivery: Delivery
-    action: Action
-    result: TaskResult | None = None
-    ttl: float | None = None
-    envelope: Envelope | None = None  # retry: the next attempt
-    delay: float = 0.0  # retry: seconds before it is visible
-    dead: DeadLetter | None = None  # dead: the entry
-    follow_ups: tuple[Envelope, ...] = ()
-    on_done: Callable[[Delivery], None] | None = None
-
-
-@attrs.frozen(kw_only=True, eq=False)
-class Flush:
-    """Answered once everything sent before it is written."""
-
-    reply: Reply[None]
-
-
-BrokerMessage = Publish | StoreResults | Finish | Flush
-
-#: Called with every batch of finished deliveries after their results are
-#: stored and before anything is published or acked; returns envelopes to
-#: publish in the same batch (a chain's next link, a chord's callback). A hook
-#: that raises leaves the batch unacked: its messages come back after their
-#: lease and the hook sees them again. Hooks filter on ``finish.delivery``'s
-#: envelope meta themselves and must be cheap for finishes they ignore.
-FinishHook = Callable[[Sequence[Finish]], Awaitable[Sequence[Envelope]]]
 
 
 def _already_final(fin: Finish, refused: set[str]) -> Finish:
@@ -132,151 +85,79 @@ class BrokerActor(Actor[BrokerMessage]):
         self._stats[key] = self._stats.get(key, 0) + n
 
     async def handle_batch(self, batch: list[BrokerMessage]) -> None:
+        """Write one batch (see the module docstring for the order).
+
+        One message never stops the others: a write of the whole batch that
+        fails for a reason other than the backend being away is retried
+        message by message (:mod:`stem.actors._isolate`); a finish whose
+        writes still fail is dead-lettered with reason ``write-error``, a
+        publish whose envelopes cannot be stored has its reply failed, and
+        the rest of the batch is written and settled normally. Should the
+        batch still crash, every finish in it is released to the worker (its
+        message comes back after its lease) and every reply is failed before
+        the actor restarts."""
         self._count("batches")
-        # The last record per task wins (RUNNING then SUCCEEDED in one batch
-        # stores only SUCCEEDED); grouped by TTL only after coalescing, so a
-        # task's records can never be written out of order.
-        latest: dict[str, tuple[TaskResult, float | None]] = {}
-        envelopes: list[Envelope] = []
-        publishes: list[Publish | StoreResults] = []
-        finishes: list[Finish] = []
-        flushes: list[Flush] = []
-        releases: list[tuple[str, str]] = []
-        for msg in batch:
-            match msg:
-                case Publish():
-                    publishes.append(msg)
-                    for result in msg.results:
-                        latest[result.task_id] = (result, msg.ttl)
-                    envelopes.extend(msg.envelopes)
-                case StoreResults():
-                    if msg.reply is not None:
-                        publishes.append(msg)
-                    releases.extend(msg.release)
-                    for result in msg.results:
-                        latest[result.task_id] = (result, msg.ttl)
-                case Finish():
-                    finishes.append(msg)
-                    if msg.result is not None:
-                        latest[msg.result.task_id] = (msg.result, msg.ttl)
-                    envelopes.extend(msg.follow_ups)
-                case Flush():
-                    flushes.append(msg)
-        results: dict[float | None, dict[str, TaskResult]] = {}
-        for task_id, (result, ttl) in latest.items():
-            results.setdefault(ttl, {})[task_id] = result
+        plan = Plan.of(batch)
+        try:
+            await self._write(plan)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                logger.exception(
+                    "broker batch of %d messages failed; its deliveries are left "
+                    "to their leases",
+                    len(batch),
+                )
+                plan.fail_all(exc)
+            plan.release_all()
+            raise
+
+    async def _write(self, plan: Plan) -> None:
         error: Exception | None = None
         combined = getattr(self.backend, "store_and_publish", None)
-        if (
-            combined is not None
-            and not finishes
-            and not releases
-            and envelopes
-            and len(results) <= 1
-        ):
+        if combined is not None and plan.pure_enqueue:
             # A pure enqueue batch: QUEUED records and messages in one round
             # trip where the backend offers it (same order, same effects).
-            ttl, by_id = next(iter(results.items()), (None, {}))
+            ttl, by_id = next(iter(plan.results.items()), (None, {}))
             try:
                 await self._retrying(
-                    combined, list(by_id.values()), ttl=ttl, envelopes=envelopes
+                    combined, list(by_id.values()), ttl=ttl, envelopes=plan.envelopes
                 )
                 self._count("results_stored", len(by_id))
-                self._count("published", len(envelopes))
+                self._count("published", len(plan.envelopes))
+                plan.answer(None)
+                return
             except BrokerUnavailable as exc:
-                error = exc
-            self._answer(publishes, flushes, error)
-            return
-        try:
-            refused: set[str] = set()
-            for ttl, by_id in results.items():
-                flags = await self._retrying(
-                    self.backend.results.set_state, list(by_id.values()), ttl=ttl
+                plan.answer(exc)
+                return
+            except Exception:
+                logger.warning(
+                    "combined enqueue failed; writing message by message",
+                    exc_info=True,
                 )
-                self._count("results_stored", len(by_id))
-                if isinstance(flags, list):
-                    refused.update(
-                        task_id
-                        for task_id, stored in zip(by_id, flags, strict=False)
-                        if not stored
-                    )
-            if refused and finishes:
-                finishes = [_already_final(f, refused) for f in finishes]
-            if finishes and self.hooks:
-                try:
-                    for hook in self.hooks:
-                        envelopes.extend(await hook(finishes))
-                except BrokerUnavailable:
-                    raise
-                except Exception:
-                    logger.exception("a finish hook failed; the batch is left unacked")
-                    finishes = [attrs.evolve(f, action="none") for f in finishes]
-            if envelopes:
-                await self._retrying(self.backend.broker.publish, envelopes)
-                self._count("published", len(envelopes))
-            for key, task_id in releases:
-                await self._retrying(self.backend.results.release_unique, key, task_id)
-                self._count("unique_released")
+        isolate = Isolation(self)
+        try:
+            refused = await isolate.store_results(plan)
+            if refused and plan.finishes:
+                plan.finishes = [_already_final(f, refused) for f in plan.finishes]
+            if plan.finishes and self.hooks:
+                await isolate.run_hooks(plan, self.hooks)
+            await isolate.publish(plan)
+            await isolate.release_keys(plan.releases)
         except BrokerUnavailable as exc:
             error = exc
-        self._answer(publishes, [], error)
-        if error is None and finishes:
+        plan.answer(error, flushes=False)
+        if error is None and plan.finishes:
             try:
-                await self._settle(finishes)
-                await self._release_unique(finishes)
+                await isolate.settle(plan)
+                await self._release_unique(plan.finishes)
             except BrokerUnavailable as exc:
                 error = exc
         if error is not None:
             logger.error(
                 "backend unavailable, deliveries left to their leases: %s", error
             )
-        for fin in finishes:
-            if fin.on_done is not None:
-                try:
-                    fin.on_done(fin.delivery)
-                except Exception:
-                    logger.exception("on_done callback failed")
-        self._answer([], flushes, None)
-
-    @staticmethod
-    def _answer(
-        publishes: Sequence[Publish | StoreResults],
-        flushes: Sequence[Flush],
-        error: Exception | None,
-    ) -> None:
-        for pub in publishes:
-            if pub.reply is not None and not pub.reply.done:
-                if error is None:
-                    pub.reply.send(None)
-                else:
-                    pub.reply.fail(error)
-        for flush in flushes:
-            if not flush.reply.done:
-                flush.reply.send(None)
-
-    async def _settle(self, finishes: Sequence[Finish]) -> None:
-        broker = self.backend.broker
-        acks = [f.delivery for f in finishes if f.action == "ack"]
-        if acks:
-            await self._retrying(broker.ack, acks)
-            self._count("acked", len(acks))
-        for fin in finishes:
-            if fin.action == "retry":
-                await self._retrying(
-                    broker.nack,
-                    fin.delivery,
-                    requeue=True,
-                    delay=fin.delay,
-                    envelope=fin.envelope,
-                )
-                self._count("retried")
-            elif fin.action == "drop":
-                await self._retrying(broker.nack, fin.delivery, requeue=False)
-                self._count("dropped")
-            elif fin.action == "dead":
-                assert fin.dead is not None
-                await self._retrying(broker.dead_letter, fin.delivery, fin.dead)
-                self._count("dead_lettered")
+        plan.release_all()
+        plan.answer(None, publishes=False)
 
     async def _release_unique(self, finishes: Sequence[Finish]) -> None:
         """Free the unique keys of tasks that reached a terminal state (a
@@ -289,8 +170,16 @@ class BrokerActor(Actor[BrokerMessage]):
             if env is None or not env.meta:
                 continue
             key = env.meta.get("unique_key")
-            if key is not None:
-                await self._retrying(self.backend.results.release_unique, key, env.id)
+            if isinstance(key, str):
+                try:
+                    await self._retrying(
+                        self.backend.results.release_unique, key, env.id
+                    )
+                except BrokerUnavailable:
+                    raise
+                except Exception:
+                    logger.exception("could not release unique key %r", key)
+                    continue
                 self._count("unique_released")
 
     async def _retrying(
@@ -320,3 +209,16 @@ class BrokerActor(Actor[BrokerMessage]):
             dead_lettered=s.get("dead_lettered", 0),
             backend_errors=s.get("backend_errors", 0),
         )
+
+
+__all__ = [
+    "Action",
+    "BrokerActor",
+    "BrokerActorStatistics",
+    "BrokerMessage",
+    "Finish",
+    "FinishHook",
+    "Flush",
+    "Publish",
+    "StoreResults",
+]

@@ -19,7 +19,7 @@ import trio
 
 from stem import _redelivery
 from stem._clock import now
-from stem._codec import decode_envelope, dumps, guess_task_id, loads
+from stem._codec import decode_envelope, dumps, loads, undecodable
 from stem._envelope import Envelope
 from stem._errors import DecodeError
 from stem.contracts import DeadLetter, Delivery, QueueStats
@@ -250,15 +250,17 @@ class MemoryBroker:
         try:
             env = decode_envelope(raw)
         except DecodeError as exc:
+            clipped, reason, task_id = undecodable(raw, exc)
             return Delivery(
                 receipt=receipt,
                 queue=msg.queue,
-                task_id=guess_task_id(raw),
+                task_id=task_id,
                 envelope=None,
                 lease_until=until,
                 delivery_count=msg.delivery_count,
-                raw=raw,
-                decode_error=str(exc),
+                raw=clipped,
+                decode_error=reason,
+                size=len(raw),
             )
         msg.envelope = env
         msg.raw = None

@@ -29,9 +29,10 @@ from stem._codec import (
     envelope_to_dict,
     guess_task_id,
     loads,
+    undecodable,
 )
 from stem._envelope import Envelope
-from stem._errors import BrokerUnavailable
+from stem._errors import BrokerUnavailable, DecodeError
 from stem._result import ErrorInfo
 from stem.contracts import DeadLetter, Delivery, QueueStats
 
@@ -334,17 +335,19 @@ class PostgresBroker:
             raw = bytes(body)
             try:
                 env = decode_envelope(raw)
-            except Exception as exc:
+            except DecodeError as exc:
+                clipped, reason, guessed = undecodable(raw, exc)
                 out.append(
                     Delivery(
                         receipt=receipt,
                         queue=queue,
-                        task_id=task_id or guess_task_id(raw),
+                        task_id=task_id or guessed,
                         envelope=None,
                         lease_until=at + lease,
                         delivery_count=count,
-                        raw=raw,
-                        decode_error=str(exc),
+                        raw=clipped,
+                        decode_error=reason,
+                        size=len(raw),
                     )
                 )
                 continue
@@ -356,6 +359,7 @@ class PostgresBroker:
                     envelope=env,
                     lease_until=at + lease,
                     delivery_count=count,
+                    size=len(raw),
                 )
             )
         return out

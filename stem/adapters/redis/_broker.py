@@ -36,7 +36,7 @@ from stem._codec import (
     encode_envelope,
     envelope_from_dict,
     envelope_to_dict,
-    guess_task_id,
+    undecodable,
 )
 from stem._envelope import Envelope
 from stem._errors import DecodeError
@@ -53,6 +53,14 @@ MAX_NAP = 2.0
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _whole(value: Any) -> int:
+    """A count read from Redis; anything that is not a whole number is 0."""
+    try:
+        return max(int(_text(value)), 0)
+    except (TypeError, ValueError, UnicodeDecodeError):
+        return 0
 
 
 def _parse_receipt(receipt: str) -> tuple[str, str, str, str]:
@@ -223,20 +231,23 @@ class RedisBroker:
         bucket, entry_id, prior, count, body = row
         count_text = _text(count)
         receipt = f"{_text(bucket)}|{_text(entry_id)}|{consumer}|{count_text}"
-        deliveries = int(_text(prior)) + int(count_text)
-        raw = bytes(body) if body else b""
+        # ``n`` is a stream field anyone can write: a non-number counts as 0.
+        deliveries = _whole(prior) + _whole(count_text)
+        raw = bytes(body) if isinstance(body, bytes | bytearray) else b""
         try:
             env = decode_envelope(raw)
         except DecodeError as exc:
+            clipped, reason, task_id = undecodable(raw, exc)
             return Delivery(
                 receipt=receipt,
                 queue=queue,
-                task_id=guess_task_id(raw),
+                task_id=task_id,
                 envelope=None,
                 lease_until=until,
                 delivery_count=deliveries,
-                raw=raw,
-                decode_error=str(exc),
+                raw=clipped,
+                decode_error=reason,
+                size=len(raw),
             )
         return Delivery(
             receipt=receipt,
@@ -245,6 +256,7 @@ class RedisBroker:
             envelope=env,
             lease_until=until,
             delivery_count=deliveries,
+            size=len(raw),
         )
 
     # ---------------------------------------------------------------- settle

@@ -39,12 +39,35 @@ end
 local function promote(now)
   local due = redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', now, 'LIMIT', 0, 1000)
   for _, m in ipairs(due) do
-    local _, _, prio, n = string.find(m, '^%d+|(%d+)|(%d+)$')
+    local _, _, prio, n = string.find(m, '^%d+|(%d)|(%d+)$')
+    -- A member written by someone else: its body still goes to the queue
+    -- (at priority 0), where the worker decodes or dead-letters it.
+    if prio == nil then prio, n = '0', '0' end
     local body = redis.call('HGET', KEYS[12], m)
     if body then xadd(prio, body, n) end
     redis.call('ZREM', KEYS[11], m)
     redis.call('HDEL', KEYS[12], m)
   end
+end
+-- XREADGROUP that survives a stream written without the consumer group
+-- (the group is created at its start: those entries are delivered too) and
+-- skips a key of the wrong type. Returns the entries read.
+local function readgroup(s, consumer, count)
+  local r = redis.pcall('XREADGROUP', 'GROUP', G, consumer, 'COUNT', count,
+                        'STREAMS', s, '>')
+  if type(r) == 'table' and r.err then
+    if string.find(r.err, 'NOGROUP', 1, true) == nil then return {} end
+    local made = redis.pcall('XGROUP', 'CREATE', s, G, '0')
+    if type(made) == 'table' and made.err
+       and string.find(made.err, 'BUSYGROUP', 1, true) == nil then
+      return {}
+    end
+    r = redis.pcall('XREADGROUP', 'GROUP', G, consumer, 'COUNT', count,
+                    'STREAMS', s, '>')
+    if type(r) == 'table' and r.err then return {} end
+  end
+  if not r then return {} end
+  return r[1][2]
 end
 local function owned(s, id, consumer, count)
   local p = redis.call('XPENDING', s, G, id, id, 1)
@@ -104,10 +127,17 @@ local got = 0
 local expired = redis.call('ZRANGEBYSCORE', KEYS[14], '-inf', now, 'LIMIT', 0, limit)
 for _, m in ipairs(expired) do
   local _, _, b, id = string.find(m, '^(%d)|(.+)$')
-  local s = KEYS[tonumber(b) + 1]
-  local r = redis.call('XCLAIM', s, G, consumer, 0, id)
+  local r = {}
+  local s = nil
+  if b then
+    s = KEYS[tonumber(b) + 1]
+    r = redis.pcall('XCLAIM', s, G, consumer, 0, id)
+    if type(r) == 'table' and r.err then r = {} end
+  end
   local e = r[1]
-  if e and e[2] then
+  if b == nil or s == nil then
+    redis.call('ZREM', KEYS[14], m)  -- not a lease this backend wrote
+  elseif e and e[2] then
     local p = redis.call('XPENDING', s, G, id, id, 1)
     redis.call('ZADD', KEYS[14], untl, m)
     local body, n = fields(e[2])
@@ -119,17 +149,15 @@ for _, m in ipairs(expired) do
     got = got + 1
   else
     redis.call('ZREM', KEYS[14], m)
-    redis.call('XACK', s, G, id)
+    redis.pcall('XACK', s, G, id)
   end
 end
 for b = 9, 0, -1 do
   if got >= limit then break end
   local s = KEYS[b + 1]
   if redis.call('EXISTS', s) == 1 then
-    local r = redis.call('XREADGROUP', 'GROUP', G, consumer, 'COUNT', limit - got,
-                         'STREAMS', s, '>')
-    if r then
-      for _, e in ipairs(r[1][2]) do
+    do
+      for _, e in ipairs(readgroup(s, consumer, limit - got)) do
         redis.call('ZADD', KEYS[14], untl, b .. '|' .. e[1])
         local body, n = fields(e[2])
         out[#out + 1] = tostring(b)
@@ -194,7 +222,7 @@ if ARGV[8] == '1' then
   local body = ARGV[11]
   if body == '' then body = old end
   if body then
-    local n2 = tonumber(n) + tonumber(ARGV[7])
+    local n2 = (tonumber(n) or 0) + tonumber(ARGV[7])
     local at = tonumber(ARGV[9])
     if at > now then delay(at, ARGV[10], body, n2) else xadd(ARGV[10], body, n2) end
     redis.call('PUBLISH', ARGV[2], ARGV[3])

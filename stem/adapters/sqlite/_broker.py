@@ -29,8 +29,10 @@ from stem._codec import (
     envelope_from_dict,
     envelope_to_dict,
     guess_task_id,
+    undecodable,
 )
 from stem._envelope import Envelope
+from stem._errors import DecodeError
 from stem._result import ErrorInfo
 from stem.contracts import DeadLetter, Delivery, QueueStats
 
@@ -70,33 +72,45 @@ def _parse_receipt(receipt: str) -> tuple[int, str]:
 
 
 def _delivery(
-    row: tuple[int, str, int, str | bytes],
+    row: tuple[int, object, object, object],
     queue: str,
     token: str,
     lease_until: float,
 ) -> Delivery:
+    """The delivery of one claimed row, whatever its columns hold (a foreign
+    writer may have stored a body as REAL, a task id as INTEGER): a body that
+    does not decode makes an undecodable delivery, never an error."""
     row_id, task_id, count, body = row
+    claims = (count if type(count) is int else 0) + 1
+    size = len(body.encode()) if isinstance(body, str) else _blob_size(body)
     try:
         envelope = decode_envelope(body)
-    except Exception as exc:
+    except DecodeError as exc:
+        raw, reason, guessed = undecodable(body, exc)
         return Delivery(
             receipt=f"{row_id}:{token}",
             queue=queue,
-            task_id=task_id,
+            task_id=task_id if isinstance(task_id, str) else guessed,
             envelope=None,
             lease_until=lease_until,
-            delivery_count=count + 1,
-            raw=body.encode() if isinstance(body, str) else bytes(body),
-            decode_error=str(exc),
+            delivery_count=claims,
+            raw=raw,
+            decode_error=reason,
+            size=size,
         )
     return Delivery(
         receipt=f"{row_id}:{token}",
         queue=queue,
-        task_id=task_id,
+        task_id=task_id if isinstance(task_id, str) else envelope.id,
         envelope=envelope,
         lease_until=lease_until,
-        delivery_count=count + 1,
+        delivery_count=claims,
+        size=size,
     )
+
+
+def _blob_size(body: object) -> int:
+    return len(body) if isinstance(body, bytes | bytearray | memoryview) else 0
 
 
 def _broadcasts_after(conn: sqlite3.Connection, *, after: int) -> list[Any]:
@@ -233,7 +247,7 @@ class SQLiteBroker:
     ) -> tuple[list[Delivery], float | None]:
         token = secrets.token_hex(8)
         lease_until = now + lease
-        picked: list[tuple[str, tuple[int, str, int, str | bytes]]] = []
+        picked: list[tuple[str, tuple[int, object, object, object]]] = []
         for queue in queues:
             for priority in _PRIORITIES:
                 need = limit - len(picked)
