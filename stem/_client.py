@@ -21,7 +21,13 @@ import trio
 from ._app import App, coerce_app
 from ._canvas_client import Canvas
 from ._clock import now
-from ._codec import canonical_args, canonical_key
+from ._codec import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    canonical_key,
+    dumps,
+    encode_envelope,
+    sized_args,
+)
 from ._deadletters import DeadLetters
 from ._durations import Duration, to_epoch, to_seconds
 from ._envelope import Envelope
@@ -88,9 +94,22 @@ class Client:
         schedules: Iterable[Any] | None = None,
         backend: Backend | None = None,
         instrumentation: Instrumentation | None = None,
+        max_message_bytes: int | None = DEFAULT_MAX_MESSAGE_BYTES,
         **backend_options: Any,
     ) -> None:
         self.app = coerce_app(app, tasks, workflows, schedules)
+        if max_message_bytes is not None and (
+            isinstance(max_message_bytes, bool)
+            or not isinstance(max_message_bytes, int)
+            or max_message_bytes < 1
+        ):
+            raise ValueError(
+                "max_message_bytes must be an int >= 1 (or None: no limit), "
+                f"got {max_message_bytes!r}"
+            )
+        #: the largest message this client enqueues (EncodeError beyond it);
+        #: its workers run nothing larger unless their config says otherwise
+        self.max_message_bytes = max_message_bytes
         #: tracing/metrics hooks; OpenTelemetry when its global provider is set
         self.instrumentation = (
             instrumentation
@@ -125,10 +144,16 @@ class Client:
         tasks: Iterable[TaskHandler[Any]] | None = None,
         workflows: Iterable[Any] | None = None,
         schedules: Iterable[Any] | None = None,
+        max_message_bytes: int | None = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> Client:
         """A client on a fresh in-memory backend (one process, nothing kept)."""
         return cls(
-            "memory://", app=app, tasks=tasks, workflows=workflows, schedules=schedules
+            "memory://",
+            app=app,
+            tasks=tasks,
+            workflows=workflows,
+            schedules=schedules,
+            max_message_bytes=max_message_bytes,
         )
 
     @classmethod
@@ -297,7 +322,7 @@ class Client:
             raise ValueError(f"task name must be a non-empty string, got {name!r}")
         handler = self.app.find_task(name)
         opts = handler.task_options if handler is not None else TaskOptions()
-        clean_args = canonical_args(args)
+        clean_args, args_size = sized_args(args)
         at = now()
         if countdown is not None and eta is not None:
             raise ValueError("pass countdown= or eta=, not both")
@@ -329,7 +354,7 @@ class Client:
         env_meta: dict[str, Any] = dict(meta or {})
         if unique_key is not None or opts.unique:
             env_meta["unique_key"] = unique_key or canonical_key(name, clean_args)
-        return Envelope(
+        envelope = Envelope(
             id=task_id or new_id(),
             name=name,
             args=clean_args,
@@ -345,6 +370,16 @@ class Client:
             expires=expires_at,
             meta=env_meta,
         )
+        limit = self.max_message_bytes
+        if limit is not None:
+            # A character takes 1 to 4 bytes of UTF-8: only a message that
+            # may be near the limit is encoded whole to be measured.
+            size = args_size + 512
+            if env_meta:
+                size += len(dumps(env_meta, what="meta"))
+            if size * 4 > limit:
+                encode_envelope(envelope, max_bytes=limit)
+        return envelope
 
     async def enqueue(
         self,
@@ -583,7 +618,12 @@ class Client:
             options["concurrency"] = concurrency
         if queues is not None:
             options["queues"] = [queues] if isinstance(queues, str) else queues
-        config = attrs.evolve(config or WorkerConfig(), **options)
+        if config is None:
+            limit = self.max_message_bytes
+            config = WorkerConfig(
+                max_message_bytes=limit if limit is not None else 2**62
+            )
+        config = attrs.evolve(config, **options)
         for handler in self.app:
             opts = handler.task_options
             if opts.execution == "process" and handler.is_async:

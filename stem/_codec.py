@@ -188,14 +188,21 @@ def canonical_args(args: Any) -> dict[str, Any]:
     Raises EncodeError (naming the offending argument) for anything that is
     not a JSON object of JSON values; tuples become lists.
     """
+    return sized_args(args)[0]
+
+
+def sized_args(args: Any) -> tuple[dict[str, Any], int]:
+    """:func:`canonical_args`, and the length of their JSON text in
+    characters."""
     if args is None:
-        return {}
+        return {}, 2
     if not isinstance(args, dict):
         raise EncodeError(
             f"task args must be a dict with str keys, got {type(args).__name__}"
         )
-    result: dict[str, Any] = _decoder.decode(dumps(args, what="args"))
-    return result
+    text = dumps(args, what="args")
+    result: dict[str, Any] = _decoder.decode(text)
+    return result, len(text)
 
 
 def canonical_key(name: str, args: dict[str, Any]) -> str:

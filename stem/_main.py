@@ -82,7 +82,10 @@ async def serve(
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with (
                 Client(
-                    settings.broker_url, app=app, instrumentation=instrumentation
+                    settings.broker_url,
+                    app=app,
+                    instrumentation=instrumentation,
+                    max_message_bytes=settings.worker.max_message_bytes,
                 ) as client,
                 trio.open_nursery() as extras,
             ):

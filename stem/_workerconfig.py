@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 
+from ._codec import DEFAULT_MAX_MESSAGE_BYTES
 from ._durations import check_seconds, seconds
 from ._errors import ConfigError
 from ._ids import new_id
@@ -198,6 +199,20 @@ class WorkerConfig:
             "(overrides --concurrency).",
             _parse_autoscale,
             "MIN,MAX",
+        ),
+    )
+    #: the largest message (bytes) this worker runs; a larger one is
+    #: dead-lettered (``message-too-large``)
+    max_message_bytes: int = attrs.field(
+        default=DEFAULT_MAX_MESSAGE_BYTES,
+        validator=_whole(1),
+        metadata=_spec(
+            "STEM_MAX_MESSAGE_BYTES",
+            ("--max-message-bytes",),
+            "Largest message a worker runs (and a client enqueues); a larger "
+            "one is dead-lettered as message-too-large. Default 8 MiB.",
+            _parse_int,
+            "BYTES",
         ),
     )
     #: longest a claim waits for a message before it looks again

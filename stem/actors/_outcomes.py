@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import attrs
 
+from stem._codec import clip_raw, encode_envelope
 from stem._envelope import Envelope
 from stem._errors import Retry, TimeLimitExceeded
 from stem._options import TaskOptions
@@ -145,9 +146,44 @@ def failed(
     return FailureOutcome(kind="dead", finish=finish, error=info, reason=reason)
 
 
-def rejected(delivery: Delivery, reason: str, info: ErrorInfo, *, at: float) -> Finish:
-    """Dead-letter a delivery that cannot run at all (undecodable, unknown)."""
+#: The dead-letter reason of a message larger than the worker's
+#: ``max_message_bytes``.
+TOO_LARGE = "message-too-large"
+
+
+def refusal(
+    delivery: Delivery, registered: bool, max_bytes: int
+) -> tuple[str, ErrorInfo] | None:
+    """Why ``delivery`` cannot run at all (a dead-letter reason and the
+    error), or None: its body did not decode, is larger than ``max_bytes``,
+    or names a task this worker does not have (``registered`` False)."""
     env = delivery.envelope
+    if env is None:
+        message = delivery.decode_error or "undecodable message"
+        return "decode-error", ErrorInfo(type="stem.DecodeError", message=message)
+    if delivery.size > max_bytes:
+        return TOO_LARGE, ErrorInfo(
+            type="stem.DecodeError",
+            message=(
+                f"the message is {delivery.size} bytes, more than this worker's "
+                f"max_message_bytes ({max_bytes})"
+            ),
+        )
+    if not registered:
+        return "unregistered-task", ErrorInfo(
+            type="stem.UnknownTask",
+            message=f"no task named {env.name!r} is registered on this worker",
+        )
+    return None
+
+
+def rejected(delivery: Delivery, reason: str, info: ErrorInfo, *, at: float) -> Finish:
+    """Dead-letter a delivery that cannot run at all (undecodable, too
+    large, unknown). A message too large keeps only its first bytes."""
+    env = delivery.envelope
+    kept, raw = env, delivery.raw
+    if reason == TOO_LARGE and env is not None:
+        kept, raw = None, clip_raw(encode_envelope(env))
     entry = DeadLetter(
         task_id=delivery.task_id or (env.id if env else ""),
         name=env.name if env else "",
@@ -156,8 +192,8 @@ def rejected(delivery: Delivery, reason: str, info: ErrorInfo, *, at: float) -> 
         error=info,
         attempts=env.attempt if env else delivery.delivery_count,
         dead_at=at,
-        envelope=env,
-        raw=delivery.raw,
+        envelope=kept,
+        raw=raw,
     )
     result = None
     if env is not None:

@@ -326,6 +326,12 @@ class Worker(Actor[WorkerMessage]):
                     logger.warning("claim failed, retrying: %s", exc)
                     await trio.sleep(1.0)
                     continue
+                except Exception:
+                    # A backend's bug or a state it cannot read: the worker
+                    # (and its running tasks) stays up and tries again.
+                    logger.exception("claim failed unexpectedly; retrying in 1 s")
+                    await trio.sleep(1.0)
+                    continue
                 if len(queues) > 1:
                     queues.append(queues.pop(0))  # fairness across queues
                 if not deliveries:
@@ -442,27 +448,15 @@ class Worker(Actor[WorkerMessage]):
 
     async def _execute(self, delivery: Delivery) -> None:
         env = delivery.envelope
-        if env is None:
-            self._dead(
-                delivery,
-                "decode-error",
-                ErrorInfo(
-                    type="stem.DecodeError",
-                    message=delivery.decode_error or "undecodable message",
-                ),
-            )
+        handler = self.app.find_task(env.name) if env is not None else None
+        refused = _outcomes.refusal(
+            delivery, handler is not None, self.config.max_message_bytes
+        )
+        if refused is not None:
+            self._dead(delivery, *refused)
             return
-        handler = self.app.find_task(env.name)
-        if handler is None:
-            self._dead(
-                delivery,
-                "unregistered-task",
-                ErrorInfo(
-                    type="stem.UnknownTask",
-                    message=f"no task named {env.name!r} is registered on this worker",
-                ),
-            )
-            return
+        assert env is not None
+        assert handler is not None
         opts = handler.task_options
         at = now()
         if env.is_expired(at):
