@@ -81,23 +81,29 @@ class Control:
             async for message in inbox:
                 if message.get("kind") != REQUEST:
                     continue
-                dest = message.get("destination")
+                request = parse_request(message)
+                if request is None:
+                    continue
+                command, request_id, args, dest = request
                 me = self.worker.config.worker_id
                 if dest is not None and me not in dest:
                     continue
-                await self._handle(backend, message)
+                await self._handle(backend, command, request_id, args)
 
-    async def _handle(self, backend: Backend, message: Mapping[str, Any]) -> None:
-        command = str(message.get("command", ""))
-        request_id = str(message.get("request_id", ""))
-        args = message.get("args") or {}
+    async def _handle(
+        self,
+        backend: Backend,
+        command: str,
+        request_id: str,
+        args: Mapping[str, Any],
+    ) -> None:
         me = self.worker.config.worker_id
         self._emit("control_received", command, request_id, True)
         after = None
         try:
             data, after = self._execute(command, args)
             reply = {"ok": True, "data": data, "error": None}
-        except (ValueError, TypeError, KeyError) as exc:
+        except Exception as exc:  # a bad request never stops the worker
             reply = {"ok": False, "data": {}, "error": f"{type(exc).__name__}: {exc}"}
         body = {
             "kind": REPLY,
@@ -110,6 +116,8 @@ class Control:
             await backend.broker.broadcast(_fit(body))
         except BrokerUnavailable as exc:
             logger.warning("could not reply to %s: %s", command, exc)
+        except Exception:
+            logger.exception("could not reply to %s", command)
         self.handled += 1
         self._emit("control_completed", command, request_id, bool(reply["ok"]))
         if after is not None:
@@ -164,6 +172,40 @@ class Control:
                     ok=ok,
                 )
             )
+
+
+#: the longest request id a worker answers (ids are made by ``new_id``)
+_MAX_REQUEST_ID = 200
+
+
+def parse_request(
+    message: Mapping[str, Any],
+) -> tuple[str, str, Mapping[str, Any], list[str] | None] | None:
+    """``(command, request_id, args, destination)`` of a request, or None
+    (logged) when a field has the wrong type: ``command`` a known command,
+    ``request_id`` a short string, ``args`` an object (or null),
+    ``destination`` null or a list of worker ids."""
+    command = message.get("command")
+    request_id = message.get("request_id", "")
+    args = message.get("args")
+    dest = message.get("destination")
+    problem = None
+    if command not in COMMANDS:
+        problem = f"unknown command {command!r:.60}"
+    elif not isinstance(request_id, str) or len(request_id) > _MAX_REQUEST_ID:
+        problem = "request_id must be a short string"
+    elif args is not None and not isinstance(args, dict):
+        problem = "args must be an object"
+    elif dest is not None and not (
+        isinstance(dest, list) and all(isinstance(w, str) for w in dest)
+    ):
+        problem = "destination must be null or a list of worker ids"
+    if problem is not None:
+        logger.warning("dropped a malformed control request: %s", problem)
+        return None
+    assert isinstance(command, str)
+    assert isinstance(request_id, str)
+    return command, request_id, args or {}, dest
 
 
 def _text(args: Mapping[str, Any], key: str) -> str:
@@ -302,13 +344,16 @@ class RemoteControl:
                         or message.get("request_id") != request_id
                     ):
                         continue
-                    worker_id = str(message.get("worker_id", ""))
+                    worker_id = message.get("worker_id")
+                    data, error = message.get("data"), message.get("error")
+                    if not isinstance(worker_id, str) or not worker_id:
+                        continue  # not a worker's reply
                     replies[worker_id] = ControlReply(
                         worker_id=worker_id,
                         command=command,
-                        ok=bool(message.get("ok")),
-                        data=message.get("data") or {},
-                        error=message.get("error"),
+                        ok=message.get("ok") is True,
+                        data=data if isinstance(data, dict) else {},
+                        error=error if isinstance(error, str | None) else str(error),
                     )
                     if expected and expected <= replies.keys():
                         break

@@ -362,6 +362,7 @@ class Supervisor(Actor[SupervisorMessage]):
         child: _Child,
         error: BaseException | None = None,
     ) -> None:
+        _log_event(self.name, kind, child, error)
         if self.on_event is None:
             return
         event = SupervisorEvent(
@@ -532,6 +533,32 @@ class Supervisor(Actor[SupervisorMessage]):
                     reply.fail(exc)
                 else:
                     reply.send(None)
+
+
+def _log_event(
+    supervisor: str, kind: EventKind, child: _Child, error: BaseException | None
+) -> None:
+    """Crashes and escalations are logged (with the traceback), restarts too:
+    a supervisor never hides that a child died."""
+    if kind == "crashed":
+        logger.error(
+            "actor %r crashed (supervisor %r, %d restarts so far): %r",
+            child.name,
+            supervisor,
+            child.restarts,
+            error,
+            exc_info=error,
+        )
+    elif kind == "escalated":
+        logger.critical(
+            "supervisor %r gave up on actor %r after %d restarts: %r",
+            supervisor,
+            child.name,
+            child.restarts,
+            error,
+        )
+    elif kind == "restarted":
+        logger.warning("actor %r restarted (restart %d)", child.name, child.restarts)
 
 
 def _raise_single(group: BaseExceptionGroup[BaseException]) -> NoReturn:

@@ -14,7 +14,7 @@ finished task ids, ``<schema>.control`` carries broadcast JSON objects.
 
 from __future__ import annotations
 
-import json
+import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,8 +22,13 @@ from typing import Any
 import attrs
 import trio
 
+from stem._codec import decode_object
+from stem._errors import DecodeError
+
 from ._config import PostgresConfig
 from ._db import CONNECTION_ERRORS, Db, unavailable
+
+logger = logging.getLogger("stem.postgres")
 
 _LOST = "\x00lost"
 
@@ -136,14 +141,13 @@ class Hub:
             self.wake_results(payload.split("\n"))
         elif channel == self._chan_control:
             try:
-                message = json.loads(payload)
-            except ValueError:
-                return
-            if not isinstance(message, dict):
+                message = decode_object(payload, what="broadcast")
+            except DecodeError as exc:
+                logger.warning("dropped a broadcast that does not decode: %s", exc)
                 return
             for send in list(self._subscribers):
                 try:
-                    send.send_nowait(message)
+                    send.send_nowait(dict(message))
                 except trio.WouldBlock:
                     self.dropped_broadcasts += 1
                 except trio.ClosedResourceError:

@@ -12,7 +12,7 @@ a hint and a lost one costs at most a safety nap.
 
 from __future__ import annotations
 
-import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,9 +21,12 @@ import attrs
 import redis.asyncio as aioredis
 import trio
 
-from stem._errors import BrokerUnavailable
+from stem._codec import decode_object
+from stem._errors import BrokerUnavailable, DecodeError
 
 from ._conn import TRANSIENT_OR_CANCELLED, Keys, aio
+
+logger = logging.getLogger("stem.redis")
 
 _IDLE_READ = 10.0  # seconds per get_message call on a quiet channel
 _CONFIRM_WAIT = 2.0  # how long a subscribe waits for the server's confirmation
@@ -216,14 +219,13 @@ class Hub:
 
     def _fan_out(self, data: Any) -> None:
         try:
-            decoded = json.loads(data)
-        except (TypeError, ValueError):
-            return
-        if not isinstance(decoded, dict):
+            decoded = decode_object(data, what="broadcast")
+        except DecodeError as exc:
+            logger.warning("dropped a broadcast that does not decode: %s", exc)
             return
         for send in list(self.subscribers):
             try:
-                send.send_nowait(json.loads(data))
+                send.send_nowait(dict(decoded))
             except trio.WouldBlock:
                 self.dropped += 1
             except (trio.BrokenResourceError, trio.ClosedResourceError):

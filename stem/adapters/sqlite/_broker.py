@@ -12,6 +12,7 @@ stale receipt matches no row and changes nothing.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -25,6 +26,7 @@ import trio
 from stem import _clock, _redelivery
 from stem._codec import (
     decode_envelope,
+    decode_object,
     dumps,
     envelope_from_dict,
     envelope_to_dict,
@@ -37,6 +39,8 @@ from stem._result import ErrorInfo
 from stem.contracts import DeadLetter, Delivery, QueueStats
 
 from ._db import Database, Signal
+
+logger = logging.getLogger("stem.sqlite")
 
 _PRIORITIES = tuple(range(9, -1, -1))
 _SELECT_READY = (
@@ -111,6 +115,15 @@ def _delivery(
 
 def _blob_size(body: object) -> int:
     return len(body) if isinstance(body, bytes | bytearray | memoryview) else 0
+
+
+def _broadcast(body: object) -> dict[str, Any] | None:
+    """A stored broadcast, or None (logged) when it does not decode."""
+    try:
+        return decode_object(body, what="broadcast")
+    except DecodeError as exc:
+        logger.warning("dropped a broadcast that does not decode: %s", exc)
+        return None
 
 
 def _broadcasts_after(conn: sqlite3.Connection, *, after: int) -> list[Any]:
@@ -602,10 +615,12 @@ class SQLiteBroker:
                 partial(_broadcasts_after, after=after),
             )
             for row_id, body in rows or ():
-                message = json.loads(body)
+                message = _broadcast(body)
                 for sub in list(self._subscribers):
                     if row_id > sub.after:
                         sub.after = row_id
+                        if message is None:
+                            continue
                         try:
                             sub.send.send_nowait(dict(message))
                         except trio.WouldBlock:
