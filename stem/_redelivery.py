@@ -35,9 +35,16 @@ from typing import Protocol, TypeVar
 
 import attrs
 
-from ._codec import encode_envelope
+from ._codec import (
+    as_bytes,
+    encode_envelope,
+    envelope_from_dict,
+    error_from_dict,
+    loads,
+)
 from ._envelope import Envelope
-from ._result import TaskResult
+from ._errors import DecodeError
+from ._result import ErrorInfo, TaskResult
 from ._states import TaskState
 from .contracts import DeadLetter, Delivery
 
@@ -130,16 +137,15 @@ def select_for_replay(
     since: float | None = None,
 ) -> list[Row]:
     """The dead letters a replay takes from ``rows`` (oldest first): the
-    decodable ones that are :func:`wanted`, at most ``limit`` of them."""
+    decodable ones that are :func:`wanted`, one per task id (the newest: a
+    task id is one task, so it goes back once), at most ``limit`` of them."""
     ids = None if task_ids is None else frozenset(task_ids)
-    return _take(
-        (
-            row
-            for row in rows
-            if row.envelope is not None and wanted(row, task_ids=ids, since=since)
-        ),
-        limit,
-    )
+    newest: dict[str, Row] = {}
+    for row in rows:
+        if row.envelope is not None and wanted(row, task_ids=ids, since=since):
+            newest.pop(row.task_id, None)
+            newest[row.task_id] = row
+    return _take(newest.values(), limit)
 
 
 def select_for_purge(
@@ -188,4 +194,63 @@ def replayed_result(task_id: str, *, name: str, queue: str, at: float) -> TaskRe
         queue=queue,
         updated_at=at,
         meta={"replayed": True},
+    )
+
+
+# ----------------------------------------------------------- reading entries
+
+
+def stored_dead(
+    *,
+    entry_id: object,
+    task_id: object,
+    name: object,
+    queue: object,
+    reason: object,
+    error: object,
+    attempts: object,
+    dead_at: object,
+    envelope: object,
+    raw: object,
+    history: object,
+) -> DeadLetter:
+    """A dead-letter entry as a backend reads it back, decoded totally.
+
+    ``error``, ``envelope`` and ``history`` are the stored JSON (text or
+    already decoded). A part that no longer decodes does not hide the
+    entry: an envelope that fails is kept as ``raw`` (the entry can then be
+    listed and purged, not replayed), an error becomes a DecodeError note,
+    a history is dropped; other fields of the wrong type read as empty."""
+    env: Envelope | None = None
+    kept = as_bytes(raw) if raw is not None else None
+    if envelope is not None:
+        try:
+            env = envelope_from_dict(
+                envelope if isinstance(envelope, dict) else loads(envelope)  # type: ignore[arg-type]
+            )
+        except DecodeError:
+            kept = kept if kept is not None else as_bytes(envelope)
+    try:
+        parsed = error if isinstance(error, dict) or error is None else loads(error)  # type: ignore[arg-type]
+        info = error_from_dict(parsed)
+    except DecodeError as exc:
+        info = ErrorInfo(type="stem.DecodeError", message=f"stored error: {exc}")
+    try:
+        steps = history if isinstance(history, list) else loads(history or "[]")  # type: ignore[arg-type]
+    except DecodeError:
+        steps = []
+    return DeadLetter(
+        entry_id=str(entry_id),
+        task_id=task_id if isinstance(task_id, str) else "",
+        name=name if isinstance(name, str) else "",
+        queue=queue if isinstance(queue, str) else "",
+        reason=reason if isinstance(reason, str) else "",
+        error=info,
+        attempts=attempts if type(attempts) is int else 0,
+        dead_at=float(dead_at) if type(dead_at) in (int, float) else 0.0,  # type: ignore[arg-type]
+        envelope=env,
+        raw=kept,
+        history=tuple(h for h in steps if isinstance(h, dict))
+        if isinstance(steps, list)
+        else (),
     )

@@ -89,10 +89,14 @@ class Delivery:
 class DeadLetter:
     """A message that will not be tried again without a person deciding so.
 
-    ``reason`` is one of ``max-retries-exhausted``, ``unregistered-task``,
-    ``decode-error``, ``time-limit``, ``signature-invalid``, ``rejected``.
-    ``envelope`` is None for undecodable messages (``raw`` has the body).
-    ``history`` lists one error dict per failed attempt.
+    ``reason`` is one of ``max-retries-exhausted``, ``non-retryable-error``,
+    ``unregistered-task``, ``decode-error``, ``message-too-large``,
+    ``write-error``, ``time-limit``, ``signature-invalid``, ``rejected``.
+    ``envelope`` is None for undecodable messages (``raw`` has the body, cut
+    to 64 KiB). ``history`` lists one error dict per failed attempt.
+    ``entry_id`` is the entry's own key, set by the backend when it stores
+    the entry (``""`` before): entries are never keyed by ``task_id``, which a
+    poison message may leave empty or forge.
     """
 
     task_id: str
@@ -105,6 +109,7 @@ class DeadLetter:
     envelope: Envelope | None
     raw: bytes | None = None
     history: tuple[dict[str, Any], ...] = ()
+    entry_id: str = ""
 
 
 @attrs.frozen(kw_only=True)
@@ -313,18 +318,20 @@ class Broker(Protocol):
         Never creates a second copy of a message."""
 
     async def dead_letter(self, delivery: Delivery, entry: DeadLetter) -> bool:
-        """Atomically remove the leased message and record ``entry``.
+        """Atomically remove the leased message and record ``entry`` as a new
+        entry with its own ``entry_id`` (unique in the queue, never reused).
 
-        A task id has at most one dead-letter entry per queue; a later entry
-        replaces it (and moves to the end). Returns False (changing nothing)
-        for a stale receipt."""
+        Every entry is kept: two entries with one task id (an empty id, a
+        forged one, a task that died twice) are two entries. Returns False
+        (changing nothing) for a stale receipt."""
 
     async def list_dead(
         self, queue: str, *, limit: int = 100, offset: int = 0
     ) -> list[DeadLetter]:
         """Dead letters of a queue, oldest first."""
 
-    async def get_dead(self, queue: str, task_id: str) -> DeadLetter | None: ...
+    async def get_dead(self, queue: str, task_id: str) -> DeadLetter | None:
+        """The newest entry of ``task_id`` in the queue's dead letters."""
 
     async def replay_dead(
         self,
@@ -340,7 +347,9 @@ class Broker(Protocol):
         same id, ``meta["history"]`` cleared), visible after ``delay``;
         returns the ids chosen. ``since``
         keeps entries with ``dead_at >= since``. ``dry_run`` changes nothing.
-        Undecodable entries are never replayed."""
+        Undecodable entries are never replayed. Of several entries with one
+        task id only the newest is replayed (one task, one message); the
+        others stay."""
 
     async def purge_dead(
         self, queue: str, *, since: float | None = None, limit: int | None = None

@@ -95,6 +95,18 @@ from ._checks_broker import (
 from ._checks_broker import (
     check_waiting_consumers_share_one_message as check_waiting_consumers_share_one_message,
 )
+from ._checks_hostile import (
+    check_claim_hands_out_poison as check_claim_hands_out_poison,
+)
+from ._checks_hostile import (
+    check_dead_letter_forged_id_keeps_the_real_entry as check_dead_letter_forged_id_keeps_the_real_entry,
+)
+from ._checks_hostile import (
+    check_dead_letters_keep_every_entry as check_dead_letters_keep_every_entry,
+)
+from ._checks_hostile import (
+    check_replay_dead_one_message_per_task_id as check_replay_dead_one_message_per_task_id,
+)
 from ._checks_schedules import (
     check_schedules_add_get_list_remove as check_schedules_add_get_list_remove,
 )

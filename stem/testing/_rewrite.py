@@ -14,6 +14,7 @@ except ImportError:  # pytest is optional
 else:
     pytest.register_assert_rewrite(
         "stem.testing._checks_broker",
+        "stem.testing._checks_hostile",
         "stem.testing._checks_schedules",
         "stem.testing._checks_stores",
         "stem.testing._checks_workflows",

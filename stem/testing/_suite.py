@@ -8,12 +8,19 @@ from types import ModuleType
 import trio
 import trio.testing
 
-from . import _checks_broker, _checks_schedules, _checks_stores, _checks_workflows
+from . import (
+    _checks_broker,
+    _checks_hostile,
+    _checks_schedules,
+    _checks_stores,
+    _checks_workflows,
+)
 from ._harness import WATCHDOG_REAL_SECONDS, BackendFactory, Check, open_harness
 
 #: The modules holding checks, in the order :func:`all_checks` lists them.
 _MODULES: tuple[ModuleType, ...] = (
     _checks_broker,
+    _checks_hostile,
     _checks_stores,
     _checks_schedules,
     _checks_workflows,

@@ -97,6 +97,7 @@ class MemoryBroker:
     def __init__(self, *, broadcast_buffer: int = 256) -> None:
         self._queues: dict[str, _Queue] = {}
         self._seq = itertools.count()
+        self._dead_seq = itertools.count(1)
         self._receipt_prefix = secrets.token_hex(4) + "-"
         self._broadcast_buffer = broadcast_buffer
         self._subscribers: dict[trio.MemorySendChannel[dict[str, Any]], None] = {}
@@ -403,8 +404,8 @@ class MemoryBroker:
         entry = _redelivery.filed(entry, delivery)
         dq = self._queue(entry.queue)
         dq.used = True
-        dq.dead.pop(entry.task_id, None)
-        dq.dead[entry.task_id] = entry
+        entry_id = str(next(self._dead_seq))
+        dq.dead[entry_id] = attrs.evolve(entry, entry_id=entry_id)
         return True
 
     # ------------------------------------------------------------------ dead
@@ -422,7 +423,11 @@ class MemoryBroker:
     async def get_dead(self, queue: str, task_id: str) -> DeadLetter | None:
         await trio.lowlevel.checkpoint()
         q = self._queues.get(queue)
-        return None if q is None else q.dead.get(task_id)
+        if q is None:
+            return None
+        return next(
+            (e for e in reversed(q.dead.values()) if e.task_id == task_id), None
+        )
 
     async def replay_dead(
         self,
@@ -450,7 +455,7 @@ class MemoryBroker:
             fresh = _redelivery.fresh_for_replay(
                 entry.envelope, queue=queue, at=at, delay=delay
             )
-            del q.dead[entry.task_id]
+            del q.dead[entry.entry_id]
             msg = _Message(fresh.id, queue, fresh, None, fresh.priority)
             self._enqueue(q, msg, _redelivery.due_at(fresh, at), at)
         q.wake()
@@ -465,13 +470,13 @@ class MemoryBroker:
         if q is None:
             return 0
         doomed = [
-            entry.task_id
+            entry.entry_id
             for entry in _redelivery.select_for_purge(
                 q.dead.values(), limit=limit, since=since
             )
         ]
-        for task_id in doomed:
-            del q.dead[task_id]
+        for entry_id in doomed:
+            del q.dead[entry_id]
         return len(doomed)
 
     # ------------------------------------------------------------------ queues

@@ -10,7 +10,6 @@ no row and changes nothing. ``now`` is always a parameter (Trio's clock).
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -33,7 +32,6 @@ from stem._codec import (
 )
 from stem._envelope import Envelope
 from stem._errors import BrokerUnavailable, DecodeError
-from stem._result import ErrorInfo
 from stem.contracts import DeadLetter, Delivery, QueueStats
 
 from ._config import PostgresConfig
@@ -130,9 +128,6 @@ class _Sql:
         self.dead_letter = f"""
             WITH d AS (
                 DELETE FROM {s}.jobs WHERE id = $1 AND receipt = $2 RETURNING id
-            ), old AS (
-                DELETE FROM {s}.dead WHERE queue = $3 AND task_id = $4 AND $4 <> ''
-                  AND EXISTS (SELECT 1 FROM d)
             ), qs AS (
                 INSERT INTO {s}.queues (name) SELECT $3 FROM d ON CONFLICT DO NOTHING
             )
@@ -141,8 +136,8 @@ class _Sql:
             SELECT $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM d
             RETURNING seq"""
         self.dead_cols = (
-            "task_id, name, queue, reason, error, attempts, dead_at, envelope, "
-            "raw, history"
+            "seq, task_id, name, queue, reason, error, attempts, dead_at, "
+            "envelope, raw, history"
         )
         self.list_dead = f"""
             SELECT {self.dead_cols} FROM {s}.dead WHERE queue = $1
@@ -189,7 +184,7 @@ class _DeadRow(NamedTuple):
 def _envelope_or_none(text: str) -> Envelope | None:
     try:
         return envelope_from_dict(loads(text))
-    except Exception:
+    except DecodeError:
         return None
 
 
@@ -465,18 +460,21 @@ class PostgresBroker:
 
     @staticmethod
     def _dead(row: Any) -> DeadLetter:
-        task_id, name, queue, reason, error, attempts, dead_at, env, raw, hist = row
-        return DeadLetter(
+        seq, task_id, name, queue, reason, error, attempts, dead_at, env, raw, hist = (
+            row
+        )
+        return _redelivery.stored_dead(
+            entry_id=seq,
             task_id=task_id,
             name=name,
             queue=queue,
             reason=reason,
-            error=ErrorInfo.from_dict(loads(error)) if error else None,
+            error=error,
             attempts=attempts,
             dead_at=dead_at,
-            envelope=envelope_from_dict(loads(env)) if env else None,
-            raw=bytes(raw) if raw is not None else None,
-            history=tuple(json.loads(hist or "[]")),
+            envelope=env,
+            raw=raw,
+            history=hist,
         )
 
     async def list_dead(

@@ -20,7 +20,6 @@ which makes a stale receipt harmless.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -32,15 +31,14 @@ from stem import _redelivery
 from stem._clock import now
 from stem._codec import (
     decode_envelope,
+    decode_object,
     dumps,
     encode_envelope,
-    envelope_from_dict,
     envelope_to_dict,
     undecodable,
 )
 from stem._envelope import Envelope
 from stem._errors import DecodeError
-from stem._result import ErrorInfo
 from stem.contracts import DeadLetter, Delivery, QueueStats
 
 from ._conn import Conn, Keys, evalsha, fmt
@@ -338,7 +336,7 @@ class RedisBroker:
         entry = _redelivery.filed(entry, delivery)
         keys = self.keys.queue(delivery.queue, dead_queue=entry.queue)
         args = [*_parse_receipt(delivery.receipt), entry.task_id, _encode_dead(entry)]
-        return bool(await self.conn.script("dead", keys, args))
+        return await self.conn.script("dead", keys, args) is not None
 
     # ---------------------------------------------------------------- dead
 
@@ -350,8 +348,12 @@ class RedisBroker:
         reply = await self.conn.script(
             "list_dead", self.keys.queue(queue), [str(start), str(stop)]
         )
-        _, values = reply
-        return [_decode_dead(value) for value in values if value is not None]
+        members, values = reply
+        return [
+            _decode_dead(member, value)
+            for member, value in zip(members, values, strict=False)
+            if value is not None
+        ]
 
     async def list_dead(
         self, queue: str, *, limit: int = 100, offset: int = 0
@@ -362,9 +364,10 @@ class RedisBroker:
         return await self._dead_entries(queue, start, start + limit - 1)
 
     async def get_dead(self, queue: str, task_id: str) -> DeadLetter | None:
-        key = self.keys.queue(queue)[15]
-        value = await self.conn.run(lambda: self.conn.client.hget(key, task_id))
-        return None if value is None else _decode_dead(value)
+        """The newest entry of ``task_id`` (entries are keyed by entry id, so
+        this reads the queue's dead letters)."""
+        entries = await self._dead_entries(queue, 0, -1)
+        return next((e for e in reversed(entries) if e.task_id == task_id), None)
 
     async def replay_dead(
         self,
@@ -393,7 +396,7 @@ class RedisBroker:
             )
             due = _redelivery.due_at(fresh, at)
             args += [
-                entry.task_id,
+                entry.entry_id,
                 _bucket(fresh.priority),
                 fmt(due) if due > at else "0",
                 encode_envelope(fresh),
@@ -415,7 +418,7 @@ class RedisBroker:
         self, queue: str, *, since: float | None = None, limit: int | None = None
     ) -> int:
         doomed = [
-            entry.task_id
+            entry.entry_id
             for entry in _redelivery.select_for_purge(
                 await self._dead_entries(queue, 0, -1),
                 limit=limit,
@@ -481,20 +484,37 @@ def _encode_dead(entry: DeadLetter) -> str:
     )
 
 
-def _decode_dead(value: bytes | str) -> DeadLetter:
-    data = json.loads(value)
-    env = data.get("envelope")
+def _decode_dead(member: Any, value: bytes | str) -> DeadLetter:
+    """An entry as stored (a JSON object under its entry id), decoded
+    totally: a value that is not one is listed with its bytes as ``raw``."""
+    entry_id = _text(member)
+    try:
+        data = decode_object(value, what="dead letter")
+    except DecodeError:
+        return _redelivery.stored_dead(
+            entry_id=entry_id,
+            task_id="",
+            name="",
+            queue="",
+            reason="",
+            error=None,
+            attempts=0,
+            dead_at=0.0,
+            envelope=None,
+            raw=value,
+            history=None,
+        )
     raw = data.get("raw")
-    error = data.get("error")
-    return DeadLetter(
-        task_id=data["task_id"],
-        name=data.get("name", ""),
-        queue=data.get("queue", ""),
-        reason=data.get("reason", ""),
-        error=ErrorInfo.from_dict(error) if error else None,
-        attempts=int(data.get("attempts", 0)),
-        dead_at=float(data.get("dead_at", 0.0)),
-        envelope=envelope_from_dict(env) if env is not None else None,
-        raw=raw.encode("latin-1") if raw is not None else None,
-        history=tuple(data.get("history") or ()),
+    return _redelivery.stored_dead(
+        entry_id=entry_id,
+        task_id=data.get("task_id"),
+        name=data.get("name"),
+        queue=data.get("queue"),
+        reason=data.get("reason"),
+        error=data.get("error"),
+        attempts=data.get("attempts"),
+        dead_at=data.get("dead_at"),
+        envelope=data.get("envelope"),
+        raw=raw.encode("latin-1", "replace") if isinstance(raw, str) else None,
+        history=data.get("history"),
     )

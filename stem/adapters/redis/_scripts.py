@@ -232,15 +232,18 @@ return 1
 """
 
 # ARGV: bucket, id, consumer, count, task id, entry (JSON). KEYS 15..17 belong
-# to the dead-letter queue of the entry.
+# to the dead-letter queue of the entry, which is keyed by its own entry id
+# '#<seq>' (entries written before 0.x are keyed by their task id and stay
+# readable: the key is only ever an opaque member). Returns the entry id.
 DEAD = r"""
 local b, id = ARGV[1], ARGV[2]
-if not owned(KEYS[tonumber(b) + 1], id, ARGV[3], ARGV[4]) then return 0 end
+if not owned(KEYS[tonumber(b) + 1], id, ARGV[3], ARGV[4]) then return false end
 settle(b, id)
 local seq = redis.call('INCR', KEYS[17])
-redis.call('ZADD', KEYS[15], seq, ARGV[5])
-redis.call('HSET', KEYS[16], ARGV[5], ARGV[6])
-return 1
+local entry = '#' .. seq
+redis.call('ZADD', KEYS[15], seq, entry)
+redis.call('HSET', KEYS[16], entry, ARGV[6])
+return entry
 """
 
 # ARGV: start, stop (ZRANGE indexes). Returns {ids, entries}.
@@ -257,7 +260,7 @@ return {ids, vals}
 """
 
 # KEYS 1..14 of the target queue, 15..16 of the dead-letter queue.
-# ARGV: now, wake channel, queue, then (task id, priority, ready_at, body).
+# ARGV: now, wake channel, queue, then (entry id, priority, ready_at, body).
 REPLAY = r"""
 local now = tonumber(ARGV[1])
 promote(ARGV[1])
@@ -275,7 +278,7 @@ if done > 0 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return done
 """
 
-# ARGV: task ids. Returns how many were deleted.
+# ARGV: entry ids. Returns how many were deleted.
 PURGE_DEAD = r"""
 local done = 0
 for i = 1, #ARGV do

@@ -11,7 +11,6 @@ stale receipt matches no row and changes nothing.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import sqlite3
@@ -31,11 +30,11 @@ from stem._codec import (
     envelope_from_dict,
     envelope_to_dict,
     guess_task_id,
+    loads,
     undecodable,
 )
 from stem._envelope import Envelope
 from stem._errors import DecodeError
-from stem._result import ErrorInfo
 from stem.contracts import DeadLetter, Delivery, QueueStats
 
 from ._db import Database, Signal
@@ -138,7 +137,16 @@ class _DeadRow(NamedTuple):
     seq: int
     task_id: str
     dead_at: float
-    envelope: str | None
+    envelope: Envelope | None  # None: none stored, or it no longer decodes
+
+
+def _envelope_or_none(text: object) -> Envelope | None:
+    if text is None:
+        return None
+    try:
+        return envelope_from_dict(loads(text))  # type: ignore[arg-type]
+    except DecodeError:
+        return None
 
 
 @attrs.define(eq=False)
@@ -384,7 +392,7 @@ class SQLiteBroker:
             if row is None:
                 return False
             conn.execute(
-                "INSERT OR REPLACE INTO dead_letters (queue, task_id, name, reason, "
+                "INSERT INTO dead_letters (queue, task_id, name, reason, "
                 "error, attempts, dead_at, envelope, raw, history) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 params,
@@ -394,26 +402,27 @@ class SQLiteBroker:
         return await self.db.write(run)
 
     _DEAD_COLUMNS = (
-        "task_id, name, queue, reason, error, attempts, dead_at, envelope, raw, history"
+        "seq, task_id, name, queue, reason, error, attempts, dead_at, envelope, "
+        "raw, history"
     )
 
     @staticmethod
     def _dead(row: Sequence[Any]) -> DeadLetter:
-        task_id, name, queue, reason, error, attempts, dead_at, env, raw, hist = row
-        envelope: Envelope | None = None
-        if env is not None:
-            envelope = envelope_from_dict(json.loads(env))
-        return DeadLetter(
+        seq, task_id, name, queue, reason, error, attempts, dead_at, env, raw, hist = (
+            row
+        )
+        return _redelivery.stored_dead(
+            entry_id=seq,
             task_id=task_id,
             name=name,
             queue=queue,
             reason=reason,
-            error=ErrorInfo.from_dict(json.loads(error)) if error else None,
+            error=error,
             attempts=attempts,
             dead_at=dead_at,
-            envelope=envelope,
-            raw=bytes(raw) if raw is not None else None,
-            history=tuple(json.loads(hist)),
+            envelope=env,
+            raw=raw,
+            history=hist,
         )
 
     async def list_dead(
@@ -432,7 +441,8 @@ class SQLiteBroker:
         row = await self.db.read(
             lambda conn: conn.execute(
                 f"SELECT {self._DEAD_COLUMNS} FROM dead_letters "
-                "WHERE queue = ? AND task_id = ?",
+                "WHERE queue = ? AND task_id = ? ORDER BY dead_at DESC, seq DESC "
+                "LIMIT 1",
                 (queue, task_id),
             ).fetchone()
         )
@@ -447,7 +457,10 @@ class SQLiteBroker:
             "WHERE queue = ? ORDER BY dead_at, seq",
             (queue,),
         ).fetchall()
-        return [_DeadRow._make(row) for row in rows]
+        return [
+            _DeadRow(seq, task_id, dead_at, _envelope_or_none(text))
+            for seq, task_id, dead_at, text in rows
+        ]
 
     async def replay_dead(
         self,
@@ -474,7 +487,7 @@ class SQLiteBroker:
             for row in rows:
                 assert row.envelope is not None
                 env = _redelivery.fresh_for_replay(
-                    envelope_from_dict(json.loads(row.envelope)),
+                    row.envelope,
                     queue=queue,
                     at=now,
                     delay=delay,

@@ -147,6 +147,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX wf_mailbox_run ON wf_mailbox (run_id, topic, seq);
     INSERT OR IGNORE INTO counters (name, value) VALUES ('workflows', 0);
     """,
+    # 4: dead letters keep every entry, keyed by their own seq (the entry id):
+    # the task id is no longer unique (an empty or forged id must not make
+    # one entry replace another). Existing rows keep their seq.
+    """
+    DROP INDEX dead_letters_task;
+    CREATE INDEX dead_letters_task ON dead_letters (queue, task_id);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
