@@ -1,16 +1,46 @@
-"""JSON encoding of workflow runs and steps, shared by the backends."""
+"""JSON encoding of workflow runs and steps, shared by the backends.
+
+Decoding is total: a stored run or step that is not what this module wrote
+raises DecodeError (and nothing else), naming the field."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ._codec import dumps, loads
+from ._codec import decode_object, dumps, error_from_dict
+from ._errors import DecodeError
 from ._result import ErrorInfo
 from .contracts import WorkflowRun, WorkflowStep
 
 
 def _error(data: Any) -> ErrorInfo | None:
-    return ErrorInfo.from_dict(data) if isinstance(data, dict) else None
+    return error_from_dict(data) if isinstance(data, dict) else None
+
+
+def _text(data: dict[str, Any], key: str, default: str | None = None) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str):
+        raise DecodeError(f"stored field {key!r} must be a string")
+    return value
+
+
+def _whole(data: dict[str, Any], key: str, default: int) -> int:
+    value = data.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DecodeError(f"stored field {key!r} must be an integer")
+    return value
+
+
+def _time(value: Any, key: str) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DecodeError(f"stored field {key!r} must be a number")
+    if not -1e13 < value < 1e13:
+        raise DecodeError(f"stored field {key!r} is out of range")
+    return float(value)
 
 
 def step_to_dict(step: WorkflowStep) -> dict[str, Any]:
@@ -29,19 +59,23 @@ def step_to_dict(step: WorkflowStep) -> dict[str, Any]:
 
 
 def step_from_dict(data: dict[str, Any]) -> WorkflowStep:
+    meta = data.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise DecodeError("stored field 'meta' must be an object")
+    index = data.get("index")
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise DecodeError("stored field 'index' must be an integer")
     return WorkflowStep(
-        run_id=str(data["run_id"]),
-        index=int(data["index"]),
-        kind=str(data["kind"]),
-        name=str(data["name"]),
-        status=str(data.get("status", "pending")),
+        run_id=_text(data, "run_id"),
+        index=index,
+        kind=_text(data, "kind"),
+        name=_text(data, "name"),
+        status=_text(data, "status", "pending"),
         value=data.get("value"),
         error=_error(data.get("error")),
-        started_at=float(data.get("started_at") or 0.0),
-        finished_at=(
-            float(data["finished_at"]) if data.get("finished_at") is not None else None
-        ),
-        meta=dict(data.get("meta") or {}),
+        started_at=_time(data.get("started_at"), "started_at") or 0.0,
+        finished_at=_time(data.get("finished_at"), "finished_at"),
+        meta=meta,
     )
 
 
@@ -50,9 +84,7 @@ def encode_step(step: WorkflowStep) -> str:
 
 
 def decode_step(body: str | bytes) -> WorkflowStep:
-    data = loads(body)
-    assert isinstance(data, dict)
-    return step_from_dict(data)
+    return step_from_dict(decode_object(body, what="workflow step"))
 
 
 def run_to_dict(run: WorkflowRun) -> dict[str, Any]:
@@ -77,30 +109,31 @@ def run_to_dict(run: WorkflowRun) -> dict[str, Any]:
     }
 
 
-def _opt_float(value: Any) -> float | None:
-    return None if value is None or value == "" else float(value)
-
-
-def _opt_str(value: Any) -> str | None:
-    return None if value is None or value == "" else str(value)
+def _opt_str(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise DecodeError(f"stored field {key!r} must be a string")
+    return value
 
 
 def run_from_dict(data: dict[str, Any]) -> WorkflowRun:
     return WorkflowRun(
-        run_id=str(data["run_id"]),
-        workflow=str(data["workflow"]),
-        version=int(data.get("version", 1)),
+        run_id=_text(data, "run_id"),
+        workflow=_text(data, "workflow"),
+        version=_whole(data, "version", 1),
         params=data.get("params"),
-        status=str(data.get("status", "pending")),
-        created_at=float(data.get("created_at") or 0.0),
-        updated_at=float(data.get("updated_at") or 0.0),
-        due_at=_opt_float(data.get("due_at")),
-        lease_owner=_opt_str(data.get("lease_owner")),
-        wakes=int(data.get("wakes") or 0),
-        cancel_requested=bool(data.get("cancel_requested")),
-        deadline=_opt_float(data.get("deadline")),
-        parent_id=_opt_str(data.get("parent_id")),
-        current_step=_opt_str(data.get("current_step")),
+        status=_text(data, "status", "pending"),
+        created_at=_time(data.get("created_at"), "created_at") or 0.0,
+        updated_at=_time(data.get("updated_at"), "updated_at") or 0.0,
+        due_at=_time(data.get("due_at"), "due_at"),
+        lease_owner=_opt_str(data, "lease_owner"),
+        wakes=_whole(data, "wakes", 0),
+        cancel_requested=data.get("cancel_requested") is True,
+        deadline=_time(data.get("deadline"), "deadline"),
+        parent_id=_opt_str(data, "parent_id"),
+        current_step=_opt_str(data, "current_step"),
         result=data.get("result"),
         error=_error(data.get("error")),
     )
@@ -111,6 +144,4 @@ def encode_run(run: WorkflowRun) -> str:
 
 
 def decode_run(body: str | bytes) -> WorkflowRun:
-    data = loads(body)
-    assert isinstance(data, dict)
-    return run_from_dict(data)
+    return run_from_dict(decode_object(body, what="workflow run"))

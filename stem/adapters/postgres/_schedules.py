@@ -16,7 +16,8 @@ import attrs
 import trio
 
 from stem._clock import now
-from stem._codec import dumps
+from stem._codec import decode_object, dumps
+from stem._errors import DecodeError
 from stem._schedstate import COLUMNS, conflict, exists, merged, not_found
 from stem.adapters._polling import wait_for_change
 from stem.contracts import ScheduleRecord
@@ -28,18 +29,22 @@ CHANGE_POLL = 1.0
 
 
 def _record(row: Any) -> ScheduleRecord:
-    return ScheduleRecord(
-        name=row["name"],
-        definition=json.loads(row["definition"]),
-        enabled=bool(row["enabled"]),
-        version=int(row["version"]),
-        created_at=float(row["created_at"]),
-        changed_at=float(row["changed_at"]),
-        last_fire=row["last_fire"],
-        last_fired_at=row["last_fired_at"],
-        fire_count=int(row["fire_count"]),
-        fired_by=row["fired_by"],
-    )
+    """A stored row as a record; DecodeError (only) when it is not one."""
+    try:
+        return ScheduleRecord(
+            name=row["name"],
+            definition=decode_object(row["definition"]),
+            enabled=bool(row["enabled"]),
+            version=int(row["version"]),
+            created_at=float(row["created_at"]),
+            changed_at=float(row["changed_at"]),
+            last_fire=row["last_fire"],
+            last_fired_at=row["last_fired_at"],
+            fire_count=int(row["fire_count"]),
+            fired_by=row["fired_by"],
+        )
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise DecodeError(f"stored schedule entry does not decode: {exc}") from None
 
 
 def _canonical(definition: Mapping[str, Any]) -> dict[str, Any]:

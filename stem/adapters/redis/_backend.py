@@ -106,7 +106,8 @@ def _build(settings: Settings) -> RedisBackend:
     client = make_client(settings, blocking=False)
     sub = make_client(settings, blocking=True)
     conn = Conn(settings, client)
-    keys = Keys(settings.namespace)
+    db = client.connection_pool.connection_kwargs.get("db", 0)
+    keys = Keys(settings.namespace, db=int(db or 0))
     hub = Hub(sub, keys, redact(settings.url))
     return RedisBackend(
         settings=settings,

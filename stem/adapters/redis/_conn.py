@@ -208,9 +208,18 @@ def px(ttl: float | None, *, grace: float = 1.0) -> str:
 @attrs.frozen
 class Keys:
     """Key names under a namespace. A queue's keys share the hash tag
-    ``{<ns>:q:<queue>}`` so they live in one Redis Cluster slot."""
+    ``{<ns>:q:<queue>}`` so they live in one Redis Cluster slot.
+
+    Pub/sub channels are server-wide in Redis (a PUBLISH on database 0
+    reaches subscribers on every database), so channel names carry the
+    database number as well as the namespace: ``<ns>@<db>:...``."""
 
     ns: str
+    db: int = 0
+
+    @property
+    def _channel(self) -> str:
+        return f"{self.ns}@{self.db}"
 
     def queue(self, queue: str, dead_queue: str | None = None) -> list[str]:
         tag = f"{self.ns}:{{{self.ns}:q:{queue}}}"
@@ -225,14 +234,14 @@ class Keys:
         return f"{self.ns}:queues"
 
     def wake(self, queue: str) -> str:
-        return f"{self.ns}:wake:{queue}"
+        return f"{self._channel}:wake:{queue}"
 
     def done(self, task_id: str) -> str:
-        return f"{self.ns}:done:{task_id}"
+        return f"{self._channel}:done:{task_id}"
 
     @property
     def broadcast(self) -> str:
-        return f"{self.ns}:broadcast"
+        return f"{self._channel}:broadcast"
 
     def result(self, task_id: str) -> str:
         return f"{self.ns}:r:{{{task_id}}}"

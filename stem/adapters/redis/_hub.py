@@ -1,8 +1,8 @@
 """One pub/sub connection per backend and the local fan-out of what it hears.
 
-Channels: ``<ns>:wake:<queue>`` (a publish on that queue; claimers wake),
-``<ns>:done:<task id>`` (a terminal result; waiters wake) and
-``<ns>:broadcast`` (remote control). The listener reads with
+Channels: ``<ns>@<db>:wake:<queue>`` (a publish on that queue; claimers wake),
+``<ns>@<db>:done:<task id>`` (a terminal result; waiters wake) and
+``<ns>@<db>:broadcast`` (remote control). The listener reads with
 ``get_message(timeout=...)`` on a connection without a read timeout (never
 ``async for listen()``), one bridge crossing per message. After a reconnect it
 subscribes again and wakes every local waiter, since messages sent while it was

@@ -4,7 +4,7 @@ A result is one string key ``<flag><expires>\\n<json>``: the flag is ``T`` for a
 terminal record (final) and ``N`` otherwise; ``expires`` (client epoch seconds,
 empty for never) decides when the record counts as forgotten, so ``MockClock``
 drives TTLs; a ``PX`` of ttl + 1 s frees the memory on the server. A terminal
-write PUBLISHes on ``<ns>:done:<task id>``; ``wait`` subscribes to that channel
+write PUBLISHes on ``<ns>@<db>:done:<task id>``; ``wait`` subscribes to that channel
 (through the backend's one pub/sub connection) before it reads the key, so a
 write from any process wakes it. A safety re-read every ``MAX_NAP`` seconds
 covers a wake lost to a reconnect.

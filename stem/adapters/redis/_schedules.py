@@ -17,7 +17,8 @@ from typing import Any
 import trio
 
 from stem._clock import now
-from stem._codec import dumps
+from stem._codec import decode_object, dumps
+from stem._errors import DecodeError
 from stem._schedstate import conflict, exists, not_found
 from stem.adapters._polling import wait_for_change
 from stem.contracts import ScheduleRecord
@@ -85,19 +86,23 @@ def _opt_float(value: bytes | None) -> float | None:
 
 
 def _record(name: str, fields: Mapping[bytes, bytes]) -> ScheduleRecord:
+    """A stored row as a record; DecodeError (only) when it is not one."""
     fired_by = fields.get(b"fired_by")
-    return ScheduleRecord(
-        name=name,
-        definition=json.loads(fields[b"definition"]),
-        enabled=fields[b"enabled"] == b"1",
-        version=int(fields[b"version"]),
-        created_at=float(fields[b"created_at"]),
-        changed_at=float(fields[b"changed_at"]),
-        last_fire=_opt_float(fields.get(b"last_fire")),
-        last_fired_at=_opt_float(fields.get(b"last_fired_at")),
-        fire_count=int(fields.get(b"fire_count", b"0")),
-        fired_by=None if fired_by is None else fired_by.decode(),
-    )
+    try:
+        return ScheduleRecord(
+            name=name,
+            definition=decode_object(fields[b"definition"]),
+            enabled=fields[b"enabled"] == b"1",
+            version=int(fields[b"version"]),
+            created_at=float(fields[b"created_at"]),
+            changed_at=float(fields[b"changed_at"]),
+            last_fire=_opt_float(fields.get(b"last_fire")),
+            last_fired_at=_opt_float(fields.get(b"last_fired_at")),
+            fire_count=int(fields.get(b"fire_count", b"0")),
+            fired_by=None if fired_by is None else fired_by.decode(),
+        )
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise DecodeError(f"stored schedule entry does not decode: {exc}") from None
 
 
 class RedisSchedules:

@@ -8,7 +8,7 @@ Every key shares the hash tag ``{<ns>:wf}`` (one Redis Cluster slot):
 * ``watch:<topic>`` hash: ``<run>\\n<index>`` -> 1, ``watching:<run>`` hash:
   index -> topic; ``mbox:<run>:<topic>`` list: payloads sent before a wait.
 * ``cursor``: the change counter; a change also PUBLISHes on
-  ``<ns>:done:__wf__`` (and ``<ns>:done:__wfrun__<run>`` when a run ends), so
+  ``<ns>@<db>:done:__wf__`` (and ``<ns>@<db>:done:__wfrun__<run>`` when a run ends), so
   ``wait_due`` and ``wait_run`` are woken through the backend's pub/sub hub.
 
 Multi-key changes are optimistic transactions (WATCH the keys read, MULTI,

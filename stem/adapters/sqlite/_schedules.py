@@ -16,7 +16,8 @@ import attrs
 import trio
 
 from stem import _clock
-from stem._codec import dumps, loads
+from stem._codec import decode_object, dumps, loads
+from stem._errors import DecodeError
 from stem._schedstate import COLUMNS, check_version, exists, merged, not_found
 from stem.contracts import ScheduleRecord
 
@@ -27,18 +28,22 @@ CHANGE_POLL = 1.0
 
 
 def _record(row: Sequence[Any]) -> ScheduleRecord:
-    return ScheduleRecord(
-        name=row[0],
-        definition=loads(row[1]),
-        enabled=bool(row[2]),
-        version=int(row[3]),
-        created_at=float(row[4]),
-        changed_at=float(row[5]),
-        last_fire=row[6],
-        last_fired_at=row[7],
-        fire_count=int(row[8]),
-        fired_by=row[9],
-    )
+    """A stored row as a record; DecodeError (only) when it is not one."""
+    try:
+        return ScheduleRecord(
+            name=row[0],
+            definition=decode_object(row[1]),
+            enabled=bool(row[2]),
+            version=int(row[3]),
+            created_at=float(row[4]),
+            changed_at=float(row[5]),
+            last_fire=row[6],
+            last_fired_at=row[7],
+            fire_count=int(row[8]),
+            fired_by=row[9],
+        )
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise DecodeError(f"stored schedule entry does not decode: {exc}") from None
 
 
 def _select(conn: sqlite3.Connection, name: str) -> ScheduleRecord | None:
