@@ -50,7 +50,16 @@ MAX_NAP = 2.0
 
 
 def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    """Text of a Redis reply; bytes that are not UTF-8 (someone else's) map
+    to surrogates, so :func:`_key` turns them back into the same bytes."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return str(value)
+
+
+def _key(text: str) -> bytes:
+    """The bytes of a member read with :func:`_text`."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 def _whole(value: Any) -> int:
@@ -396,7 +405,7 @@ class RedisBroker:
             )
             due = _redelivery.due_at(fresh, at)
             args += [
-                entry.entry_id,
+                _key(entry.entry_id),
                 _bucket(fresh.priority),
                 fmt(due) if due > at else "0",
                 encode_envelope(fresh),
@@ -418,7 +427,7 @@ class RedisBroker:
         self, queue: str, *, since: float | None = None, limit: int | None = None
     ) -> int:
         doomed = [
-            entry.entry_id
+            _key(entry.entry_id)
             for entry in _redelivery.select_for_purge(
                 await self._dead_entries(queue, 0, -1),
                 limit=limit,

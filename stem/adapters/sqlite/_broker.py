@@ -84,7 +84,7 @@ def _delivery(
     writer may have stored a body as REAL, a task id as INTEGER): a body that
     does not decode makes an undecodable delivery, never an error."""
     row_id, task_id, count, body = row
-    claims = (count if type(count) is int else 0) + 1
+    claims = (count if type(count) is int and count > 0 else 0) + 1
     size = len(body.encode()) if isinstance(body, str) else _blob_size(body)
     try:
         envelope = decode_envelope(body)
