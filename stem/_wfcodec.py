@@ -5,12 +5,21 @@ raises DecodeError (and nothing else), naming the field."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ._codec import decode_object, dumps, error_from_dict
 from ._errors import DecodeError
 from ._result import ErrorInfo
 from .contracts import WorkflowRun, WorkflowStep
+
+logger = logging.getLogger("stem.workflows")
+
+
+def log_unreadable_run(run_id: object, exc: DecodeError) -> None:
+    """Say that a stored run does not decode (a backend's claim sets it aside
+    instead of failing: its row stays, marked failed, never claimed again)."""
+    logger.warning("workflow run %r does not decode and is set aside: %s", run_id, exc)
 
 
 def _error(data: Any) -> ErrorInfo | None:
@@ -141,6 +150,16 @@ def run_from_dict(data: dict[str, Any]) -> WorkflowRun:
 
 def encode_run(run: WorkflowRun) -> str:
     return dumps(run_to_dict(run), what="workflow run")
+
+
+def readable_run(body: str | bytes) -> WorkflowRun | None:
+    """The run stored as ``body``, or None (logged) when it does not decode:
+    listing runs skips such a row rather than failing on it."""
+    try:
+        return decode_run(body)
+    except DecodeError as exc:
+        logger.warning("skipped a stored workflow run that does not decode: %s", exc)
+        return None
 
 
 def decode_run(body: str | bytes) -> WorkflowRun:

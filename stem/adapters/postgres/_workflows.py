@@ -19,9 +19,16 @@ import trio
 
 from stem._clock import now
 from stem._codec import dumps
-from stem._errors import BrokerUnavailable
+from stem._errors import BrokerUnavailable, DecodeError
 from stem._result import ErrorInfo
-from stem._wfcodec import decode_run, decode_step, encode_run, encode_step
+from stem._wfcodec import (
+    decode_run,
+    decode_step,
+    encode_run,
+    encode_step,
+    log_unreadable_run,
+    readable_run,
+)
 from stem._wfstate import (
     ACTIVE_SQL,
     cancelling,
@@ -178,7 +185,8 @@ class PostgresWorkflows:
             rows: list[Any] = await conn.fetch(sql, *params, limit, offset)
             return rows
 
-        return [decode_run(row[0]) for row in await self.db.run(fn)]
+        rows = await self.db.run(fn)
+        return [run for row in rows if (run := readable_run(row[0])) is not None]
 
     # ----------------------------------------------------------- steps
 
@@ -229,16 +237,27 @@ class PostgresWorkflows:
 
         async def fn(conn: Any) -> list[WorkflowRun]:
             rows = await conn.fetch(
-                f"SELECT body FROM {self._s}.wf_runs WHERE due_at IS NOT NULL "
+                f"SELECT run_id, body FROM {self._s}.wf_runs WHERE due_at IS NOT NULL "
                 f"AND due_at <= $1 AND {ACTIVE_SQL} AND workflow = ANY($2::text[]) "
                 "ORDER BY due_at, run_id LIMIT $3 FOR UPDATE SKIP LOCKED",
                 at,
                 list(names),
                 limit,
             )
-            taken = [
-                claimed(decode_run(row[0]), owner, lease=lease, at=at) for row in rows
-            ]
+            taken = []
+            for run_id, body in rows:
+                try:
+                    run = decode_run(body)
+                except DecodeError as exc:
+                    # Set aside (body kept), never claimed again.
+                    log_unreadable_run(run_id, exc)
+                    await conn.execute(
+                        f"UPDATE {self._s}.wf_runs SET status = 'failed', "
+                        "due_at = NULL WHERE run_id = $1",
+                        run_id,
+                    )
+                    continue
+                taken.append(claimed(run, owner, lease=lease, at=at))
             for run in taken:
                 await self._put(conn, run)
             return taken

@@ -27,8 +27,16 @@ import trio
 
 from stem._clock import now
 from stem._codec import dumps
+from stem._errors import DecodeError
 from stem._result import ErrorInfo
-from stem._wfcodec import decode_run, decode_step, encode_run, encode_step
+from stem._wfcodec import (
+    decode_run,
+    decode_step,
+    encode_run,
+    encode_step,
+    log_unreadable_run,
+    readable_run,
+)
 from stem._wfstate import (
     cancelling,
     check_final,
@@ -198,10 +206,8 @@ class RedisWorkflows:
             start += page
             bodies = await self.conn.run(partial(client.hmget, self._runs, ids))
             for body in bodies:
-                if body is None:
-                    continue
-                run = decode_run(body)
-                if not matches(run, filters):
+                run = None if body is None else readable_run(body)
+                if run is None or not matches(run, filters):
                     continue
                 if skipped < offset:
                     skipped += 1
@@ -250,10 +256,18 @@ class RedisWorkflows:
             taken: list[WorkflowRun] = []
             writes: list[Callable[[Any], Any]] = []
             if ids:
-                for raw in await pipe.hmget(self._runs, ids):
+                for run_id, raw in zip(
+                    ids, await pipe.hmget(self._runs, ids), strict=True
+                ):
                     if raw is None:
                         continue
-                    run = decode_run(raw)
+                    try:
+                        run = decode_run(raw)
+                    except DecodeError as exc:
+                        # Set aside (body kept), never claimed again.
+                        log_unreadable_run(run_id, exc)
+                        writes.append(partial(_unschedule, self._due, run_id))
+                        continue
                     if not is_due(run, wanted, at):
                         continue
                     taken.append(claimed(run, owner, lease=lease, at=at))
@@ -492,7 +506,8 @@ class RedisWorkflows:
             members = [member for member, _ in entries]
             bodies = await self.conn.run(partial(client.hmget, self._runs, members))
             for (_, score), body in zip(entries, bodies, strict=True):
-                if body is not None and decode_run(body).workflow in wanted:
+                run = None if body is None else readable_run(body)
+                if run is not None and run.workflow in wanted:
                     return float(score)
 
     async def _read_cursor(self) -> int:
@@ -545,3 +560,7 @@ class RedisWorkflows:
             f"{_FINAL}{run_id}", final, timeout
         )
         return found
+
+
+def _unschedule(due: str, run_id: Any, pipe: Any) -> Any:
+    return pipe.zrem(due, run_id)

@@ -21,8 +21,16 @@ import trio
 
 from stem import _clock
 from stem._codec import dumps
+from stem._errors import DecodeError
 from stem._result import ErrorInfo
-from stem._wfcodec import decode_run, decode_step, encode_run, encode_step
+from stem._wfcodec import (
+    decode_run,
+    decode_step,
+    encode_run,
+    encode_step,
+    log_unreadable_run,
+    readable_run,
+)
 from stem._wfstate import (
     ACTIVE_SQL,
     cancelling,
@@ -169,7 +177,7 @@ class SQLiteWorkflows:
         rows = await self.db.read(
             lambda conn: conn.execute(sql, (*params, limit, offset)).fetchall()
         )
-        return [decode_run(row[0]) for row in rows]
+        return [run for (body,) in rows if (run := readable_run(body)) is not None]
 
     # ----------------------------------------------------------- steps
 
@@ -212,14 +220,25 @@ class SQLiteWorkflows:
 
         def run_(conn: sqlite3.Connection) -> list[WorkflowRun]:
             rows = conn.execute(
-                f"SELECT body FROM wf_runs WHERE due_at IS NOT NULL AND due_at <= ? "
-                f"AND {ACTIVE_SQL} AND workflow IN ({marks}) ORDER BY due_at, run_id "
-                "LIMIT ?",
+                f"SELECT run_id, body FROM wf_runs WHERE due_at IS NOT NULL "
+                f"AND due_at <= ? AND {ACTIVE_SQL} AND workflow IN ({marks}) "
+                "ORDER BY due_at, run_id LIMIT ?",
                 (at, *names, limit),
             ).fetchall()
-            taken = [
-                claimed(decode_run(body), owner, lease=lease, at=at) for (body,) in rows
-            ]
+            taken = []
+            for run_id, body in rows:
+                try:
+                    run = decode_run(body)
+                except DecodeError as exc:
+                    # Set aside (body kept), never claimed again.
+                    log_unreadable_run(run_id, exc)
+                    conn.execute(
+                        "UPDATE wf_runs SET status = 'failed', due_at = NULL "
+                        "WHERE run_id = ?",
+                        (run_id,),
+                    )
+                    continue
+                taken.append(claimed(run, owner, lease=lease, at=at))
             for run in taken:
                 _put(conn, run)
             return taken
