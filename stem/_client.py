@@ -651,9 +651,10 @@ class Client:
             ]
             return incarnation[0]
 
+        child_name = f"worker:{config.worker_id}"
         ref = await node.start_child(
             ChildSpec(
-                f"worker:{config.worker_id}",
+                child_name,
                 make_worker,
                 restart="transient",
                 mailbox=mailbox,
@@ -674,7 +675,11 @@ class Client:
             with trio.CancelScope(shield=True):
                 ref.tell_nowait(Stop())
                 with trio.move_on_after(config.grace_period + 30):
-                    await state.stopped.wait()
+                    # A worker its supervisor gave up on never reports that it
+                    # stopped: don't wait for it (the escalation goes on up).
+                    while not state.stopped.is_set() and node.has_child(child_name):
+                        with trio.move_on_after(0.5):
+                            await state.stopped.wait()
 
     def _require_node(self) -> _Node:
         if self._node is None:
@@ -771,6 +776,13 @@ class _Node:
             await self._supervisor.stop_child(name)
         except KeyError:
             pass
+
+    def has_child(self, name: str) -> bool:
+        """The supervisor still runs (or restarts) child ``name``."""
+        return any(
+            child.name == name and child.state != "stopped"
+            for child in self._supervisor.statistics().children
+        )
 
     def wake_workflow_engines(self) -> None:
         for engine in self._engines.values():
