@@ -32,7 +32,23 @@ class DeadLetters:
         )
 
     async def get(self, task_id: str) -> DeadLetter | None:
+        """The newest entry of ``task_id`` (a queue keeps every entry, so a
+        task id may have several: a task that died twice without a replay
+        between, or a poison message that forged the id)."""
         return await self._client.backend.broker.get_dead(self.queue, task_id)
+
+    async def get_entry(self, entry_id: str) -> DeadLetter | None:
+        """The entry whose ``entry_id`` this is (reads the queue's entries:
+        for the occasional look-up, e.g. an entry without a task id)."""
+        offset, page = 0, 500
+        while True:
+            entries = await self.list(limit=page, offset=offset)
+            for entry in entries:
+                if entry.entry_id == entry_id:
+                    return entry
+            if len(entries) < page:
+                return None
+            offset += page
 
     async def replay(
         self,

@@ -70,10 +70,11 @@ def dlq_list(queue: str, limit: int, offset: int, url: str, as_json: bool) -> No
         return
     print_table(
         f"Dead letters of {queue}",
-        ["task id", "name", "reason", "attempts", "dead", "error"],
+        ["entry", "task id", "name", "reason", "attempts", "dead", "error"],
         [
             [
-                r["task_id"],
+                r["entry_id"],
+                r["task_id"] or "-",
                 r["name"],
                 r["reason"],
                 r["attempts"],
@@ -99,7 +100,9 @@ def _error_line(error: dict[str, Any] | None) -> str:
 @json_option
 def dlq_show(queue: str, task_id: str, url: str, as_json: bool) -> None:
     """Show one dead letter of QUEUE in full: arguments, error, traceback,
-    attempt history. Exits 1 if there is no such entry.
+    attempt history. TASK_ID is a task id (its newest entry is shown) or an
+    entry id from `stem dlq list` (for entries without a task id). Exits 1
+    if there is no such entry.
 
     \b
     Example:
@@ -108,7 +111,11 @@ def dlq_show(queue: str, task_id: str, url: str, as_json: bool) -> None:
 
     async def go() -> Any:
         async with open_client(url) as client:
-            return await client.dead_letters(queue).get(task_id)
+            dead = client.dead_letters(queue)
+            found = await dead.get(task_id)
+            if found is None:
+                found = await dead.get_entry(task_id)
+            return found
 
     entry = run(go)
     if entry is None:
@@ -117,6 +124,7 @@ def dlq_show(queue: str, task_id: str, url: str, as_json: bool) -> None:
     if as_json:
         echo_json(record)
         return
+    click.echo(f"entry:    {record['entry_id']}")
     click.echo(f"task:     {record['task_id']}")
     click.echo(f"name:     {record['name']}")
     click.echo(f"queue:    {record['queue']}")
@@ -140,6 +148,7 @@ def dead_letter_record(entry: Any, *, full: bool = False) -> dict[str, Any]:
     """A DeadLetter as a JSON-ready dict (``full`` adds envelope and history)."""
     env = entry.envelope
     record: dict[str, Any] = {
+        "entry_id": entry.entry_id,
         "task_id": entry.task_id,
         "name": entry.name,
         "queue": entry.queue,
