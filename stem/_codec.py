@@ -46,6 +46,8 @@ def _finite_float(text: str) -> float:
 
 
 _decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+#: For text this codec wrote itself (finite by construction).
+_plain_decoder = json.JSONDecoder()
 
 
 def depth(value: Any, *, limit: int = MAX_DEPTH) -> int:
@@ -201,7 +203,7 @@ def sized_args(args: Any) -> tuple[dict[str, Any], int]:
             f"task args must be a dict with str keys, got {type(args).__name__}"
         )
     text = dumps(args, what="args")
-    result: dict[str, Any] = _decoder.decode(text)
+    result: dict[str, Any] = _plain_decoder.decode(text)
     return result, len(text)
 
 
