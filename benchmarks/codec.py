@@ -14,6 +14,7 @@ import argparse
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -48,8 +49,8 @@ def main() -> None:
             id="0190f1c2-aaaa-bbbb", name="mail.send", args=payload, enqueued_at=1.0
         )
         body = encode_envelope(env)
-        enc = [rate(lambda: encode_envelope(env), args.n) for _ in range(args.runs)]
-        dec = [rate(lambda: decode_envelope(body), args.n) for _ in range(args.runs)]
+        enc = [rate(partial(encode_envelope, env), args.n) for _ in range(args.runs)]
+        dec = [rate(partial(decode_envelope, body), args.n) for _ in range(args.runs)]
         print(
             f"{label:>11} ({len(body)} B): encode {statistics.median(enc):,.0f}/s, "
             f"decode {statistics.median(dec):,.0f}/s"
