@@ -336,8 +336,8 @@ class PlatformMachine(RuleBasedStateMachine):
             if id(msg) not in seen:
                 seen.add(id(msg))
                 found[msg.task_id] += 1
-        for task_id in q.dead:
-            found[task_id] += 1
+        for entry in q.dead.values():  # keyed by entry id
+            found[entry.task_id] += 1
         return found
 
     @invariant()
@@ -375,7 +375,8 @@ class PlatformMachine(RuleBasedStateMachine):
         q = self.backend.broker._queues.get(QUEUE)
         if q is None:
             return
-        for task_id, entry in q.dead.items():
+        for entry in q.dead.values():  # keyed by entry id
+            task_id = entry.task_id
             assert entry.attempts <= self.tasks[task_id].max_retries + 1
             result = self.portal.run(self.backend.results.get, task_id)
             assert result is not None and result.state is not TaskState.SUCCEEDED
