@@ -322,7 +322,7 @@ class Client:
             raise ValueError(f"task name must be a non-empty string, got {name!r}")
         handler = self.app.find_task(name)
         opts = handler.task_options if handler is not None else TaskOptions()
-        clean_args, args_size = sized_args(args)
+        clean_args, args_size = sized_args(args, max_bytes=self.max_message_bytes)
         at = now()
         if countdown is not None and eta is not None:
             raise ValueError("pass countdown= or eta=, not both")

@@ -193,9 +193,12 @@ def canonical_args(args: Any) -> dict[str, Any]:
     return sized_args(args)[0]
 
 
-def sized_args(args: Any) -> tuple[dict[str, Any], int]:
+def sized_args(
+    args: Any, *, max_bytes: int | None = None
+) -> tuple[dict[str, Any], int]:
     """:func:`canonical_args`, and the length of their JSON text in
-    characters."""
+    characters. Arguments whose text alone passes ``max_bytes`` raise
+    EncodeError before they are copied."""
     if args is None:
         return {}, 2
     if not isinstance(args, dict):
@@ -203,6 +206,8 @@ def sized_args(args: Any) -> tuple[dict[str, Any], int]:
             f"task args must be a dict with str keys, got {type(args).__name__}"
         )
     text = dumps(args, what="args")
+    if max_bytes is not None and len(text) > max_bytes:
+        check_size(len(text.encode()), max_bytes, what="task args")
     result: dict[str, Any] = _plain_decoder.decode(text)
     return result, len(text)
 

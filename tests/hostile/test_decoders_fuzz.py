@@ -19,6 +19,7 @@ from stem.actors._control import parse_request
 from stem.adapters.postgres._broker import PostgresBroker
 from stem.adapters.postgres._schedules import _record as pg_schedule
 from stem.adapters.redis._broker import RedisBroker, _decode_dead
+from stem.adapters.redis._results import parse_result
 from stem.adapters.redis._schedules import _record as redis_schedule
 from stem.adapters.sqlite._broker import _delivery as sqlite_delivery
 from stem.adapters.sqlite._schedules import _record as sqlite_schedule
@@ -196,6 +197,23 @@ def test_result_decoding_is_total(body: Any) -> None:
     result = decodes_or_refuses(_codec.decode_result, body)
     if result is not None:
         assert _codec.decode_result(_codec.encode_result(result)) == result
+
+
+@FUZZ
+@given(
+    head=st.tuples(
+        st.sampled_from([b"T", b"N", b"X", b""]), st.binary(max_size=12)
+    ).map(b"".join),
+    body=bodies,
+    newline=st.booleans(),
+)
+def test_redis_result_value_decoding_is_total(
+    head: bytes, body: bytes, newline: bool
+) -> None:
+    """A Redis result value (flag, expiry, newline, JSON) of any content reads
+    back as a result, as expired (None), or raises DecodeError."""
+    value = head + (b"\n" if newline else b"") + body
+    decodes_or_refuses(parse_result, value, 0.0)
 
 
 # -- broadcasts and control requests ----------------------------------------

@@ -20,6 +20,7 @@ import trio
 
 from stem._clock import now
 from stem._codec import decode_result, encode_result
+from stem._errors import DecodeError
 from stem._result import TaskResult
 
 from ._conn import Conn, Keys, evalsha, fmt, px
@@ -37,7 +38,11 @@ def parse_result(value: Any, at: float) -> TaskResult | None:
         return None
     head, _, body = value.partition(b"\n")
     expires = head[1:]
-    if expires and float(expires) <= at:
+    try:
+        gone = bool(expires) and float(expires) <= at
+    except ValueError:
+        raise DecodeError(f"stored result has a bad expiry {expires[:40]!r}") from None
+    if gone:
         return None
     return decode_result(body)
 

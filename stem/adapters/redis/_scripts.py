@@ -359,10 +359,10 @@ return {0, holder or false}
 # body, done channel. A terminal record (unexpired) is final.
 SET_STATE = r"""
 local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, 1, 1) == 'T' then
+if type(v) == 'string' and string.sub(v, 1, 1) == 'T' then
   local nl = string.find(v, '\n', 1, true)
-  local e = string.sub(v, 2, nl - 1)
-  if e == '' or tonumber(e) > tonumber(ARGV[1]) then return 0 end
+  local e = nl and string.sub(v, 2, nl - 1) or ''
+  if e == '' or (tonumber(e) or 0) > tonumber(ARGV[1]) then return 0 end
 end
 local val = (ARGV[2] == '1' and 'T' or 'N') .. ARGV[3] .. '\n' .. ARGV[5]
 if ARGV[4] ~= '0' then redis.call('SET', KEYS[1], val, 'PX', ARGV[4])
@@ -380,11 +380,11 @@ for i, key in ipairs(KEYS) do
   local base = 3 + (i - 1) * 3
   local terminal, body = ARGV[base + 1], ARGV[base + 2]
   local ok = 1
-  local v = redis.call('GET', key)
-  if v and string.sub(v, 1, 1) == 'T' then
+  local v = redis.pcall('GET', key)
+  if type(v) == 'string' and string.sub(v, 1, 1) == 'T' then
     local nl = string.find(v, '\n', 1, true)
-    local e = string.sub(v, 2, nl - 1)
-    if e == '' or tonumber(e) > tonumber(ARGV[1]) then ok = 0 end
+    local e = nl and string.sub(v, 2, nl - 1) or ''
+    if e == '' or (tonumber(e) or 0) > tonumber(ARGV[1]) then ok = 0 end
   end
   if ok == 1 then
     local val = (terminal == '1' and 'T' or 'N') .. ARGV[2] .. '\n' .. body
