@@ -9,8 +9,10 @@ offending value in the message.
 from __future__ import annotations
 
 import json
+import logging
 import math
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from ._canvas import META_KEY as CANVAS_KEY
 from ._canvas import check_canvas_meta
@@ -18,6 +20,10 @@ from ._envelope import Envelope
 from ._errors import DecodeError, EncodeError
 from ._result import ErrorInfo, TaskResult
 from ._states import TaskState
+from .contracts import Revocation, WorkerInfo
+
+T = TypeVar("T")
+logger = logging.getLogger("stem.codec")
 
 _encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
 _dumps = _encoder.encode
@@ -507,3 +513,59 @@ def _dict(value: Any, field: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise DecodeError(f"envelope field {field!r} must be an object")
     return value
+
+
+def worker_info_from(body: object) -> WorkerInfo:
+    """A heartbeat record as stored by any backend (JSON of WorkerInfo's
+    fields); DecodeError (only) when it is not one."""
+    data = decode_object(body, what="heartbeat")
+    try:
+        queues = data.get("queues", ())
+        meta = data.get("meta") or {}
+        if not isinstance(queues, list | tuple) or not isinstance(meta, dict):
+            raise TypeError("queues must be a list and meta an object")
+        info = WorkerInfo(
+            worker_id=_str(data.get("worker_id"), "worker_id"),
+            hostname=str(data.get("hostname", "")),
+            pid=_int(data.get("pid", 0), "pid", 0, 2**63),
+            queues=tuple(str(q) for q in queues),
+            concurrency=_int(data.get("concurrency", 0), "concurrency", 0, 2**31),
+            started_at=_opt_time(data.get("started_at", 0.0), "started_at") or 0.0,
+            last_seen=_opt_time(data.get("last_seen", 0.0), "last_seen") or 0.0,
+            active=_int(data.get("active", 0), "active", 0, 2**31),
+            processed=_int(data.get("processed", 0), "processed", 0, 2**63),
+            meta=meta,
+        )
+    except (TypeError, ValueError) as exc:
+        raise DecodeError(f"stored heartbeat does not decode: {exc}") from None
+    return info
+
+
+def revocation_from(body: object, version: int) -> Revocation:
+    """A revocation record stored as JSON; DecodeError (only) when it is
+    not one."""
+    data = decode_object(body, what="revocation")
+    task_id, reason = data.get("task_id"), data.get("reason", "revoked")
+    if not isinstance(task_id, str) or not isinstance(reason, str):
+        raise DecodeError("stored revocation needs a task_id and a reason")
+    return Revocation(
+        task_id=task_id,
+        terminate=data.get("terminate") is True,
+        reason=reason,
+        expires_at=_opt_time(data.get("expires_at"), "expires_at"),
+        version=version,
+    )
+
+
+def readable(
+    decode: Callable[[object], T], bodies: Iterable[object], what: str
+) -> list[T]:
+    """``decode`` of each of ``bodies`` that decodes; the others are skipped
+    with a warning (one bad record never hides the rest)."""
+    out: list[T] = []
+    for body in bodies:
+        try:
+            out.append(decode(body))
+        except DecodeError as exc:
+            logger.warning("skipped a stored %s that does not decode: %s", what, exc)
+    return out

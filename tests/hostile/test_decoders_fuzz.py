@@ -21,12 +21,13 @@ from stem.adapters.postgres._schedules import _record as pg_schedule
 from stem.adapters.redis._broker import RedisBroker, _decode_dead
 from stem.adapters.redis._results import parse_result
 from stem.adapters.redis._schedules import _record as redis_schedule
+from stem.adapters.redis._stores import _revocation_from
 from stem.adapters.sqlite._broker import _delivery as sqlite_delivery
 from stem.adapters.sqlite._schedules import _record as sqlite_schedule
 from stem.contracts import Delivery
 
 FUZZ = settings(
-    max_examples=300,
+    max_examples=200,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
@@ -389,3 +390,40 @@ def test_schedule_rows_decode_or_refuse(row: list[Any]) -> None:
         if value is not None
     }
     decodes_or_refuses(redis_schedule, "entry", fields)
+
+
+heartbeat = {
+    "worker_id": "w",
+    "hostname": "h",
+    "pid": 1,
+    "queues": ["default"],
+    "concurrency": 4,
+    "started_at": 1.0,
+    "last_seen": 2.0,
+    "active": 0,
+    "processed": 3,
+    "meta": {},
+}
+
+
+@FUZZ
+@given(body=bodies | mutated(heartbeat).map(as_json))
+def test_heartbeat_records_decode_or_refuse(body: bytes) -> None:
+    """A stored heartbeat (any backend) reads back as a WorkerInfo or raises
+    DecodeError, and a listing skips it instead of failing."""
+    decodes_or_refuses(_codec.worker_info_from, body)
+    assert len(_codec.readable(_codec.worker_info_from, [body], "heartbeat")) <= 1
+
+
+@FUZZ
+@given(
+    version=st.binary(max_size=6),
+    body=bodies
+    | mutated(
+        {"task_id": "t", "terminate": True, "reason": "r", "expires_at": None}
+    ).map(as_json),
+)
+def test_redis_revocation_records_decode_or_refuse(version: bytes, body: bytes) -> None:
+    """A Redis revocation value reads back as a Revocation or raises
+    DecodeError."""
+    decodes_or_refuses(_revocation_from, version + b"\n" + body)

@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 
 from stem._clock import now
-from stem._codec import dumps, loads
+from stem._codec import dumps, readable, worker_info_from
 from stem.contracts import Revocation, WorkerInfo
 
 from ._config import PostgresConfig
@@ -164,24 +164,8 @@ class PostgresHeartbeats(_Store):
         sql = f"""
             SELECT info FROM {self.s}.workers WHERE expires_at > $1
             ORDER BY worker_id"""
-        out: list[WorkerInfo] = []
-        for (text,) in await self._rows(sql, now()):
-            data = loads(text)
-            out.append(
-                WorkerInfo(
-                    worker_id=data["worker_id"],
-                    hostname=data["hostname"],
-                    pid=data["pid"],
-                    queues=tuple(data["queues"]),
-                    concurrency=data["concurrency"],
-                    started_at=data["started_at"],
-                    last_seen=data["last_seen"],
-                    active=data.get("active", 0),
-                    processed=data.get("processed", 0),
-                    meta=data.get("meta") or {},
-                )
-            )
-        return out
+        rows = await self._rows(sql, now())
+        return readable(worker_info_from, [row[0] for row in rows], "heartbeat")
 
     async def forget(self, worker_id: str) -> None:
         await self._val(f"DELETE FROM {self.s}.workers WHERE worker_id = $1", worker_id)

@@ -6,14 +6,14 @@ to Lua; server-side ``PX`` expiries only free memory.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
 from stem._clock import now
-from stem._codec import dumps
+from stem._codec import dumps, readable, revocation_from, worker_info_from
+from stem._errors import DecodeError
 from stem.contracts import Revocation, WorkerInfo
 
 from ._conn import Conn, Keys, fmt
@@ -67,15 +67,13 @@ def _revocation_to_json(rev: Revocation) -> str:
 
 
 def _revocation_from(value: Any) -> Revocation:
+    """``<version>\n<json>``; DecodeError (only) when it is not that."""
     version, _, body = value.partition(b"\n")
-    data = json.loads(body)
-    return Revocation(
-        task_id=data["task_id"],
-        terminate=bool(data.get("terminate", False)),
-        reason=str(data.get("reason", "revoked")),
-        expires_at=data.get("expires_at"),
-        version=int(version),
-    )
+    try:
+        number = int(version)
+    except ValueError:
+        raise DecodeError("stored revocation has no version") from None
+    return revocation_from(body, number)
 
 
 def _live(rev: Revocation, at: float) -> bool:
@@ -106,11 +104,10 @@ class RedisRevocations:
         values = await self.conn.run(lambda: self.conn.client.hmget(key, ids))
         at = now()
         out: dict[str, Revocation] = {}
-        for value in values:
-            if value is not None:
-                rev = _revocation_from(value)
-                if _live(rev, at):
-                    out[rev.task_id] = rev
+        present = [value for value in values if value is not None]
+        for rev in readable(_revocation_from, present, "revocation"):
+            if _live(rev, at):
+                out[rev.task_id] = rev
         return out
 
     async def changes_since(self, version: int) -> tuple[list[Revocation], int]:
@@ -118,7 +115,8 @@ class RedisRevocations:
             "changes", self.keys.revocations, [str(int(version))]
         )
         at = now()
-        revs = [_revocation_from(value) for value in values if value is not None]
+        present = [value for value in values if value is not None]
+        revs = readable(_revocation_from, present, "revocation")
         live = sorted((rev for rev in revs if _live(rev, at)), key=lambda r: r.version)
         return live, int(latest)
 
@@ -141,22 +139,6 @@ def _worker_to_json(info: WorkerInfo) -> str:
     )
 
 
-def _worker_from(value: bytes) -> WorkerInfo:
-    data = json.loads(value)
-    return WorkerInfo(
-        worker_id=data["worker_id"],
-        hostname=data.get("hostname", ""),
-        pid=int(data.get("pid", 0)),
-        queues=tuple(data.get("queues", ())),
-        concurrency=int(data.get("concurrency", 0)),
-        started_at=float(data.get("started_at", 0.0)),
-        last_seen=float(data.get("last_seen", 0.0)),
-        active=int(data.get("active", 0)),
-        processed=int(data.get("processed", 0)),
-        meta=data.get("meta") or {},
-    )
-
-
 @attrs.define(eq=False)
 class RedisHeartbeats:
     """:class:`stem.contracts.HeartbeatStore`: a hash of worker records plus a
@@ -176,7 +158,8 @@ class RedisHeartbeats:
 
     async def workers(self) -> list[WorkerInfo]:
         values = await self.conn.script("workers", self.keys.heartbeats, [fmt(now())])
-        infos = [_worker_from(value) for value in values if value is not None]
+        present = [value for value in values if value is not None]
+        infos = readable(worker_info_from, present, "heartbeat")
         return sorted(infos, key=lambda info: info.worker_id)
 
     async def forget(self, worker_id: str) -> None:

@@ -6,7 +6,6 @@ parameters (``Capabilities.server_clock`` is False).
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import attrs
 
 from stem import _clock
-from stem._codec import dumps
+from stem._codec import dumps, readable, worker_info_from
 from stem.contracts import Revocation, WorkerInfo
 
 from ._db import Database
@@ -173,12 +172,6 @@ def _worker_to_json(info: WorkerInfo) -> str:
     return dumps(data, what="worker info")
 
 
-def _worker_from_json(text: str) -> WorkerInfo:
-    data = json.loads(text)
-    data["queues"] = tuple(data.get("queues", ()))
-    return WorkerInfo(**data)
-
-
 @attrs.define(eq=False)
 class SQLiteHeartbeats:
     """:class:`stem.contracts.HeartbeatStore`: one row per worker."""
@@ -204,7 +197,7 @@ class SQLiteHeartbeats:
                 (now,),
             ).fetchall()
         )
-        return [_worker_from_json(row[0]) for row in rows]
+        return readable(worker_info_from, [row[0] for row in rows], "heartbeat")
 
     async def forget(self, worker_id: str) -> None:
         await self.db.write(
