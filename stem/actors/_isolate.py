@@ -264,13 +264,13 @@ class Isolation:
         )
         broker = self.actor.backend.broker
         try:
-            await self._call(broker.dead_letter, delivery, entry)
+            filed = await self._call(broker.dead_letter, delivery, entry)
         except BrokerUnavailable:
             raise
         except Exception:
             bare = attrs.evolve(entry, envelope=None, raw=_body_of(fin))
             try:
-                await self._call(broker.dead_letter, delivery, bare)
+                filed = await self._call(broker.dead_letter, delivery, bare)
             except BrokerUnavailable:
                 raise
             except Exception as last:
@@ -280,6 +280,8 @@ class Isolation:
                     _brief(last),
                 )
                 return
+        if not filed:
+            return  # the lease was lost: the message is someone else's now
         self.actor._count("dead_lettered")
         if env is None:
             return
