@@ -22,6 +22,7 @@ from ._errors import ConfigError as ConfigError
 from ._errors import DecodeError as DecodeError
 from ._errors import DuplicateTask as DuplicateTask
 from ._errors import EncodeError as EncodeError
+from ._errors import GroupExpired as GroupExpired
 from ._errors import Retry as Retry
 from ._errors import SoftTimeLimitExceeded as SoftTimeLimitExceeded
 from ._errors import StemError as StemError
@@ -60,6 +61,7 @@ from ._wfcontext import WorkflowContext as WorkflowContext
 from ._workerconfig import WorkerConfig as WorkerConfig
 from ._workflow import ActivityFailed as ActivityFailed
 from ._workflow import ChildWorkflowFailed as ChildWorkflowFailed
+from ._workflow import CompensationFailed as CompensationFailed
 from ._workflow import DuplicateWorkflowRun as DuplicateWorkflowRun
 from ._workflow import NonDeterminismError as NonDeterminismError
 from ._workflow import StepFailed as StepFailed
@@ -67,6 +69,7 @@ from ._workflow import UnknownWorkflow as UnknownWorkflow
 from ._workflow import WorkflowCancelled as WorkflowCancelled
 from ._workflow import WorkflowError as WorkflowError
 from ._workflow import WorkflowFailed as WorkflowFailed
+from ._workflow import WorkflowLeaseLost as WorkflowLeaseLost
 from ._workflow import WorkflowScript as WorkflowScript
 from ._workflow import WorkflowTimeout as WorkflowTimeout
 from ._workflow import WorkflowVersionMismatch as WorkflowVersionMismatch

@@ -30,7 +30,7 @@ class App:
         #: lifecycle signals: ``app.signals.task_failed.connect(fn)``
         self.signals = Signals()
         self._tasks: dict[str, TaskHandler[Any]] = {}
-        self._workflows: dict[str, Any] = {}
+        self._workflows: dict[str, dict[int, Any]] = {}
         self._schedules: dict[str, Any] = {}
         for handler in tasks:
             self.register(handler)
@@ -99,17 +99,33 @@ class App:
     # -- workflows and schedules (their modules add behaviour) -------------
 
     def register_workflow(self, workflow: Any) -> Any:
+        """Register a workflow script. Several versions of one name may be
+        registered side by side (new runs start on the highest); one
+        version of a name only once."""
         name = getattr(workflow, "name", None)
         if not isinstance(name, str) or not name:
             raise TypeError(f"{workflow!r} is not a workflow (stem.WorkflowScript)")
-        if name in self._workflows and self._workflows[name] is not workflow:
-            raise DuplicateTask(f"a workflow named {name!r} is already registered")
-        self._workflows[name] = workflow
+        version = getattr(workflow, "version", 1)
+        versions = self._workflows.setdefault(name, {})
+        existing = versions.get(version)
+        if existing is not None and existing is not workflow:
+            raise DuplicateTask(
+                f"version {version} of workflow {name!r} is already registered"
+            )
+        versions[version] = workflow
         return workflow
 
     @property
     def workflows(self) -> Mapping[str, Any]:
-        return dict(self._workflows)
+        """Each workflow name's newest registered version (the one new runs
+        start on)."""
+        return {name: v[max(v)] for name, v in self._workflows.items()}
+
+    @property
+    def workflow_versions(self) -> Mapping[str, Mapping[int, Any]]:
+        """Every registered version of each workflow: name -> version ->
+        script."""
+        return {name: dict(v) for name, v in self._workflows.items()}
 
     def add_schedule(self, entry: Any) -> Any:
         name = getattr(entry, "name", None)

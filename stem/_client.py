@@ -701,7 +701,7 @@ class Client:
         if self._workflow_hook is None:
             self._workflow_hook = workflow_finish_hook(node)
             self.add_finish_hook(self._workflow_hook)
-        scripts = registry(self.app.workflows)
+        scripts = registry(self.app.workflow_versions)
         if not scripts:
             return None
         name = f"workflow-engine:{worker_id}"
@@ -789,9 +789,10 @@ class _Node:
             engine.nudge()
 
     async def start_engine(
-        self, name: str, scripts: Mapping[str, WorkflowScript]
+        self, name: str, scripts: Mapping[str, Mapping[int, WorkflowScript]]
     ) -> None:
-        """Run a WorkflowEngine for ``scripts`` as child ``name``."""
+        """Run a WorkflowEngine for ``scripts`` (name -> version -> script)
+        as child ``name``."""
 
         def make_engine() -> WorkflowEngine:
             engine = WorkflowEngine(node=self, scripts=scripts)

@@ -36,6 +36,11 @@ class BrokerUnavailable(StemError, ConnectionError):
     """The backend cannot be reached (after a bounded retry)."""
 
 
+class GroupExpired(StemError):
+    """A member arrived for a group (or chord) whose counter has expired; it
+    is not recorded (the earlier members' results are gone)."""
+
+
 class WaitTimeout(StemError, TimeoutError):
     """A wait passed its timeout before the awaited thing finished."""
 

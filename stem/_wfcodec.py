@@ -108,6 +108,7 @@ def run_to_dict(run: WorkflowRun) -> dict[str, Any]:
         "updated_at": run.updated_at,
         "due_at": run.due_at,
         "lease_owner": run.lease_owner,
+        "fence": run.fence,
         "wakes": run.wakes,
         "cancel_requested": run.cancel_requested,
         "deadline": run.deadline,
@@ -138,6 +139,8 @@ def run_from_dict(data: dict[str, Any]) -> WorkflowRun:
         updated_at=_time(data.get("updated_at"), "updated_at") or 0.0,
         due_at=_time(data.get("due_at"), "due_at"),
         lease_owner=_opt_str(data, "lease_owner"),
+        # Rows written before fencing tokens existed read as token 0.
+        fence=_whole(data, "fence", 0),
         wakes=_whole(data, "wakes", 0),
         cancel_requested=data.get("cancel_requested") is True,
         deadline=_time(data.get("deadline"), "deadline"),

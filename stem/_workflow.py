@@ -76,6 +76,23 @@ class WorkflowFailed(WorkflowError):
         self.error = error
 
 
+class WorkflowLeaseLost(WorkflowError):
+    """A write of a workflow drive was refused: the fencing token it presented
+    no longer holds the run's lease (the lease passed, the run was claimed
+    again, even by the same engine, or the run is final). Nothing was
+    written. The engine stops driving the run; the newer claim carries on.
+
+    ``run_id`` and ``fence`` name the refused claim; ``reason`` says why."""
+
+    def __init__(self, run_id: str, fence: int, reason: str) -> None:
+        super().__init__(
+            f"workflow run {run_id!r}: fencing token {fence} is stale ({reason})"
+        )
+        self.run_id = run_id
+        self.fence = fence
+        self.reason = reason
+
+
 class StepFailed(WorkflowError):
     """A step failed; raised inside the script (also on replay), so a script
     may catch it. ``step`` names the step, ``error`` is the recorded error."""
@@ -94,6 +111,21 @@ class ChildWorkflowFailed(StepFailed):
     """A child workflow did not complete."""
 
 
+class CompensationFailed(WorkflowError):
+    """Undoing a saga's completed steps failed for some of them.
+
+    Raised after every undo was tried, chained from the failure that started
+    the compensation (``__cause__``); ``errors`` maps each failed undo's step
+    label (``"<index>:<kind>:<name>"``) to its error."""
+
+    def __init__(self, errors: Mapping[str, ErrorInfo]) -> None:
+        listed = "; ".join(
+            f"{label}: {e.type}: {e.message}" for label, e in errors.items()
+        )
+        super().__init__(f"{len(errors)} compensation(s) failed: {listed}")
+        self.errors = dict(errors)
+
+
 class Suspend(BaseException):
     """Internal: unwinds the script at a step that is not finished yet.
 
@@ -105,6 +137,17 @@ class Suspend(BaseException):
         super().__init__(step)
         self.until = until
         self.step = step
+
+
+class Abandon(BaseException):
+    """Internal: unwinds the script once a write of its drive was refused
+    (:class:`WorkflowLeaseLost`), so no ``except Exception`` in the script can
+    keep a drive going that no longer owns the run; the engine stops without
+    writing anything more."""
+
+    def __init__(self, lost: WorkflowLeaseLost) -> None:
+        super().__init__(str(lost))
+        self.lost = lost
 
 
 # --------------------------------------------------------------------------
@@ -145,10 +188,13 @@ class WorkflowScript:
     """A durable workflow: ``WorkflowScript("order.process", fn, version=1)``.
 
     ``fn`` is ``async def fn(wf)``; ``version`` pins runs to the code that
-    started them (a run started under another version is reported as
-    ``version-mismatch``, never replayed with new code); ``max_duration``
-    (seconds or timedelta) fails a run that has not finished that long after
-    it started. Register it with ``stem.App(workflows=[...])``.
+    started them: several versions of one name may be registered side by
+    side, new runs start on the highest, and a run is only ever replayed by
+    the script of its own version (an engine that lacks it leaves a newer run
+    to an engine that has it and reports an older one as
+    ``version-mismatch``). ``max_duration`` (seconds or timedelta) fails a
+    run that has not finished that long after it started. Register it with
+    ``stem.App(workflows=[...])``.
     """
 
     name: str = attrs.field(validator=_check_name)
@@ -222,13 +268,17 @@ def run_event(
     )
 
 
-def registry(workflows: Mapping[str, Any]) -> dict[str, WorkflowScript]:
-    """The app's workflows, checked to be WorkflowScripts."""
-    found: dict[str, WorkflowScript] = {}
-    for name, script in workflows.items():
-        if not isinstance(script, WorkflowScript):
-            raise TypeError(
-                f"{script!r} registered as {name!r} is not a WorkflowScript"
-            )
-        found[name] = script
+def registry(
+    versions: Mapping[str, Mapping[int, Any]],
+) -> dict[str, dict[int, WorkflowScript]]:
+    """The app's workflows by name and version (``app.workflow_versions``),
+    checked to be WorkflowScripts."""
+    found: dict[str, dict[int, WorkflowScript]] = {}
+    for name, scripts in versions.items():
+        for version, script in scripts.items():
+            if not isinstance(script, WorkflowScript):
+                raise TypeError(
+                    f"{script!r} registered as {name!r} is not a WorkflowScript"
+                )
+            found.setdefault(name, {})[version] = script
     return found

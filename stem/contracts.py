@@ -222,7 +222,10 @@ class WorkflowRun:
 
     ``due_at`` is when an engine may claim it (None: only a wake makes it due;
     while leased it is the lease deadline). ``lease_owner`` is the engine
-    driving it. ``wakes`` counts wake-ups, so a wake that arrives while the run
+    driving it. ``fence`` is the fencing token of the latest claim: every claim
+    adds one, and every write of a drive presents the token its claim returned,
+    so a driver whose lease passed (or that claimed the run again itself) is
+    refused. ``wakes`` counts wake-ups, so a wake that arrives while the run
     is being driven is not lost when it suspends. ``deadline`` is the
     ``max_duration`` limit as an epoch time. ``history`` is filled only by
     calls that say so (``client.workflows.get``).
@@ -237,6 +240,7 @@ class WorkflowRun:
     updated_at: float = 0.0
     due_at: float | None = None
     lease_owner: str | None = None
+    fence: int = 0
     wakes: int = 0
     cancel_requested: bool = False
     deadline: float | None = None
@@ -404,9 +408,18 @@ class ResultBackend(Protocol):
     ) -> int:
         """Record member ``index`` of a group; returns how many distinct
         members are recorded. Recording the same index again (a retry, a
-        redelivery) does not count twice; the last write wins."""
+        redelivery) does not count twice; the last write wins.
 
-    async def group_results(self, group_id: str) -> dict[int, TaskResult]: ...
+        Each add sets the group's expiry to ``ttl`` seconds from now (None:
+        never), judged by the client's clock (``stem.now()``), never the
+        server's. Once a group has expired it has no members, and an add
+        raises :class:`stem.GroupExpired`, changing nothing, for at least
+        another ``ttl`` seconds (the store remembers the expiry that long);
+        after that the id may start a new group."""
+
+    async def group_results(self, group_id: str) -> dict[int, TaskResult]:
+        """The members of a live group by index; ``{}`` for an unknown or
+        expired group."""
 
     async def claim_once(
         self, key: str, owner: str, *, ttl: float | None = None
@@ -544,9 +557,20 @@ class WorkflowStore(Protocol):
 
     A run is claimable when it is active, ``due_at <= now`` and its lease (if
     any) has passed. Claiming leases it (``due_at`` becomes the lease
-    deadline), so two engines never drive one run. Every change that can make
-    a run due wakes :meth:`wait_due` callers (across processes where the
-    backend is shared).
+    deadline) and returns the run with a new fencing token (``run.fence``, one
+    more than the last claim's), so two engines never drive one run. Every
+    write of a drive (``save_step``, ``watch``, ``unwatch``, ``renew``,
+    ``suspend``, ``release``, ``finish``) presents that token and is refused
+    with :class:`stem.WorkflowLeaseLost`, changing nothing, unless it still
+    holds the lease: the run is active, its lease has not passed and it was
+    not claimed again since (by anyone, the same owner included).
+
+    A final run (``WORKFLOW_FINAL``) never changes again: its steps, status,
+    result and ``updated_at`` stay as ``finish`` left them (events, sends,
+    wakes and cancels leave it as it is).
+
+    Every change that can make a run due wakes :meth:`wait_due` callers
+    (across processes where the backend is shared).
     """
 
     async def create_run(self, run: WorkflowRun) -> bool:
@@ -565,8 +589,10 @@ class WorkflowStore(Protocol):
     ) -> list[WorkflowRun]:
         """Runs matching every filter given, oldest first."""
 
-    async def save_step(self, step: WorkflowStep) -> None:
-        """Insert or replace step ``(run_id, index)``."""
+    async def save_step(self, step: WorkflowStep, *, fence: int) -> None:
+        """Insert or replace step ``(run_id, index)`` and set the run's
+        ``updated_at`` to now, if ``fence`` holds the run's lease
+        (WorkflowLeaseLost otherwise)."""
 
     async def get_step(self, run_id: str, index: int) -> WorkflowStep | None: ...
 
@@ -574,26 +600,42 @@ class WorkflowStore(Protocol):
         """The run's steps in index order."""
 
     async def claim(
-        self, owner: str, *, names: Sequence[str], lease: float, limit: int = 1
+        self,
+        owner: str,
+        *,
+        names: Sequence[str],
+        lease: float,
+        limit: int = 1,
+        max_versions: Mapping[str, int] | None = None,
     ) -> list[WorkflowRun]:
         """Lease up to ``limit`` due runs of the workflows ``names`` to
-        ``owner`` for ``lease`` seconds (status becomes ``running``)."""
+        ``owner`` for ``lease`` seconds (status becomes ``running``, ``fence``
+        grows by one). A run of a workflow named in ``max_versions`` whose
+        ``version`` is higher than the number given there is left alone (an
+        engine with newer code takes it)."""
 
-    async def renew(self, run_id: str, owner: str, *, lease: float) -> bool:
-        """Extend ``owner``'s lease; False when it no longer holds it."""
+    async def renew(self, run_id: str, fence: int, *, lease: float) -> None:
+        """Extend the lease of the claim ``fence`` to ``lease`` seconds from
+        now (WorkflowLeaseLost if it no longer holds it)."""
 
     async def suspend(
         self,
         run_id: str,
-        owner: str,
+        fence: int,
         *,
         until: float | None,
         wakes: int,
         current_step: str | None = None,
-    ) -> bool:
-        """Release the lease and park the run until ``until`` (None: until a
-        wake). If the run was woken since the claim that saw ``wakes``, it is
-        due at once instead. False when ``owner`` no longer holds the lease."""
+    ) -> None:
+        """Release the lease of the claim ``fence`` and park the run until
+        ``until`` (None: until a wake). If the run was woken since the claim
+        that saw ``wakes``, it is due at once instead. WorkflowLeaseLost if
+        ``fence`` no longer holds the lease."""
+
+    async def release(self, run_id: str, fence: int) -> None:
+        """Give up the lease of the claim ``fence`` without parking the run:
+        it is due at once, for any engine (WorkflowLeaseLost if ``fence`` no
+        longer holds the lease)."""
 
     async def wake(self, run_ids: Sequence[str]) -> None:
         """Make active runs due now (a leased run is due again as soon as its
@@ -602,48 +644,56 @@ class WorkflowStore(Protocol):
     async def finish(
         self,
         run_id: str,
-        owner: str,
+        fence: int,
         *,
         status: str,
         result: Any = None,
         error: ErrorInfo | None = None,
-    ) -> bool:
-        """Record a final status (one of WORKFLOW_FINAL) if ``owner`` holds the
-        lease; wakes :meth:`wait_run` callers. False otherwise."""
+    ) -> None:
+        """Record a final status (one of WORKFLOW_FINAL) if the claim
+        ``fence`` holds the lease (WorkflowLeaseLost otherwise); drops the
+        run's watchers and mailbox and wakes :meth:`wait_run` callers."""
 
     async def request_cancel(self, run_id: str) -> bool:
         """Flag an active run for cancellation and make it due; False for an
         unknown or final run."""
 
-    async def watch(self, run_id: str, index: int, topic: str) -> bool:
-        """Wait for ``topic`` at step ``index`` (a pending ``event`` step).
+    async def watch(self, run_id: str, index: int, topic: str, *, fence: int) -> bool:
+        """Wait for ``topic`` at step ``index`` (a pending ``event`` step), if
+        the claim ``fence`` holds the lease (WorkflowLeaseLost otherwise).
 
         True if the step is already ``done`` (resolved earlier). Otherwise, if
         the run's mailbox holds a message on ``topic`` (see :meth:`send`), the
         oldest is taken and the step becomes ``done`` with its payload at
         once: True. Otherwise a watcher is registered (idempotent): False."""
 
-    async def unwatch(self, run_id: str, index: int) -> bool:
+    async def unwatch(self, run_id: str, index: int, *, fence: int) -> bool:
         """Remove the watcher of step ``index``: True if it was still
-        unresolved (so it never will be), False if an event resolved it."""
+        unresolved (so it never will be), False if an event resolved it.
+        WorkflowLeaseLost if the claim ``fence`` no longer holds the lease."""
 
     async def emit(self, topic: str, payload: Any) -> list[str]:
-        """Resolve every watcher on ``topic`` now, each exactly once: its step
-        becomes ``done`` with ``payload`` and its run is woken. Returns the
-        run ids. Runs that are not waiting never see the event."""
+        """Resolve every watcher on ``topic`` of an active run now, each
+        exactly once: its step becomes ``done`` with ``payload`` and its run
+        is woken. Returns the run ids. Runs that are not waiting never see
+        the event."""
 
     async def send(self, run_id: str, topic: str, payload: Any) -> bool:
         """Deliver to the run's watcher on ``topic`` if it has one (True),
         else keep the message in the run's mailbox for a later :meth:`watch`
-        (False). Messages on one topic are taken oldest first."""
+        (False). Messages on one topic are taken oldest first. An unknown or
+        final run raises :class:`stem.UnknownWorkflow`, storing nothing."""
 
-    async def next_due(self, names: Sequence[str]) -> float | None:
-        """The earliest ``due_at`` among active runs of ``names``."""
+    async def next_due(
+        self, names: Sequence[str], *, max_versions: Mapping[str, int] | None = None
+    ) -> float | None:
+        """The earliest ``due_at`` among active runs of ``names`` (leaving out
+        the runs :meth:`claim` would leave alone for ``max_versions``)."""
 
     async def wait_due(self, cursor: int | None, *, timeout: float) -> int:
         """Wait for a change that may make a run due and return the change
-        cursor (a counter every create, wake, suspend, event and cancel
-        increases, in any process sharing the backend).
+        cursor (a counter every create, wake, suspend, release, event and
+        cancel increases, in any process sharing the backend).
 
         Returns at once if the cursor differs from ``cursor`` (None: just read
         it), else when it changes or after ``timeout`` seconds. Pass back the

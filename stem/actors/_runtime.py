@@ -21,18 +21,12 @@ if TYPE_CHECKING:
 
 class Node(WorkflowHost, Protocol):
     """One runtime node: a client's backend, bus, supervisor and registry
-    (``app`` and ``backend``, publishing and run creation come from
-    :class:`stem._wfcontext.WorkflowHost`)."""
+    (``app`` and ``backend``, publishing, ``revoke`` and run creation come
+    from :class:`stem._wfcontext.WorkflowHost`)."""
 
     @property
     def bus(self) -> EventBus:
         """The node's event bus (lifecycle signals)."""
-        ...
-
-    async def revoke(
-        self, task_id: str, *, terminate: bool = False, reason: str = "revoked"
-    ) -> None:
-        """Revoke a task (see ``stem.Client.revoke``)."""
         ...
 
     async def start_child(self, spec: ChildSpec[Any]) -> ActorRef[Any]:

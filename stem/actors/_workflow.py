@@ -11,9 +11,17 @@ One engine runs on every worker node whose app registers workflows. Its loop:
 
 Driving a run replays its script (see :mod:`stem._workflow`): it ends with
 the run completed or failed, or suspended in the store until its next timer,
-event, activity result or child completion. Activities finishing wake their
-run through a finish hook (:func:`workflow_finish_hook`), which the broker
-actor runs before it acks, and through ``results.wait`` as a fallback.
+event, activity result or child completion. Every write of a drive presents
+the fencing token its claim returned; a refused write
+(:class:`~stem.WorkflowLeaseLost`: the lease passed, or the run was claimed
+again) means the run is lost to this drive, which stops at once without
+writing anything more. Activities finishing wake their run through a finish
+hook (:func:`workflow_finish_hook`), which the broker actor runs before it
+acks, and through ``results.wait`` as a fallback.
+
+The engine claims only the runs whose version it can replay or that are
+older than all its code (``max_versions``): during a deploy, runs started by
+newer code wait for an engine that has it.
 """
 
 from __future__ import annotations
@@ -37,7 +45,9 @@ from stem._result import ErrorInfo
 from stem._wfcontext import WorkflowContext, check_history_consumed
 from stem._workflow import (
     ACTIVITY_RECHECK,
+    Abandon,
     Suspend,
+    WorkflowLeaseLost,
     WorkflowScript,
     new_run,
     run_event,
@@ -57,6 +67,8 @@ logger = logging.getLogger("stem.workflows")
 MAX_IDLE = 3600.0
 #: At most this many activity results are watched per engine (the fallback).
 MAX_WATCHED = 1000
+#: How long a drive cut short by a shutdown tries to hand its run back.
+RELEASE_TIMEOUT = 2.0
 
 
 @attrs.frozen
@@ -113,12 +125,22 @@ def _info(kind: str, message: str) -> ErrorInfo:
     return ErrorInfo(type=f"stem.{kind}", message=message)
 
 
+def _only_cancelled(exc: BaseException) -> bool:
+    """``exc`` is a Trio cancellation (possibly grouped by nurseries)."""
+    if isinstance(exc, trio.Cancelled):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(trio.Cancelled)[1] is None
+    return False
+
+
 @attrs.define(eq=False)
 class WorkflowEngine(Actor[EngineMessage]):
-    """Drives the runs of ``scripts`` stored in the node's backend."""
+    """Drives the runs of ``scripts`` (workflow name -> version -> script)
+    stored in the node's backend."""
 
     node: Node
-    scripts: Mapping[str, WorkflowScript]
+    scripts: Mapping[str, Mapping[int, WorkflowScript]]
     config: EngineConfig = attrs.field(factory=EngineConfig)
     _nudge: trio.Event = attrs.field(factory=trio.Event, init=False)
     _driving: set[str] = attrs.field(factory=set, init=False)
@@ -171,9 +193,15 @@ class WorkflowEngine(Actor[EngineMessage]):
     def _store(self) -> Any:
         return self.node.backend.workflows
 
+    @property
+    def max_versions(self) -> dict[str, int]:
+        """The newest version of each workflow this engine can replay."""
+        return {name: max(versions) for name, versions in self.scripts.items()}
+
     async def _loop(self) -> None:
         store = self._store
         names = sorted(self.scripts)
+        limits = self.max_versions
         cfg = self.config
         cursor: int | None = None
         async with trio.open_nursery() as runs:
@@ -187,7 +215,11 @@ class WorkflowEngine(Actor[EngineMessage]):
                         await nudged.wait()  # a drive ending frees a slot
                         continue
                     claimed = await store.claim(
-                        cfg.owner, names=names, lease=cfg.lease, limit=free
+                        cfg.owner,
+                        names=names,
+                        lease=cfg.lease,
+                        limit=free,
+                        max_versions=limits,
                     )
                     for run in claimed:
                         self._driving.add(run.run_id)
@@ -195,7 +227,7 @@ class WorkflowEngine(Actor[EngineMessage]):
                     if claimed and len(claimed) == free:
                         await trio.lowlevel.checkpoint()
                         continue
-                    due = await store.next_due(names)
+                    due = await store.next_due(names, max_versions=limits)
                 except BrokerUnavailable as exc:
                     logger.warning("workflow store unavailable: %s", exc)
                     await trio.sleep(1.0)
@@ -235,42 +267,79 @@ class WorkflowEngine(Actor[EngineMessage]):
 
     async def _drive(self, run: WorkflowRun) -> None:
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._keep_lease, run.run_id, nursery.cancel_scope)
-                try:
-                    await self._drive_once(run)
-                finally:
-                    nursery.cancel_scope.cancel()
+            await self._drive_leased(run)
+        except (WorkflowLeaseLost, Abandon) as exc:
+            self._lost(run, exc)
         except BrokerUnavailable as exc:
             logger.warning("run %s left to its lease: %s", run.run_id, exc)
         except Exception:
             logger.exception("driving workflow run %s failed", run.run_id)
+        except BaseException as exc:
+            if _only_cancelled(exc):
+                await self._hand_back(run)
+            raise
         finally:
             self._driving.discard(run.run_id)
             self.nudge()
 
-    async def _keep_lease(self, run_id: str, scope: trio.CancelScope) -> None:
+    async def _drive_leased(self, run: WorkflowRun) -> None:
+        """Drive ``run`` while a task renews its lease; the drive's own
+        failure comes out bare (not in a nursery's exception group)."""
+        failure: Exception | Abandon | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._keep_lease, run, nursery.cancel_scope)
+            try:
+                await self._drive_once(run)
+            except (Exception, Abandon) as exc:
+                failure = exc
+            finally:
+                nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+
+    def _lost(self, run: WorkflowRun, exc: BaseException) -> None:
+        """A write of the drive of ``run`` was refused: stop, write nothing."""
+        lost = exc.lost if isinstance(exc, Abandon) else exc
+        logger.warning("lost workflow run %s: %s", run.run_id, lost)
+        self._count("lost_leases")
+
+    async def _hand_back(self, run: WorkflowRun) -> None:
+        """The engine is stopping in the middle of a drive: release the run
+        so another engine replays it now rather than when the lease ends."""
+        with trio.CancelScope(shield=True), trio.move_on_after(RELEASE_TIMEOUT):
+            try:
+                await self._store.release(run.run_id, run.fence)
+            except (WorkflowLeaseLost, BrokerUnavailable) as exc:
+                logger.info("run %s left to its lease: %s", run.run_id, exc)
+
+    async def _keep_lease(self, run: WorkflowRun, scope: trio.CancelScope) -> None:
         lease = self.config.lease
         while True:
             await trio.sleep(lease / 3)
-            if not await self._store.renew(run_id, self.config.owner, lease=lease):
-                logger.warning("lost the lease of workflow run %s", run_id)
-                self._count("lost_leases")
+            try:
+                await self._store.renew(run.run_id, run.fence, lease=lease)
+            except WorkflowLeaseLost as exc:
+                self._lost(run, exc)
                 scope.cancel()
                 return
+
+    def _script(self, run: WorkflowRun) -> WorkflowScript | None:
+        return self.scripts[run.workflow].get(run.version)
 
     async def _drive_once(self, run: WorkflowRun) -> None:
         store = self._store
         self._count("driven")
-        script = self.scripts[run.workflow]
         if run.cancel_requested:
             await self._cancel(run)
             return
-        if run.version != script.version:
+        script = self._script(run)
+        if script is None:
+            known = ", ".join(str(v) for v in sorted(self.scripts[run.workflow]))
             message = (
                 f"run {run.run_id} was started under version {run.version} of "
-                f"{run.workflow!r} but version {script.version} is registered; it "
-                "is not replayed with other code (start a new run)"
+                f"{run.workflow!r} but this engine has version(s) {known}; it is "
+                "not replayed with other code (keep the old version registered "
+                "beside the new one until its runs finish)"
             )
             await self._finish(
                 run, "version-mismatch", error=_info("WorkflowVersionMismatch", message)
@@ -301,36 +370,46 @@ class WorkflowEngine(Actor[EngineMessage]):
             until = suspend.until
             if run.deadline is not None:
                 until = run.deadline if until is None else min(until, run.deadline)
-            if await store.suspend(
+            await store.suspend(
                 run.run_id,
-                self.config.owner,
+                run.fence,
                 until=until,
                 wakes=run.wakes,
                 current_step=suspend.step,
-            ):
-                self._count("suspended")
-                self._emit("workflow_suspended", run, suspend.step)
+            )
+            self._count("suspended")
+            self._emit("workflow_suspended", run, suspend.step)
             for task_id in ctx.pending_tasks:
                 self._watch_activity(run.run_id, task_id)
             return
         except (BrokerUnavailable, EncodeError) as exc:
             if isinstance(exc, BrokerUnavailable):
                 raise
+            self._check_held(ctx)
             await self._finish(run, "failed", error=ErrorInfo.from_exception(exc))
             return
         except Exception as exc:
+            self._check_held(ctx)
             await ctx.flush()
             await self._finish(run, "failed", error=ErrorInfo.from_exception(exc))
             return
+        self._check_held(ctx)
         await ctx.flush()
         await self._finish(run, "completed", result=result)
 
+    @staticmethod
+    def _check_held(ctx: WorkflowContext) -> None:
+        """A script that swallowed the refusal of one of its writes still
+        stops here: the drive no longer owns the run."""
+        if ctx.lost is not None:
+            raise Abandon(ctx.lost)
+
     def _overdue(self, run: WorkflowRun) -> ErrorInfo:
-        script = self.scripts[run.workflow]
+        assert run.deadline is not None
         return _info(
             "WorkflowTimeout",
             f"run {run.run_id} of {run.workflow!r} passed its max_duration of "
-            f"{script.max_duration} s",
+            f"{run.deadline - run.created_at:g} s",
         )
 
     async def _finish(
@@ -342,11 +421,9 @@ class WorkflowEngine(Actor[EngineMessage]):
         error: ErrorInfo | None = None,
     ) -> None:
         store = self._store
-        if not await store.finish(
-            run.run_id, self.config.owner, status=status, result=result, error=error
-        ):
-            self._count("lost_leases")
-            return
+        await store.finish(
+            run.run_id, run.fence, status=status, result=result, error=error
+        )
         self._count(status if status != "version-mismatch" else "failed")
         if run.parent_id is not None:
             await store.wake([run.parent_id])

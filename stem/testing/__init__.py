@@ -133,6 +133,9 @@ from ._checks_stores import check_group_add_concurrent as check_group_add_concur
 from ._checks_stores import (
     check_group_add_counts_distinct as check_group_add_counts_distinct,
 )
+from ._checks_stores import (
+    check_group_expiry_refuses_late_members as check_group_expiry_refuses_late_members,
+)
 from ._checks_stores import check_heartbeats_ttl as check_heartbeats_ttl
 from ._checks_stores import check_lock_expiry as check_lock_expiry
 from ._checks_stores import check_lock_owner_checks as check_lock_owner_checks
@@ -155,6 +158,9 @@ from ._checks_stores import (
 from ._checks_stores import check_revocation_expiry as check_revocation_expiry
 from ._checks_stores import check_revocation_versions as check_revocation_versions
 from ._checks_workflows import (
+    check_workflow_claim_respects_max_versions as check_workflow_claim_respects_max_versions,
+)
+from ._checks_workflows import (
     check_workflow_claim_with_lease as check_workflow_claim_with_lease,
 )
 from ._checks_workflows import (
@@ -164,7 +170,22 @@ from ._checks_workflows import (
     check_workflow_emit_resolves_watchers_once as check_workflow_emit_resolves_watchers_once,
 )
 from ._checks_workflows import (
+    check_workflow_fencing_blocked_loop as check_workflow_fencing_blocked_loop,
+)
+from ._checks_workflows import (
+    check_workflow_fencing_same_owner_reclaim as check_workflow_fencing_same_owner_reclaim,
+)
+from ._checks_workflows import (
+    check_workflow_final_run_is_immutable as check_workflow_final_run_is_immutable,
+)
+from ._checks_workflows import (
     check_workflow_finish_and_cancel as check_workflow_finish_and_cancel,
+)
+from ._checks_workflows import (
+    check_workflow_release_makes_due_at_once as check_workflow_release_makes_due_at_once,
+)
+from ._checks_workflows import (
+    check_workflow_save_step_refreshes_updated_at as check_workflow_save_step_refreshes_updated_at,
 )
 from ._checks_workflows import (
     check_workflow_send_waits_in_the_mailbox as check_workflow_send_waits_in_the_mailbox,

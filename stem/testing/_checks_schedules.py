@@ -6,9 +6,6 @@ See :mod:`stem.testing._checks_broker` for the conventions.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import trio
 
 import stem
@@ -20,19 +17,10 @@ from stem.contracts import (
 )
 
 from ._harness import Harness
+from ._harness import raises as _raises
 
 DEF_A = {"name": "a", "every": 60.0, "task": {"name": "t", "args": {"n": 1}}}
 DEF_B = {"name": "b", "cron": "0 9 * * *", "task": {"name": "t", "args": {}}}
-
-
-@contextmanager
-def _raises(kind: type[Exception]) -> Iterator[None]:
-    """Fail unless the block raises ``kind`` (pytest.raises without pytest)."""
-    try:
-        yield
-    except kind:
-        return
-    raise AssertionError(f"did not raise {kind.__name__}")
 
 
 async def check_schedules_add_get_list_remove(h: Harness) -> None:

@@ -12,7 +12,7 @@ import stem
 from stem import ErrorInfo, TaskResult, TaskState
 from stem.contracts import Revocation, WorkerInfo
 
-from ._harness import Harness
+from ._harness import Harness, raises
 
 TIME_EPS = 1e-3
 
@@ -191,6 +191,32 @@ async def check_group_add_concurrent(h: Harness) -> None:
         for i in range(20):
             nursery.start_soon(add, i)
     assert sorted(counts) == list(range(1, 21))
+
+
+async def check_group_expiry_refuses_late_members(h: Harness) -> None:
+    """A group expires ttl seconds after its latest add, by the client's
+    clock: then it has no members and a late member raises GroupExpired,
+    changing nothing, until another ttl has passed; a group without ttl never
+    expires."""
+    ok = TaskState.SUCCEEDED
+    assert await h.results.group_add("g", 0, _result("a", ok, value=0), ttl=10) == 1
+    await h.results.group_add("forever", 0, _result("f", ok), ttl=None)
+    await h.advance(6.0)
+    assert await h.results.group_add("g", 1, _result("b", ok, value=1), ttl=10) == 2
+    await h.advance(6.0)  # 12 s after the first add, 6 after the latest
+    assert sorted(await h.results.group_results("g")) == [0, 1]
+    await h.advance(5.0)  # 11 s after the latest add: expired
+    assert await h.results.group_results("g") == {}
+    with raises(stem.GroupExpired):
+        await h.results.group_add("g", 2, _result("c", ok, value=2), ttl=10)
+    with raises(stem.GroupExpired):
+        await h.results.group_add("g", 0, _result("a", ok, value=0), ttl=10)
+    assert await h.results.group_results("g") == {}
+    await h.advance(10.0)  # past the forget time: the id starts a new group
+    assert await h.results.group_add("g", 2, _result("c", ok, value=2), ttl=10) == 1
+    assert sorted(await h.results.group_results("g")) == [2]
+    await h.advance(1000.0)
+    assert await h.results.group_add("forever", 1, _result("f2", ok), ttl=None) == 2
 
 
 async def check_claim_once_single_winner(h: Harness) -> None:

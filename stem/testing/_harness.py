@@ -6,8 +6,8 @@ import itertools
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any, Generic, ParamSpec, TypeAlias, TypeVar
 
 import attrs
@@ -189,6 +189,34 @@ class Harness:
             enqueued_at=at,
             **fields,
         )
+
+
+E = TypeVar("E", bound=Exception)
+
+
+@attrs.define(eq=False)
+class Raised(Generic[E]):
+    """What :func:`raises` caught: ``value`` is the exception."""
+
+    _value: E | None = None
+
+    @property
+    def value(self) -> E:
+        assert self._value is not None, "nothing was raised yet"
+        return self._value
+
+
+@contextmanager
+def raises(kind: type[E]) -> Iterator[Raised[E]]:
+    """Fail unless the block raises ``kind`` (pytest.raises without pytest);
+    the caught exception is ``.value`` of what it yields."""
+    caught: Raised[E] = Raised()
+    try:
+        yield caught
+    except kind as exc:
+        caught._value = exc
+        return
+    raise AssertionError(f"did not raise {kind.__name__}")
 
 
 async def _watchdog(done: threading.Event, seconds: float) -> None:

@@ -7,9 +7,12 @@ from collections.abc import Sequence
 import trio
 
 from stem._clock import now
+from stem._groupstate import expired_error, group_deadlines, group_phase
 from stem._result import TaskResult
 
 _Record = tuple[TaskResult, float | None]  # (result, expires_at)
+# (members, expires_at, forget_at): see stem._groupstate
+_Group = tuple[dict[int, TaskResult], float | None, float | None]
 
 
 class MemoryResultBackend:
@@ -22,7 +25,7 @@ class MemoryResultBackend:
     def __init__(self) -> None:
         self._records: dict[str, _Record] = {}
         self._waiters: dict[str, trio.Event] = {}
-        self._groups: dict[str, tuple[dict[int, TaskResult], float | None]] = {}
+        self._groups: dict[str, _Group] = {}
         self._claims: dict[str, tuple[str, float | None]] = {}
         self._unique: dict[str, tuple[str, float | None]] = {}
 
@@ -103,21 +106,27 @@ class MemoryResultBackend:
         await trio.lowlevel.checkpoint()
         at = now()
         group = self._groups.get(group_id)
-        if group is None or (group[1] is not None and at >= group[1]):
-            members: dict[int, TaskResult] = {}
-        else:
-            members = group[0]
+        members: dict[int, TaskResult] = {}
+        if group is not None:
+            phase = group_phase(group[1], group[2], at)
+            if phase == "expired":
+                raise expired_error(group_id, group[1], at)
+            if phase == "live":
+                members = group[0]
         members[index] = result
-        self._groups[group_id] = (members, None if ttl is None else at + ttl)
+        self._groups[group_id] = (members, *group_deadlines(at, ttl))
         return len(members)
 
     async def group_results(self, group_id: str) -> dict[int, TaskResult]:
         await trio.lowlevel.checkpoint()
+        at = now()
         group = self._groups.get(group_id)
         if group is None:
             return {}
-        if group[1] is not None and now() >= group[1]:
+        phase = group_phase(group[1], group[2], at)
+        if phase == "gone":
             del self._groups[group_id]
+        if phase != "live":
             return {}
         return dict(group[0])
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -14,15 +14,19 @@ from stem._codec import dumps, loads
 from stem._result import ErrorInfo
 from stem._wfstate import (
     cancelling,
-    check_final,
+    check_held,
+    check_sendable,
     claimed,
     drivable,
     finished,
     is_due,
     matches,
+    released,
     renewed,
+    resolvable,
     resolved,
     run_filters,
+    stepped,
     suspended,
     woken,
 )
@@ -72,14 +76,26 @@ class MemoryWorkflowStore:
         if run is not None:
             self._runs[run_id] = run
 
-    def _resolve(self, run_id: str, index: int, payload: str, at: float) -> None:
+    def _resolve(self, run_id: str, index: int, payload: str, at: float) -> bool:
+        """Resolve watcher ``(run_id, index)`` with ``payload``; False (only
+        the watcher dropped) when its run is no longer active."""
         topic = self._watching.pop((run_id, index), None)
         if topic is not None:
             self._watchers.get(topic, {}).pop((run_id, index), None)
+        if not resolvable(self._runs.get(run_id)):
+            return False
         step = self._steps.get(run_id, {}).get(index)
         if step is not None:
             self._steps[run_id][index] = resolved(step, payload, at)
         self._wake_nowait(run_id, at)
+        return True
+
+    def _drop_events(self, run_id: str) -> None:
+        for watching in [k for k in self._watching if k[0] == run_id]:
+            topic = self._watching.pop(watching)
+            self._watchers.get(topic, {}).pop(watching, None)
+        for box in [k for k in self._mailbox if k[0] == run_id]:
+            del self._mailbox[box]
 
     # ----------------------------------------------------------- runs
 
@@ -113,10 +129,12 @@ class MemoryWorkflowStore:
 
     # ----------------------------------------------------------- steps
 
-    async def save_step(self, step: WorkflowStep) -> None:
+    async def save_step(self, step: WorkflowStep, *, fence: int) -> None:
         await trio.lowlevel.checkpoint()
         value = loads(dumps(step.value, what=f"the result of step {step.name!r}"))
         meta = loads(dumps(dict(step.meta), what="step meta"))
+        run = stepped(self._runs.get(step.run_id), step.run_id, fence, now())
+        self._runs[step.run_id] = run
         self._steps.setdefault(step.run_id, {})[step.index] = attrs.evolve(
             step, value=value, meta=meta
         )
@@ -133,49 +151,55 @@ class MemoryWorkflowStore:
     # ----------------------------------------------------------- leases
 
     async def claim(
-        self, owner: str, *, names: Sequence[str], lease: float, limit: int = 1
+        self,
+        owner: str,
+        *,
+        names: Sequence[str],
+        lease: float,
+        limit: int = 1,
+        max_versions: Mapping[str, int] | None = None,
     ) -> list[WorkflowRun]:
         await trio.lowlevel.checkpoint()
         at = now()
         wanted = set(names)
-        due = [r for r in self._runs.values() if is_due(r, wanted, at)]
+        due = [r for r in self._runs.values() if is_due(r, wanted, at, max_versions)]
         due.sort(key=lambda r: (r.due_at or 0.0, r.run_id))
         taken = [claimed(run, owner, lease=lease, at=at) for run in due[:limit]]
         for run in taken:
             self._runs[run.run_id] = run
         return taken
 
-    async def renew(self, run_id: str, owner: str, *, lease: float) -> bool:
+    async def renew(self, run_id: str, fence: int, *, lease: float) -> None:
         await trio.lowlevel.checkpoint()
-        run = renewed(self._runs.get(run_id), owner, lease=lease, at=now())
-        if run is None:
-            return False
-        self._runs[run_id] = run
-        return True
+        self._runs[run_id] = renewed(
+            self._runs.get(run_id), run_id, fence, lease=lease, at=now()
+        )
 
     async def suspend(
         self,
         run_id: str,
-        owner: str,
+        fence: int,
         *,
         until: float | None,
         wakes: int,
         current_step: str | None = None,
-    ) -> bool:
+    ) -> None:
         await trio.lowlevel.checkpoint()
-        run = suspended(
+        self._runs[run_id] = suspended(
             self._runs.get(run_id),
-            owner,
+            run_id,
+            fence,
             until=until,
             wakes=wakes,
             current_step=current_step,
             at=now(),
         )
-        if run is None:
-            return False
-        self._runs[run_id] = run
         self._fire()
-        return True
+
+    async def release(self, run_id: str, fence: int) -> None:
+        await trio.lowlevel.checkpoint()
+        self._runs[run_id] = released(self._runs.get(run_id), run_id, fence, now())
+        self._fire()
 
     async def wake(self, run_ids: Sequence[str]) -> None:
         await trio.lowlevel.checkpoint()
@@ -188,34 +212,27 @@ class MemoryWorkflowStore:
     async def finish(
         self,
         run_id: str,
-        owner: str,
+        fence: int,
         *,
         status: str,
         result: Any = None,
         error: ErrorInfo | None = None,
-    ) -> bool:
-        check_final(status)
+    ) -> None:
         await trio.lowlevel.checkpoint()
         run = finished(
             self._runs.get(run_id),
-            owner,
+            run_id,
+            fence,
             status=status,
             result=result,
             error=error,
             at=now(),
         )
-        if run is None:
-            return False
         self._store_run(run)
-        for watching in [k for k in self._watching if k[0] == run_id]:
-            topic = self._watching.pop(watching)
-            self._watchers.get(topic, {}).pop(watching, None)
-        for box in [k for k in self._mailbox if k[0] == run_id]:
-            del self._mailbox[box]
+        self._drop_events(run_id)
         event = self._final.pop(run_id, None)
         if event is not None:
             event.set()
-        return True
 
     async def request_cancel(self, run_id: str) -> bool:
         await trio.lowlevel.checkpoint()
@@ -228,8 +245,9 @@ class MemoryWorkflowStore:
 
     # ----------------------------------------------------------- events
 
-    async def watch(self, run_id: str, index: int, topic: str) -> bool:
+    async def watch(self, run_id: str, index: int, topic: str, *, fence: int) -> bool:
         await trio.lowlevel.checkpoint()
+        check_held(self._runs.get(run_id), run_id, fence, now())
         step = self._steps.get(run_id, {}).get(index)
         if step is not None and step.status == "done":
             return True
@@ -247,8 +265,9 @@ class MemoryWorkflowStore:
         self._watching[(run_id, index)] = topic
         return False
 
-    async def unwatch(self, run_id: str, index: int) -> bool:
+    async def unwatch(self, run_id: str, index: int, *, fence: int) -> bool:
         await trio.lowlevel.checkpoint()
+        check_held(self._runs.get(run_id), run_id, fence, now())
         topic = self._watching.pop((run_id, index), None)
         if topic is None:
             return False
@@ -260,15 +279,19 @@ class MemoryWorkflowStore:
         await trio.lowlevel.checkpoint()
         at = now()
         watchers = self._watchers.pop(topic, {})
-        for run_id, index in watchers:
-            self._resolve(run_id, index, body, at)
-        if watchers:
+        reached = {
+            run_id
+            for run_id, index in watchers
+            if self._resolve(run_id, index, body, at)
+        }
+        if reached:
             self._fire()
-        return sorted({run_id for run_id, _ in watchers})
+        return sorted(reached)
 
     async def send(self, run_id: str, topic: str, payload: Any) -> bool:
         body = dumps(payload, what="event payload")
         await trio.lowlevel.checkpoint()
+        check_sendable(self._runs.get(run_id), run_id)
         at = now()
         # The run's lowest waiting step gets it (as in every other backend).
         indices = [i for r, i in self._watchers.get(topic, {}) if r == run_id]
@@ -281,13 +304,15 @@ class MemoryWorkflowStore:
 
     # ----------------------------------------------------------- waiting
 
-    async def next_due(self, names: Sequence[str]) -> float | None:
+    async def next_due(
+        self, names: Sequence[str], *, max_versions: Mapping[str, int] | None = None
+    ) -> float | None:
         await trio.lowlevel.checkpoint()
         wanted = set(names)
         times = [
             r.due_at
             for r in self._runs.values()
-            if drivable(r, wanted) and r.due_at is not None
+            if drivable(r, wanted, max_versions) and r.due_at is not None
         ]
         return min(times) if times else None
 

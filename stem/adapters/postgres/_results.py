@@ -11,6 +11,7 @@ import trio
 from stem._clock import now
 from stem._codec import decode_result, encode_result
 from stem._errors import BrokerUnavailable
+from stem._groupstate import expired_error, group_deadlines, group_phase
 from stem._result import TaskResult
 
 from ._broker import _payloads
@@ -41,22 +42,26 @@ class _Sql:
             SELECT task_id, body FROM {s}.results
             WHERE task_id = ANY($1::text[]) AND {live}"""
         self.forget = f"DELETE FROM {s}.results WHERE task_id = $1"
-        self.group_add = f"""
-            WITH m AS (
-                INSERT INTO {s}.group_members (group_id, idx, body, expires_at)
-                VALUES ($1, $2, $3, $4)
-                ON CONFLICT (group_id, idx) DO UPDATE
-                SET body = excluded.body, expires_at = excluded.expires_at
-                RETURNING (xmax = 0) AS inserted
-            )
-            INSERT INTO {s}.groups AS g (group_id, n, expires_at)
-            SELECT $1, CASE WHEN m.inserted THEN 1 ELSE 0 END, $4 FROM m
-            ON CONFLICT (group_id) DO UPDATE
-            SET n = g.n + excluded.n, expires_at = excluded.expires_at
-            RETURNING n"""
+        self.group_open = f"""
+            INSERT INTO {s}.groups (group_id, n, expires_at, forget_at)
+            VALUES ($1, 0, NULL, NULL) ON CONFLICT (group_id) DO NOTHING RETURNING 1"""
+        self.group_lock = f"""
+            SELECT n, expires_at, forget_at FROM {s}.groups
+            WHERE group_id = $1 FOR UPDATE"""
+        self.group_clear = f"DELETE FROM {s}.group_members WHERE group_id = $1"
+        self.group_member = f"""
+            INSERT INTO {s}.group_members (group_id, idx, body, expires_at)
+            VALUES ($1, $2, $3, NULL)
+            ON CONFLICT (group_id, idx) DO UPDATE SET body = excluded.body
+            RETURNING (xmax = 0) AS inserted"""
+        self.group_set = f"""
+            UPDATE {s}.groups SET n = $2, expires_at = $3, forget_at = $4
+            WHERE group_id = $1"""
+        self.group_head = f"""
+            SELECT expires_at, forget_at FROM {s}.groups WHERE group_id = $1"""
         self.group_results = f"""
-            SELECT idx, body FROM {s}.group_members
-            WHERE group_id = $1 AND {live} ORDER BY idx"""
+            SELECT idx, body FROM {s}.group_members WHERE group_id = $1
+            ORDER BY idx"""
         self.claim_once = f"""
             INSERT INTO {s}.once AS o (key, owner, expires_at) VALUES ($1, $2, $3)
             ON CONFLICT (key) DO UPDATE
@@ -221,23 +226,48 @@ class PostgresResults:
     async def group_add(
         self, group_id: str, index: int, result: TaskResult, *, ttl: float | None = None
     ) -> int:
-        sql = self._sql.group_add
-        expires = now() + ttl if ttl is not None else None
+        """One transaction holding the group's row lock: judge its record
+        (stem._groupstate), upsert the member and count it once."""
+        sql = self._sql
+        at = now()
+        expires, forget = group_deadlines(at, ttl)
         body = encode_result(result)
 
         async def add(conn: Any) -> int:
-            count: int = await conn.fetchval(sql, group_id, index, body, expires)
-            return count
+            async with conn.transaction():
+                opened = await conn.fetchval(sql.group_open, group_id)
+                row = await conn.fetchrow(sql.group_lock, group_id)
+                phase = (
+                    "gone"
+                    if opened
+                    else group_phase(row["expires_at"], row["forget_at"], at)
+                )
+                if phase == "expired":
+                    raise expired_error(group_id, row["expires_at"], at)
+                count = 0 if phase == "gone" else int(row["n"])
+                if phase == "gone":
+                    # Leftovers of a forgotten group the reaper has not reached.
+                    await conn.execute(sql.group_clear, group_id)
+                if await conn.fetchval(sql.group_member, group_id, index, body):
+                    count += 1
+                await conn.execute(sql.group_set, group_id, count, expires, forget)
+                return count
 
         return await self.db.run(add)
 
     async def group_results(self, group_id: str) -> dict[int, TaskResult]:
-        sql = self._sql.group_results
+        sql = self._sql
         at = now()
 
         async def fetch(conn: Any) -> list[Any]:
-            rows: list[Any] = await conn.fetch(sql, group_id, at)
-            return rows
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                head = await conn.fetchrow(sql.group_head, group_id)
+                if head is None or (
+                    group_phase(head["expires_at"], head["forget_at"], at) != "live"
+                ):
+                    return []
+                rows: list[Any] = await conn.fetch(sql.group_results, group_id)
+                return rows
 
         return {idx: decode_result(body) for idx, body in await self.db.run(fetch)}
 

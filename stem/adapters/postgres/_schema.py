@@ -166,6 +166,38 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "INSERT INTO {s}.wf_cursor (id, value) VALUES (1, 0)",
         ),
     ),
+    (
+        4,
+        "workflow run versions; group expiry judged by the client's clock",
+        (
+            # Engines claim only the versions they can replay. Existing runs
+            # take the version in their JSON body; a body that does not parse
+            # keeps version 1 instead of failing the migration.
+            "ALTER TABLE {s}.wf_runs ADD COLUMN version integer NOT NULL DEFAULT 1",
+            """DO $$
+            DECLARE r record;
+            BEGIN
+                BEGIN
+                    UPDATE {s}.wf_runs
+                    SET version = COALESCE((body::jsonb ->> 'version')::integer, 1);
+                EXCEPTION WHEN others THEN
+                    FOR r IN SELECT run_id, body FROM {s}.wf_runs LOOP
+                        BEGIN
+                            UPDATE {s}.wf_runs SET version = COALESCE(
+                                (r.body::jsonb ->> 'version')::integer, 1)
+                            WHERE run_id = r.run_id;
+                        EXCEPTION WHEN others THEN NULL;
+                        END;
+                    END LOOP;
+                END;
+            END $$""",
+            # stem/_groupstate.py: a group is remembered until its forget
+            # time, so late members of an expired group are refused. Existing
+            # groups keep their expiry and forget at the same time.
+            "ALTER TABLE {s}.groups ADD COLUMN forget_at double precision",
+            "UPDATE {s}.groups SET forget_at = expires_at",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]

@@ -207,8 +207,17 @@ async def reap(config: PostgresConfig, db: Db) -> None:
     s = config.quoted_schema
     statements = [
         f"DELETE FROM {s}.{table} WHERE expires_at IS NOT NULL AND expires_at <= $1"
-        for table in ("results", "groups", "group_members", "once", "uniq", "locks")
+        for table in ("results", "group_members", "once", "uniq", "locks")
     ]
+    # Members of expired groups; the group records stay until their forget
+    # time, so late members are still refused (stem._groupstate).
+    statements.append(
+        f"DELETE FROM {s}.group_members WHERE group_id IN (SELECT group_id FROM "
+        f"{s}.groups WHERE expires_at IS NOT NULL AND expires_at <= $1)"
+    )
+    statements.append(
+        f"DELETE FROM {s}.groups WHERE forget_at IS NOT NULL AND forget_at <= $1"
+    )
     statements.append(f"DELETE FROM {s}.workers WHERE expires_at <= $1")
     statements.append(
         f"DELETE FROM {s}.revocations WHERE expires_at IS NOT NULL "

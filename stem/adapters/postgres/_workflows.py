@@ -11,7 +11,7 @@ results channel (``__wfrun__<id>`` when a run ends), which wakes
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -33,12 +33,18 @@ from stem._wfstate import (
     ACTIVE_SQL,
     cancelling,
     check_final,
+    check_held,
+    check_sendable,
     claimed,
     finished,
+    released,
     renewed,
+    resolvable,
     resolved,
     run_filters,
+    stepped,
     suspended,
+    version_filter,
     woken,
 )
 from stem.contracts import WorkflowRun, WorkflowStep
@@ -49,6 +55,31 @@ from ._notify import Hub
 
 _WAKE = "__wf__"
 _FINAL = "__wfrun__"
+
+
+def _claimable(
+    names: Sequence[str], max_versions: Mapping[str, int] | None, first: int
+) -> tuple[str, list[Any]]:
+    """The SQL condition (parameters numbered from ``$first``) on an active
+    run's workflow and version for :meth:`claim` and :meth:`next_due`."""
+    any_version = [
+        name for name, top in version_filter(names, max_versions) if top is None
+    ]
+    limited = [
+        (name, top)
+        for name, top in version_filter(names, max_versions)
+        if top is not None
+    ]
+    parts: list[str] = []
+    params: list[Any] = []
+    if any_version:
+        params.append(any_version)
+        parts.append(f"workflow = ANY(${first}::text[])")
+    for name, top in limited:
+        n = first + len(params)
+        params.extend((name, top))
+        parts.append(f"(workflow = ${n} AND version <= ${n + 1})")
+    return f"{ACTIVE_SQL} AND ({' OR '.join(parts)})", params
 
 
 @attrs.define(eq=False)
@@ -83,8 +114,8 @@ class PostgresWorkflows:
     async def _put(self, conn: Any, run: WorkflowRun) -> None:
         await conn.execute(
             f"INSERT INTO {self._s}.wf_runs (run_id, workflow, status, parent_id, "
-            "created_at, due_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7) "
-            "ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, "
+            "created_at, due_at, body, version) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+            "$8) ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, "
             "due_at = excluded.due_at, body = excluded.body",
             run.run_id,
             run.workflow,
@@ -93,6 +124,7 @@ class PostgresWorkflows:
             run.created_at,
             run.due_at,
             encode_run(attrs.evolve(run, history=())),
+            run.version,
         )
 
     async def _bump(self, conn: Any, key: str = _WAKE) -> None:
@@ -109,11 +141,16 @@ class PostgresWorkflows:
 
     async def _resolve(
         self, conn: Any, run_id: str, index: int, payload: str, at: float
-    ) -> None:
+    ) -> bool:
+        """Resolve watcher ``(run_id, index)`` (its run row locked by the
+        caller); False (only the watcher dropped) when the run is no longer
+        active."""
         s = self._s
         await conn.execute(
             f"DELETE FROM {s}.wf_watchers WHERE run_id = $1 AND idx = $2", run_id, index
         )
+        if not resolvable(await self._get(conn, run_id, lock=True)):
+            return False
         body = await conn.fetchval(
             f"SELECT body FROM {s}.wf_steps WHERE run_id = $1 AND idx = $2",
             run_id,
@@ -128,6 +165,7 @@ class PostgresWorkflows:
                 encode_step(step),
             )
         await self._wake(conn, run_id, at)
+        return True
 
     # ----------------------------------------------------------- runs
 
@@ -139,8 +177,8 @@ class PostgresWorkflows:
                 return False
             inserted = await conn.fetchval(
                 f"INSERT INTO {self._s}.wf_runs (run_id, workflow, status, parent_id, "
-                "created_at, due_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7) "
-                "ON CONFLICT (run_id) DO NOTHING RETURNING 1",
+                "created_at, due_at, body, version) VALUES ($1, $2, $3, $4, $5, $6, "
+                "$7, $8) ON CONFLICT (run_id) DO NOTHING RETURNING 1",
                 run.run_id,
                 run.workflow,
                 run.status,
@@ -148,6 +186,7 @@ class PostgresWorkflows:
                 run.created_at,
                 run.due_at,
                 encode_run(attrs.evolve(run, history=())),
+                run.version,
             )
             if inserted is None:
                 return False
@@ -190,10 +229,11 @@ class PostgresWorkflows:
 
     # ----------------------------------------------------------- steps
 
-    async def save_step(self, step: WorkflowStep) -> None:
+    async def save_step(self, step: WorkflowStep, *, fence: int) -> None:
         body = encode_step(step)
+        at = now()
 
-        async def fn(conn: Any) -> None:
+        async def write_step(conn: Any) -> None:
             await conn.execute(
                 f"INSERT INTO {self._s}.wf_steps (run_id, idx, body) VALUES "
                 "($1, $2, $3) ON CONFLICT (run_id, idx) DO UPDATE SET body = "
@@ -203,7 +243,12 @@ class PostgresWorkflows:
                 body,
             )
 
-        await self.db.run(fn)
+        await self._change(
+            step.run_id,
+            lambda run: stepped(run, step.run_id, fence, at),
+            notify=None,
+            then=write_step,
+        )
 
     async def get_step(self, run_id: str, index: int) -> WorkflowStep | None:
         async def fn(conn: Any) -> Any:
@@ -229,20 +274,27 @@ class PostgresWorkflows:
     # ----------------------------------------------------------- leases
 
     async def claim(
-        self, owner: str, *, names: Sequence[str], lease: float, limit: int = 1
+        self,
+        owner: str,
+        *,
+        names: Sequence[str],
+        lease: float,
+        limit: int = 1,
+        max_versions: Mapping[str, int] | None = None,
     ) -> list[WorkflowRun]:
         if not names or limit < 1:
             return []
         at = now()
+        condition, params = _claimable(names, max_versions, 3)
 
         async def fn(conn: Any) -> list[WorkflowRun]:
             rows = await conn.fetch(
                 f"SELECT run_id, body FROM {self._s}.wf_runs WHERE due_at IS NOT NULL "
-                f"AND due_at <= $1 AND {ACTIVE_SQL} AND workflow = ANY($2::text[]) "
-                "ORDER BY due_at, run_id LIMIT $3 FOR UPDATE SKIP LOCKED",
+                f"AND due_at <= $1 AND {condition} "
+                "ORDER BY due_at, run_id LIMIT $2 FOR UPDATE SKIP LOCKED",
                 at,
-                list(names),
                 limit,
+                *params,
             )
             taken = []
             for run_id, body in rows:
@@ -289,30 +341,40 @@ class PostgresWorkflows:
 
         return bool(await self._txn(fn))
 
-    async def renew(self, run_id: str, owner: str, *, lease: float) -> bool:
+    async def renew(self, run_id: str, fence: int, *, lease: float) -> None:
         at = now()
-        return await self._change(
+        await self._change(
             run_id,
-            lambda run: renewed(run, owner, lease=lease, at=at),
+            lambda run: renewed(run, run_id, fence, lease=lease, at=at),
             notify=None,
         )
 
     async def suspend(
         self,
         run_id: str,
-        owner: str,
+        fence: int,
         *,
         until: float | None,
         wakes: int,
         current_step: str | None = None,
-    ) -> bool:
+    ) -> None:
         at = now()
-        return await self._change(
+        await self._change(
             run_id,
             lambda run: suspended(
-                run, owner, until=until, wakes=wakes, current_step=current_step, at=at
+                run,
+                run_id,
+                fence,
+                until=until,
+                wakes=wakes,
+                current_step=current_step,
+                at=at,
             ),
         )
+
+    async def release(self, run_id: str, fence: int) -> None:
+        at = now()
+        await self._change(run_id, lambda run: released(run, run_id, fence, at))
 
     async def wake(self, run_ids: Sequence[str]) -> None:
         if not run_ids:
@@ -329,12 +391,12 @@ class PostgresWorkflows:
     async def finish(
         self,
         run_id: str,
-        owner: str,
+        fence: int,
         *,
         status: str,
         result: Any = None,
         error: ErrorInfo | None = None,
-    ) -> bool:
+    ) -> None:
         check_final(status)
         dumps(result, what="result")
         at = now()
@@ -344,17 +406,15 @@ class PostgresWorkflows:
             await conn.execute(f"DELETE FROM {s}.wf_watchers WHERE run_id = $1", run_id)
             await conn.execute(f"DELETE FROM {s}.wf_mailbox WHERE run_id = $1", run_id)
 
-        ok = await self._change(
+        await self._change(
             run_id,
             lambda run: finished(
-                run, owner, status=status, result=result, error=error, at=at
+                run, run_id, fence, status=status, result=result, error=error, at=at
             ),
             notify=f"{_FINAL}{run_id}",
             then=drop_events,
         )
-        if ok:
-            self.hub.wake_results([f"{_FINAL}{run_id}"])
-        return ok
+        self.hub.wake_results([f"{_FINAL}{run_id}"])
 
     async def request_cancel(self, run_id: str) -> bool:
         at = now()
@@ -362,12 +422,12 @@ class PostgresWorkflows:
 
     # ----------------------------------------------------------- events
 
-    async def watch(self, run_id: str, index: int, topic: str) -> bool:
+    async def watch(self, run_id: str, index: int, topic: str, *, fence: int) -> bool:
         at = now()
         s = self._s
 
         async def fn(conn: Any) -> bool:
-            await self._get(conn, run_id, lock=True)
+            check_held(await self._get(conn, run_id, lock=True), run_id, fence, at)
             body = await conn.fetchval(
                 f"SELECT body FROM {s}.wf_steps WHERE run_id = $1 AND idx = $2",
                 run_id,
@@ -404,8 +464,11 @@ class PostgresWorkflows:
 
         return bool(await self._txn(fn))
 
-    async def unwatch(self, run_id: str, index: int) -> bool:
+    async def unwatch(self, run_id: str, index: int, *, fence: int) -> bool:
+        at = now()
+
         async def fn(conn: Any) -> bool:
+            check_held(await self._get(conn, run_id, lock=True), run_id, fence, at)
             found = await conn.fetchval(
                 f"DELETE FROM {self._s}.wf_watchers WHERE run_id = $1 AND idx = $2 "
                 "RETURNING 1",
@@ -445,11 +508,13 @@ class PostgresWorkflows:
                 topic,
                 candidates,
             )
+            reached = set()
             for row in rows:
-                await self._resolve(conn, row["run_id"], row["idx"], text, at)
-            if rows:
+                if await self._resolve(conn, row["run_id"], row["idx"], text, at):
+                    reached.add(str(row["run_id"]))
+            if reached:
                 await self._bump(conn)
-            return sorted({str(row["run_id"]) for row in rows})
+            return sorted(reached)
 
         result: list[str] = await self._txn(fn)
         return result
@@ -460,7 +525,7 @@ class PostgresWorkflows:
         s = self._s
 
         async def fn(conn: Any) -> bool:
-            await self._get(conn, run_id, lock=True)
+            check_sendable(await self._get(conn, run_id, lock=True), run_id)
             index = await conn.fetchval(
                 f"SELECT idx FROM {s}.wf_watchers WHERE run_id = $1 AND topic = $2 "
                 "ORDER BY idx LIMIT 1",
@@ -484,15 +549,18 @@ class PostgresWorkflows:
 
     # ----------------------------------------------------------- waiting
 
-    async def next_due(self, names: Sequence[str]) -> float | None:
+    async def next_due(
+        self, names: Sequence[str], *, max_versions: Mapping[str, int] | None = None
+    ) -> float | None:
         if not names:
             return None
+        condition, params = _claimable(names, max_versions, 1)
 
         async def fn(conn: Any) -> Any:
             return await conn.fetchval(
                 f"SELECT MIN(due_at) FROM {self._s}.wf_runs WHERE due_at IS NOT NULL "
-                f"AND {ACTIVE_SQL} AND workflow = ANY($1::text[])",
-                list(names),
+                f"AND {condition}",
+                *params,
             )
 
         value = await self.db.run(fn)

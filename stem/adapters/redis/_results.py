@@ -21,6 +21,7 @@ import trio
 from stem._clock import now
 from stem._codec import decode_result, encode_result
 from stem._errors import DecodeError
+from stem._groupstate import expired_error, group_deadlines, group_phase
 from stem._result import TaskResult
 
 from ._conn import Conn, Keys, evalsha, fmt, px
@@ -31,6 +32,8 @@ MAX_NAP = 2.0
 
 #: records per set_state script call
 _CHUNK = 200
+#: fields of a group hash that are not members (GROUP_ADD in _scripts.py)
+_GROUP_FIELDS = (b"~e", b"~f")
 
 
 def parse_result(value: Any, at: float) -> TaskResult | None:
@@ -45,6 +48,13 @@ def parse_result(value: Any, at: float) -> TaskResult | None:
     if gone:
         return None
     return decode_result(body)
+
+
+def _opt_time(value: bytes | str | None) -> float | None:
+    """A client time stored in a hash field (empty or missing: none)."""
+    if value is None or value in (b"", ""):
+        return None
+    return float(value)
 
 
 def lease_args(
@@ -168,19 +178,41 @@ class RedisResults:
     async def group_add(
         self, group_id: str, index: int, result: TaskResult, *, ttl: float | None = None
     ) -> int:
-        """HSET member + HLEN in one script: atomic, a repeated index counts
-        once (the last write wins)."""
-        count = await self.conn.script(
+        """One script: judge the group's expiry by the client's clock (stored
+        in the hash, stem._groupstate), HSET the member, count; a repeated
+        index counts once (the last write wins). The server-side PEXPIRE only
+        frees the memory after the forget time."""
+        at = now()
+        expires, forget = group_deadlines(at, ttl)
+        count, expired_at = await self.conn.script(
             "group_add",
             [self.keys.group(group_id)],
-            [str(index), encode_result(result), px(ttl)],
+            [
+                str(index),
+                encode_result(result),
+                fmt(at),
+                "" if expires is None else fmt(expires),
+                "" if forget is None else fmt(forget),
+                px(None if ttl is None else 2 * ttl),
+            ],
         )
+        if int(count) < 0:
+            raise expired_error(group_id, _opt_time(expired_at), at)
         return int(count)
 
     async def group_results(self, group_id: str) -> dict[int, TaskResult]:
         key = self.keys.group(group_id)
         values = await self.conn.run(lambda: self.conn.client.hgetall(key))
-        return {int(index): decode_result(body) for index, body in values.items()}
+        phase = group_phase(
+            _opt_time(values.get(b"~e")), _opt_time(values.get(b"~f")), now()
+        )
+        if phase != "live":
+            return {}
+        return {
+            int(index): decode_result(body)
+            for index, body in values.items()
+            if index not in _GROUP_FIELDS
+        }
 
     async def claim_once(
         self, key: str, owner: str, *, ttl: float | None = None

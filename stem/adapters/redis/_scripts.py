@@ -397,11 +397,23 @@ end
 return out
 """
 
-# KEYS[1] group hash; ARGV: index, body, px. Returns the member count.
+# KEYS[1] group hash: member index -> result JSON, plus '~e' (expires at) and
+# '~f' (forget at) in client time (stem/_groupstate.py; '' for never).
+# ARGV: index, body, now, expires at, forget at, backstop px ('0': none).
+# Returns {count, ''}, or {-1, expires at} when the group has expired.
 GROUP_ADD = r"""
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-if ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
-return redis.call('HLEN', KEYS[1])
+local now = tonumber(ARGV[3])
+local e = redis.call('HGET', KEYS[1], '~e')
+local f = redis.call('HGET', KEYS[1], '~f')
+if f and f ~= '' and tonumber(f) <= now then
+  redis.call('DEL', KEYS[1])
+elseif e and e ~= '' and tonumber(e) <= now then
+  return {-1, e}
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], '~e', ARGV[4], '~f', ARGV[5])
+if ARGV[6] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[6])
+else redis.call('PERSIST', KEYS[1]) end
+return {redis.call('HLEN', KEYS[1]) - 2, ''}
 """
 
 # KEYS: hash, zset, version counter; ARGV: task id, JSON. Returns the version.

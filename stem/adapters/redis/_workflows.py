@@ -17,7 +17,7 @@ EXEC, retry on conflict), all inside one bridge crossing.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -40,13 +40,19 @@ from stem._wfcodec import (
 from stem._wfstate import (
     cancelling,
     check_final,
+    check_held,
+    check_sendable,
     claimed,
+    drivable,
     finished,
     is_due,
     matches,
+    released,
     renewed,
+    resolvable,
     resolved,
     run_filters,
+    stepped,
     suspended,
     woken,
 )
@@ -219,12 +225,15 @@ class RedisWorkflows:
 
     # ----------------------------------------------------------- steps
 
-    async def save_step(self, step: WorkflowStep) -> None:
+    async def save_step(self, step: WorkflowStep, *, fence: int) -> None:
         body = encode_step(step)
-        await self.conn.run(
-            lambda: self.conn.client.hset(
-                self._steps(step.run_id), str(step.index), body
-            )
+        at = now()
+        key = self._steps(step.run_id)
+        await self._update(
+            step.run_id,
+            lambda run: stepped(run, step.run_id, fence, at),
+            extra=lambda run: [lambda p: p.hset(key, str(step.index), body)],
+            bump=False,
         )
 
     async def get_step(self, run_id: str, index: int) -> WorkflowStep | None:
@@ -244,7 +253,13 @@ class RedisWorkflows:
     # ----------------------------------------------------------- leases
 
     async def claim(
-        self, owner: str, *, names: Sequence[str], lease: float, limit: int = 1
+        self,
+        owner: str,
+        *,
+        names: Sequence[str],
+        lease: float,
+        limit: int = 1,
+        max_versions: Mapping[str, int] | None = None,
     ) -> list[WorkflowRun]:
         if not names or limit < 1:
             return []
@@ -268,7 +283,7 @@ class RedisWorkflows:
                         log_unreadable_run(run_id, exc)
                         writes.append(partial(_unschedule, self._due, run_id))
                         continue
-                    if not is_due(run, wanted, at):
+                    if not is_due(run, wanted, at, max_versions):
                         continue
                     taken.append(claimed(run, owner, lease=lease, at=at))
                     writes += self._put(taken[-1])
@@ -298,30 +313,40 @@ class RedisWorkflows:
 
         return bool(await self._txn([self._runs], body))
 
-    async def renew(self, run_id: str, owner: str, *, lease: float) -> bool:
+    async def renew(self, run_id: str, fence: int, *, lease: float) -> None:
         at = now()
-        return await self._update(
+        await self._update(
             run_id,
-            lambda run: renewed(run, owner, lease=lease, at=at),
+            lambda run: renewed(run, run_id, fence, lease=lease, at=at),
             bump=False,
         )
 
     async def suspend(
         self,
         run_id: str,
-        owner: str,
+        fence: int,
         *,
         until: float | None,
         wakes: int,
         current_step: str | None = None,
-    ) -> bool:
+    ) -> None:
         at = now()
-        return await self._update(
+        await self._update(
             run_id,
             lambda run: suspended(
-                run, owner, until=until, wakes=wakes, current_step=current_step, at=at
+                run,
+                run_id,
+                fence,
+                until=until,
+                wakes=wakes,
+                current_step=current_step,
+                at=at,
             ),
         )
+
+    async def release(self, run_id: str, fence: int) -> None:
+        at = now()
+        await self._update(run_id, lambda run: released(run, run_id, fence, at))
 
     async def wake(self, run_ids: Sequence[str]) -> None:
         if not run_ids:
@@ -341,28 +366,26 @@ class RedisWorkflows:
     async def finish(
         self,
         run_id: str,
-        owner: str,
+        fence: int,
         *,
         status: str,
         result: Any = None,
         error: ErrorInfo | None = None,
-    ) -> bool:
+    ) -> None:
         check_final(status)
         dumps(result, what="result")
         at = now()
         channel = self.keys.done(f"{_FINAL}{run_id}")
-        ok = await self._update(
+        await self._update(
             run_id,
             lambda run: finished(
-                run, owner, status=status, result=result, error=error, at=at
+                run, run_id, fence, status=status, result=result, error=error, at=at
             ),
             extra=lambda run: [lambda p: p.publish(channel, b"")],
             bump=False,
         )
-        if ok:
-            await self._drop_events(run_id)
-            self.hub.wake_result(f"{_FINAL}{run_id}")
-        return ok
+        await self._drop_events(run_id)
+        self.hub.wake_result(f"{_FINAL}{run_id}")
 
     async def _drop_events(self, run_id: str) -> None:
         async def body(pipe: Any) -> tuple[Any, list[Callable[[Any], Any]]]:
@@ -389,27 +412,42 @@ class RedisWorkflows:
 
     async def _resolve_writes(
         self, pipe: Any, run_id: str, index: int, payload: str, at: float
-    ) -> list[Callable[[Any], Any]]:
+    ) -> list[Callable[[Any], Any]] | None:
+        """The writes resolving watcher ``(run_id, index)``; None (the
+        watcher is only dropped, see :meth:`_drop_watcher`) when its run is no
+        longer active."""
+        run = await self._get(pipe, run_id)
+        if not resolvable(run):
+            return None
         writes: list[Callable[[Any], Any]] = []
         raw = await pipe.hget(self._steps(run_id), str(index))
         if raw is not None:
             body = encode_step(resolved(decode_step(raw), payload, at))
             writes.append(lambda p: p.hset(self._steps(run_id), str(index), body))
-        topic = await pipe.hget(self._watching(run_id), str(index))
-        if topic is not None:
-            key = self._watch(topic.decode())
-            writes.append(lambda p: p.hdel(key, f"{run_id}\n{index}"))
-            writes.append(lambda p: p.hdel(self._watching(run_id), str(index)))
-        run = woken(await self._get(pipe, run_id), at)
-        if run is not None:
-            writes += self._put(run)
+        writes += await self._drop_watcher(pipe, run_id, index)
+        woke = woken(run, at)
+        if woke is not None:
+            writes += self._put(woke)
         return writes
 
-    async def watch(self, run_id: str, index: int, topic: str) -> bool:
+    async def _drop_watcher(
+        self, pipe: Any, run_id: str, index: int
+    ) -> list[Callable[[Any], Any]]:
+        topic = await pipe.hget(self._watching(run_id), str(index))
+        if topic is None:
+            return []
+        key = self._watch(topic.decode())
+        return [
+            lambda p: p.hdel(key, f"{run_id}\n{index}"),
+            lambda p: p.hdel(self._watching(run_id), str(index)),
+        ]
+
+    async def watch(self, run_id: str, index: int, topic: str, *, fence: int) -> bool:
         at = now()
         mbox = self._mbox(run_id, topic)
 
         async def body(pipe: Any) -> tuple[Any, list[Callable[[Any], Any]]]:
+            check_held(await self._get(pipe, run_id), run_id, fence, at)
             raw = await pipe.hget(self._steps(run_id), str(index))
             if raw is not None and decode_step(raw).status == "done":
                 return True, []
@@ -420,6 +458,7 @@ class RedisWorkflows:
                 writes = await self._resolve_writes(
                     pipe, run_id, index, first.decode(), at
                 )
+                assert writes is not None  # the run is active: it is held
                 writes.append(lambda p: p.lpop(mbox))
                 return True, writes + self._bump()
             return False, [
@@ -430,18 +469,15 @@ class RedisWorkflows:
         keys = [self._runs, self._steps(run_id), self._watching(run_id), mbox]
         return bool(await self._txn(keys, body))
 
-    async def unwatch(self, run_id: str, index: int) -> bool:
-        async def body(pipe: Any) -> tuple[Any, list[Callable[[Any], Any]]]:
-            topic = await pipe.hget(self._watching(run_id), str(index))
-            if topic is None:
-                return False, []
-            key = self._watch(topic.decode())
-            return True, [
-                lambda p: p.hdel(key, f"{run_id}\n{index}"),
-                lambda p: p.hdel(self._watching(run_id), str(index)),
-            ]
+    async def unwatch(self, run_id: str, index: int, *, fence: int) -> bool:
+        at = now()
 
-        return bool(await self._txn([self._watching(run_id)], body))
+        async def body(pipe: Any) -> tuple[Any, list[Callable[[Any], Any]]]:
+            check_held(await self._get(pipe, run_id), run_id, fence, at)
+            writes = await self._drop_watcher(pipe, run_id, index)
+            return bool(writes), writes
+
+        return bool(await self._txn([self._runs, self._watching(run_id)], body))
 
     async def emit(self, topic: str, payload: Any) -> list[str]:
         text = dumps(payload, what="event payload")
@@ -461,10 +497,16 @@ class RedisWorkflows:
                 *{self._watching(r) for r, _ in targets},
             )
             writes: list[Callable[[Any], Any]] = []
+            reached: set[str] = set()
             for run_id, index in targets:
-                writes += await self._resolve_writes(pipe, run_id, index, text, at)
+                resolving = await self._resolve_writes(pipe, run_id, index, text, at)
+                if resolving is None:
+                    writes += await self._drop_watcher(pipe, run_id, index)
+                else:
+                    writes += resolving
+                    reached.add(run_id)
             writes.append(lambda p: p.delete(key))
-            return sorted({r for r, _ in targets}), writes + self._bump()
+            return sorted(reached), writes + (self._bump() if reached else [])
 
         result: list[str] = await self._txn([key, self._runs], body)
         return result
@@ -475,10 +517,12 @@ class RedisWorkflows:
         mbox = self._mbox(run_id, topic)
 
         async def body(pipe: Any) -> tuple[Any, list[Callable[[Any], Any]]]:
+            check_sendable(await self._get(pipe, run_id), run_id)
             watching = await pipe.hgetall(self._watching(run_id))
             indexes = sorted(int(i) for i, t in watching.items() if t.decode() == topic)
             if indexes:
                 writes = await self._resolve_writes(pipe, run_id, indexes[0], text, at)
+                assert writes is not None  # checked active above
                 return True, writes + self._bump()
             return False, [
                 lambda p: p.rpush(mbox, text),
@@ -490,7 +534,9 @@ class RedisWorkflows:
 
     # ----------------------------------------------------------- waiting
 
-    async def next_due(self, names: Sequence[str]) -> float | None:
+    async def next_due(
+        self, names: Sequence[str], *, max_versions: Mapping[str, int] | None = None
+    ) -> float | None:
         wanted = set(names)
         client = self.conn.client
         start = 0
@@ -507,7 +553,7 @@ class RedisWorkflows:
             bodies = await self.conn.run(partial(client.hmget, self._runs, members))
             for (_, score), body in zip(entries, bodies, strict=True):
                 run = None if body is None else readable_run(body)
-                if run is not None and run.workflow in wanted:
+                if run is not None and drivable(run, wanted, max_versions):
                     return float(score)
 
     async def _read_cursor(self) -> int:

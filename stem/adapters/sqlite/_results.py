@@ -18,6 +18,7 @@ import trio
 
 from stem import _clock
 from stem._codec import decode_result, encode_result
+from stem._groupstate import expired_error, group_deadlines, group_phase
 from stem._result import TaskResult
 
 from ._db import Database, Signal
@@ -182,37 +183,62 @@ class SQLiteResults:
     async def group_add(
         self, group_id: str, index: int, result: TaskResult, *, ttl: float | None = None
     ) -> int:
+        """One transaction: judge the group's record (stem._groupstate),
+        upsert the member and count it once."""
         now = _clock.now()
-        expires = _expiry(now, ttl)
+        expires, forget = group_deadlines(now, ttl)
         body = encode_result(result)
 
         def run(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT n, expires_at, forget_at FROM groups WHERE group_id = ?",
+                (group_id,),
+            ).fetchone()
+            phase = "gone" if row is None else group_phase(row[1], row[2], now)
+            if phase == "expired":
+                raise expired_error(group_id, row[1], now)
+            if phase == "gone":
+                # Leftovers of a forgotten group the reaper has not reached.
+                conn.execute(
+                    "DELETE FROM group_members WHERE group_id = ?", (group_id,)
+                )
+                count = 0
+            else:
+                count = int(row[0])
+            known = conn.execute(
+                "SELECT 1 FROM group_members WHERE group_id = ? AND idx = ?",
+                (group_id, index),
+            ).fetchone()
             conn.execute(
                 "INSERT OR REPLACE INTO group_members "
-                "(group_id, idx, expires_at, body) VALUES (?, ?, ?, ?)",
-                (group_id, index, expires, body),
+                "(group_id, idx, expires_at, body) VALUES (?, ?, NULL, ?)",
+                (group_id, index, body),
             )
-            if expires is not None:
-                conn.execute(
-                    "UPDATE group_members SET expires_at = ? WHERE group_id = ?",
-                    (expires, group_id),
-                )
-            (count,) = conn.execute(
-                f"SELECT COUNT(*) FROM group_members WHERE group_id = ? AND {_LIVE}",
-                (group_id, now),
-            ).fetchone()
-            return int(count)
+            count += 0 if known else 1
+            conn.execute(
+                "INSERT OR REPLACE INTO groups (group_id, n, expires_at, forget_at) "
+                "VALUES (?, ?, ?, ?)",
+                (group_id, count, expires, forget),
+            )
+            return count
 
         return await self.db.write(run)
 
     async def group_results(self, group_id: str) -> dict[int, TaskResult]:
         now = _clock.now()
-        rows = await self.db.read(
-            lambda conn: conn.execute(
-                f"SELECT idx, body FROM group_members WHERE group_id = ? AND {_LIVE}",
-                (group_id, now),
+
+        def run(conn: sqlite3.Connection) -> list[tuple[int, bytes]]:
+            row = conn.execute(
+                "SELECT expires_at, forget_at FROM groups WHERE group_id = ?",
+                (group_id,),
+            ).fetchone()
+            if row is None or group_phase(row[0], row[1], now) != "live":
+                return []
+            return conn.execute(
+                "SELECT idx, body FROM group_members WHERE group_id = ?", (group_id,)
             ).fetchall()
-        )
+
+        rows = await self.db.read(run)
         return {int(idx): decode_result(body) for idx, body in rows}
 
     # ------------------------------------------------------------ one-shot keys

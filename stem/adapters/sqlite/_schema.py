@@ -154,6 +154,25 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX dead_letters_task;
     CREATE INDEX dead_letters_task ON dead_letters (queue, task_id);
     """,
+    # 5: a version column on workflow runs (engines claim only the versions
+    # they can replay), and group records judged by the client's clock
+    # (stem/_groupstate.py). Rows written before stay readable: a run's
+    # version is copied from its JSON body, and an existing group keeps its
+    # expiry (its forget time is the same, so no expired group is kept).
+    """
+    ALTER TABLE wf_runs ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    UPDATE wf_runs SET version = CAST(json_extract(body, '$.version') AS INTEGER)
+        WHERE json_valid(body) AND json_type(body, '$.version') = 'integer';
+    CREATE TABLE groups (
+        group_id TEXT PRIMARY KEY,
+        n INTEGER NOT NULL,
+        expires_at REAL,
+        forget_at REAL
+    ) WITHOUT ROWID;
+    INSERT INTO groups (group_id, n, expires_at, forget_at)
+        SELECT group_id, COUNT(*), MAX(expires_at), MAX(expires_at)
+        FROM group_members GROUP BY group_id;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

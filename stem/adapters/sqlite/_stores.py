@@ -253,5 +253,16 @@ async def reap(db: Database) -> None:
             )
         for table in ("locks", "workers"):
             conn.execute(f"DELETE FROM {table} WHERE expires_at <= ?", (now,))
+        # Members of expired groups; the group records stay until their
+        # forget time, so late members are still refused (stem._groupstate).
+        conn.execute(
+            "DELETE FROM group_members WHERE group_id IN (SELECT group_id FROM "
+            "groups WHERE expires_at IS NOT NULL AND expires_at <= ?)",
+            (now,),
+        )
+        conn.execute(
+            "DELETE FROM groups WHERE forget_at IS NOT NULL AND forget_at <= ?",
+            (now,),
+        )
 
     await db.write(run)

@@ -13,7 +13,7 @@ poll for other processes' writes every ``poll_interval`` seconds (one
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -35,12 +35,18 @@ from stem._wfstate import (
     ACTIVE_SQL,
     cancelling,
     check_final,
+    check_held,
+    check_sendable,
     claimed,
     finished,
+    released,
     renewed,
+    resolvable,
     resolved,
     run_filters,
+    stepped,
     suspended,
+    version_filter,
     woken,
 )
 from stem.contracts import WorkflowRun, WorkflowStep
@@ -57,12 +63,14 @@ def _get(conn: sqlite3.Connection, run_id: str) -> WorkflowRun | None:
 
 def _put(conn: sqlite3.Connection, run: WorkflowRun) -> None:
     conn.execute(
-        "INSERT INTO wf_runs (run_id, workflow, status, parent_id, created_at, "
-        "due_at, body) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE "
-        "SET status = excluded.status, due_at = excluded.due_at, body = excluded.body",
+        "INSERT INTO wf_runs (run_id, workflow, version, status, parent_id, "
+        "created_at, due_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, "
+        "due_at = excluded.due_at, body = excluded.body",
         (
             run.run_id,
             run.workflow,
+            run.version,
             run.status,
             run.parent_id,
             run.created_at,
@@ -70,6 +78,23 @@ def _put(conn: sqlite3.Connection, run: WorkflowRun) -> None:
             encode_run(run),
         ),
     )
+
+
+def _claimable(
+    names: Sequence[str], max_versions: Mapping[str, int] | None
+) -> tuple[str, tuple[Any, ...]]:
+    """The SQL condition (and its parameters) on an active run's workflow
+    and version for :meth:`claim` and :meth:`next_due`."""
+    parts: list[str] = []
+    params: list[Any] = []
+    for name, top in version_filter(names, max_versions):
+        if top is None:
+            parts.append("workflow = ?")
+            params.append(name)
+        else:
+            parts.append("(workflow = ? AND version <= ?)")
+            params.extend((name, top))
+    return f"{ACTIVE_SQL} AND ({' OR '.join(parts)})", tuple(params)
 
 
 def _bump(conn: sqlite3.Connection) -> None:
@@ -84,10 +109,14 @@ def _wake(conn: sqlite3.Connection, run_id: str, at: float) -> None:
 
 def _resolve(
     conn: sqlite3.Connection, run_id: str, index: int, payload: str, at: float
-) -> None:
+) -> bool:
+    """Resolve watcher ``(run_id, index)``; False (only the watcher dropped)
+    when its run is no longer active."""
     conn.execute(
         "DELETE FROM wf_watchers WHERE run_id = ? AND idx = ?", (run_id, index)
     )
+    if not resolvable(_get(conn, run_id)):
+        return False
     row = conn.execute(
         "SELECT body FROM wf_steps WHERE run_id = ? AND idx = ?", (run_id, index)
     ).fetchone()
@@ -98,6 +127,7 @@ def _resolve(
             (encode_step(step), run_id, index),
         )
     _wake(conn, run_id, at)
+    return True
 
 
 @attrs.define(eq=False)
@@ -124,7 +154,8 @@ class SQLiteWorkflows:
         then: Callable[[sqlite3.Connection], object] | None = None,
     ) -> bool:
         """One transaction: store ``change(run)`` and call ``then(conn)``;
-        False (nothing written) where ``change`` returns None."""
+        False (nothing written) where ``change`` returns None, and nothing
+        written where it raises."""
 
         def run_(conn: sqlite3.Connection) -> bool:
             new = change(_get(conn, run_id))
@@ -181,14 +212,22 @@ class SQLiteWorkflows:
 
     # ----------------------------------------------------------- steps
 
-    async def save_step(self, step: WorkflowStep) -> None:
+    async def save_step(self, step: WorkflowStep, *, fence: int) -> None:
         body = encode_step(step)
-        await self._write(
-            lambda conn: conn.execute(
+        at = _clock.now()
+
+        def write_step(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "INSERT OR REPLACE INTO wf_steps (run_id, idx, body) VALUES (?, ?, ?)",
                 (step.run_id, step.index, body),
-            ),
+            )
+
+        await self._change(
+            step.run_id,
+            lambda run: stepped(run, step.run_id, fence, at),
+            bump=False,
             fire=False,
+            then=write_step,
         )
 
     async def get_step(self, run_id: str, index: int) -> WorkflowStep | None:
@@ -211,19 +250,24 @@ class SQLiteWorkflows:
     # ----------------------------------------------------------- leases
 
     async def claim(
-        self, owner: str, *, names: Sequence[str], lease: float, limit: int = 1
+        self,
+        owner: str,
+        *,
+        names: Sequence[str],
+        lease: float,
+        limit: int = 1,
+        max_versions: Mapping[str, int] | None = None,
     ) -> list[WorkflowRun]:
         if not names or limit < 1:
             return []
         at = _clock.now()
-        marks = ",".join("?" * len(names))
+        condition, params = _claimable(names, max_versions)
 
         def run_(conn: sqlite3.Connection) -> list[WorkflowRun]:
             rows = conn.execute(
                 f"SELECT run_id, body FROM wf_runs WHERE due_at IS NOT NULL "
-                f"AND due_at <= ? AND {ACTIVE_SQL} AND workflow IN ({marks}) "
-                "ORDER BY due_at, run_id LIMIT ?",
-                (at, *names, limit),
+                f"AND due_at <= ? AND {condition} ORDER BY due_at, run_id LIMIT ?",
+                (at, *params, limit),
             ).fetchall()
             taken = []
             for run_id, body in rows:
@@ -246,11 +290,11 @@ class SQLiteWorkflows:
         result: list[WorkflowRun] = await self._write(run_, fire=False)
         return result
 
-    async def renew(self, run_id: str, owner: str, *, lease: float) -> bool:
+    async def renew(self, run_id: str, fence: int, *, lease: float) -> None:
         at = _clock.now()
-        return await self._change(
+        await self._change(
             run_id,
-            lambda run: renewed(run, owner, lease=lease, at=at),
+            lambda run: renewed(run, run_id, fence, lease=lease, at=at),
             bump=False,
             fire=False,
         )
@@ -258,19 +302,29 @@ class SQLiteWorkflows:
     async def suspend(
         self,
         run_id: str,
-        owner: str,
+        fence: int,
         *,
         until: float | None,
         wakes: int,
         current_step: str | None = None,
-    ) -> bool:
+    ) -> None:
         at = _clock.now()
-        return await self._change(
+        await self._change(
             run_id,
             lambda run: suspended(
-                run, owner, until=until, wakes=wakes, current_step=current_step, at=at
+                run,
+                run_id,
+                fence,
+                until=until,
+                wakes=wakes,
+                current_step=current_step,
+                at=at,
             ),
         )
+
+    async def release(self, run_id: str, fence: int) -> None:
+        at = _clock.now()
+        await self._change(run_id, lambda run: released(run, run_id, fence, at))
 
     async def wake(self, run_ids: Sequence[str]) -> None:
         if not run_ids:
@@ -287,12 +341,12 @@ class SQLiteWorkflows:
     async def finish(
         self,
         run_id: str,
-        owner: str,
+        fence: int,
         *,
         status: str,
         result: Any = None,
         error: ErrorInfo | None = None,
-    ) -> bool:
+    ) -> None:
         check_final(status)
         dumps(result, what="result")
         at = _clock.now()
@@ -301,10 +355,10 @@ class SQLiteWorkflows:
             conn.execute("DELETE FROM wf_watchers WHERE run_id = ?", (run_id,))
             conn.execute("DELETE FROM wf_mailbox WHERE run_id = ?", (run_id,))
 
-        return await self._change(
+        await self._change(
             run_id,
             lambda run: finished(
-                run, owner, status=status, result=result, error=error, at=at
+                run, run_id, fence, status=status, result=result, error=error, at=at
             ),
             bump=False,
             then=drop_events,
@@ -316,10 +370,11 @@ class SQLiteWorkflows:
 
     # ----------------------------------------------------------- events
 
-    async def watch(self, run_id: str, index: int, topic: str) -> bool:
+    async def watch(self, run_id: str, index: int, topic: str, *, fence: int) -> bool:
         at = _clock.now()
 
         def run_(conn: sqlite3.Connection) -> bool:
+            check_held(_get(conn, run_id), run_id, fence, at)
             row = conn.execute(
                 "SELECT body FROM wf_steps WHERE run_id = ? AND idx = ?",
                 (run_id, index),
@@ -348,8 +403,11 @@ class SQLiteWorkflows:
 
         return bool(await self._write(run_, fire=False))
 
-    async def unwatch(self, run_id: str, index: int) -> bool:
+    async def unwatch(self, run_id: str, index: int, *, fence: int) -> bool:
+        at = _clock.now()
+
         def run_(conn: sqlite3.Connection) -> bool:
+            check_held(_get(conn, run_id), run_id, fence, at)
             cur = conn.execute(
                 "DELETE FROM wf_watchers WHERE run_id = ? AND idx = ?", (run_id, index)
             )
@@ -365,11 +423,14 @@ class SQLiteWorkflows:
             rows = conn.execute(
                 "SELECT run_id, idx FROM wf_watchers WHERE topic = ?", (topic,)
             ).fetchall()
-            for run_id, index in rows:
-                _resolve(conn, run_id, int(index), body, at)
-            if rows:
+            reached = {
+                str(run_id)
+                for run_id, index in rows
+                if _resolve(conn, run_id, int(index), body, at)
+            }
+            if reached:
                 _bump(conn)
-            return sorted({str(row[0]) for row in rows})
+            return sorted(reached)
 
         result: list[str] = await self._write(run_)
         return result
@@ -379,6 +440,7 @@ class SQLiteWorkflows:
         at = _clock.now()
 
         def run_(conn: sqlite3.Connection) -> bool:
+            check_sendable(_get(conn, run_id), run_id)
             row = conn.execute(
                 "SELECT idx FROM wf_watchers WHERE run_id = ? AND topic = ? "
                 "ORDER BY idx LIMIT 1",
@@ -398,15 +460,17 @@ class SQLiteWorkflows:
 
     # ----------------------------------------------------------- waiting
 
-    async def next_due(self, names: Sequence[str]) -> float | None:
+    async def next_due(
+        self, names: Sequence[str], *, max_versions: Mapping[str, int] | None = None
+    ) -> float | None:
         if not names:
             return None
-        marks = ",".join("?" * len(names))
+        condition, params = _claimable(names, max_versions)
         row = await self.db.read(
             lambda conn: conn.execute(
                 f"SELECT MIN(due_at) FROM wf_runs WHERE due_at IS NOT NULL "
-                f"AND {ACTIVE_SQL} AND workflow IN ({marks})",
-                tuple(names),
+                f"AND {condition}",
+                params,
             ).fetchone()
         )
         return None if row is None or row[0] is None else float(row[0])
