@@ -46,7 +46,7 @@ from stem._canvas import (
 )
 from stem._clock import now
 from stem._envelope import Envelope
-from stem._errors import UnknownTask
+from stem._errors import GroupExpired, UnknownTask
 from stem._result import ErrorInfo, TaskResult
 from stem._states import TaskState
 
@@ -233,25 +233,52 @@ class CanvasHook:
             node_id: str = frame["id"]
             size: int = frame["n"]
             allow_failures = kind == "chord" and bool(frame["af"])
-            count = await results.group_add(node_id, frame["i"], result, ttl=CANVAS_TTL)
-            fail_fast = not result.ok and not allow_failures
-            if count < size and not fail_fast:
-                return out
-            if not await backend.locks.acquire(
-                _LOCK_PREFIX + node_id, owner, ttl=CANVAS_TTL
-            ):
-                return out  # another member completes (or completed) this node
-            recorded = await results.group_results(node_id)
-            ordered = [recorded.get(index) for index in range(size)]
-            failed = next(
-                (
-                    (index, m)
-                    for index, m in enumerate(ordered)
-                    if m is not None and not m.ok
-                ),
-                None,
-            )
-            if failed is not None and not allow_failures:
+            reason = f"{kind}-member-failed"
+            try:
+                count = await results.group_add(
+                    node_id, frame["i"], result, ttl=CANVAS_TTL
+                )
+            except GroupExpired as exc:
+                # The earlier members' results are gone: the node can never
+                # complete, so it fails (naming the late member), once.
+                settled = await results.get(node_id)
+                if (settled is not None and settled.is_terminal) or not (
+                    await backend.locks.acquire(
+                        _LOCK_PREFIX + node_id, owner, ttl=CANVAS_TTL
+                    )
+                ):
+                    return out
+                count, reason = 0, f"{kind}-expired"
+                ordered: list[TaskResult | None] = []
+                failed: tuple[int, TaskResult] | None = (
+                    frame["i"],
+                    attrs.evolve(
+                        result,
+                        state=TaskState.FAILED,
+                        error=ErrorInfo(type="stem.GroupExpired", message=str(exc)),
+                    ),
+                )
+            else:
+                fail_fast = not result.ok and not allow_failures
+                if count < size and not fail_fast:
+                    return out
+                if not await backend.locks.acquire(
+                    _LOCK_PREFIX + node_id, owner, ttl=CANVAS_TTL
+                ):
+                    return out  # another member completes (or completed) this node
+                recorded = await results.group_results(node_id)
+                ordered = [recorded.get(index) for index in range(size)]
+                failed = next(
+                    (
+                        (index, m)
+                        for index, m in enumerate(ordered)
+                        if m is not None and not m.ok
+                    ),
+                    None,
+                )
+                if allow_failures:
+                    failed = None
+            if failed is not None:
                 index, member = failed
                 record = TaskResult(
                     task_id=node_id,
@@ -260,7 +287,7 @@ class CanvasHook:
                     name=f"canvas.{kind}",
                     updated_at=now(),
                     meta={
-                        "reason": f"{kind}-member-failed",
+                        "reason": reason,
                         "failed_task_id": root_task_id(member),
                         "index": index,
                     },

@@ -9,6 +9,7 @@ import trio
 
 import stem
 from stem import TaskState
+from stem._canvas import CANVAS_TTL
 from stem._errors import BrokerUnavailable
 
 
@@ -121,6 +122,35 @@ async def test_chord_with_failing_member_never_runs_callback(
         TaskState.FAILED,
         TaskState.SUCCEEDED,
     ]
+
+
+async def test_chord_member_after_the_counter_expired_fails_the_chord(
+    autojump_clock: Any,
+) -> None:
+    """A member finishing after the chord's counter expired (CANVAS_TTL with
+    no other member) is refused: the chord fails once with GroupExpired and
+    its callback never runs."""
+    calls: list[str] = []
+    async with stem.Client.in_memory(tasks=make_tasks(calls)) as client:
+        handle = await client.canvas.chord(
+            [sig("add1"), sig("add1", queue="later")], callback=sig("sum")
+        )
+        async with client.worker(queues=["default"]):
+            with trio.fail_after(60):
+                while (await client.get(handle.member_ids[0])).state is not (  # type: ignore[union-attr]
+                    TaskState.SUCCEEDED
+                ):
+                    await trio.sleep(0.1)
+        await trio.sleep(CANVAS_TTL + 3600)  # no worker takes the other member
+        async with client.worker(queues=["later"]):
+            with pytest.raises(stem.TaskFailed) as info:
+                await handle.get(timeout=600)
+            record = await handle.result()
+    assert info.value.error is not None
+    assert info.value.error.type == "stem.GroupExpired"
+    assert info.value.task_id == handle.member_ids[1]
+    assert record is not None and record.meta["reason"] == "chord-expired"
+    assert "sum" not in calls
 
 
 async def test_chord_allow_failures_passes_results_and_errors(
