@@ -120,11 +120,9 @@ class Workflows:
     async def send(self, run_id: str, topic: str, payload: Any = None) -> None:
         """Deliver ``payload`` on ``topic`` to one run: now if it waits for
         it, else when it next waits for ``topic`` (messages queue, oldest
-        first). Raises UnknownWorkflow for an unknown or finished run."""
+        first). Raises UnknownWorkflow for an unknown or finished run
+        (nothing is kept: a finished run takes no more events)."""
         _check_topic(topic)
-        run = await self.store.get_run(run_id)
-        if run is None or run.status not in WORKFLOW_ACTIVE:
-            raise UnknownWorkflow(f"no active workflow run with id {run_id!r}")
         if await self.store.send(run_id, topic, payload):
             self._node.wake_workflow_engines()
 

@@ -61,6 +61,27 @@ async def activity_slow(ctx: stem.TaskContext, args: dict[str, Any]) -> str:
     return "slow done"
 
 
+@stem.task("wf.fail", visibility_timeout=2.0)
+async def activity_fail(ctx: stem.TaskContext, args: dict[str, Any]) -> None:
+    _record("S", ctx)
+    raise RuntimeError(f"cannot finish {args['order']}")
+
+
+@stem.task("wf.undo", visibility_timeout=2.0)
+async def activity_undo(ctx: stem.TaskContext, args: dict[str, Any]) -> str:
+    _record("S", ctx)
+    _record("E", ctx)
+    return f"undone {args['ref']}"
+
+
+@stem.task("wf.slow_undo", visibility_timeout=2.0)
+async def activity_slow_undo(ctx: stem.TaskContext, args: dict[str, Any]) -> str:
+    _record("S", ctx)
+    await trio.sleep(SLOW_SECONDS)
+    _record("E", ctx)
+    return f"undone {args['ref']}"
+
+
 async def sleep_then_event(wf: WorkflowContext) -> str:
     """Activity A, a 1 s durable sleep, a wait for event "go", activity B."""
     a = await wf.activity("wf.a", args={"order": wf.params["order"]})
@@ -78,10 +99,40 @@ async def through_slow(wf: WorkflowContext) -> str:
     return b
 
 
+async def gather_then_b(wf: WorkflowContext) -> str:
+    """A and the slow activity at once (wf.gather), then B."""
+    a, slow = await wf.gather(
+        wf.activity("wf.a", args={"order": wf.params["order"]}),
+        wf.activity("wf.slow"),
+    )
+    b: str = await wf.activity("wf.b", args={"after": a, "event": slow})
+    return b
+
+
+async def saga_then_fail(wf: WorkflowContext) -> None:
+    """A (undone slowly), B (undone fast), then a step that fails: the
+    compensation runs B's undo, then A's."""
+    async with wf.saga() as saga:
+        a = await wf.activity("wf.a", args={"order": wf.params["order"]})
+        saga.add(wf.activity("wf.slow_undo", args={"ref": a}))
+        b = await wf.activity("wf.b", args={"after": a, "event": "go"})
+        saga.add(wf.activity("wf.undo", args={"ref": b}))
+        await wf.activity("wf.fail", args={"order": wf.params["order"]})
+
+
 app = stem.App(
-    tasks=[activity_a, activity_b, activity_slow],
+    tasks=[
+        activity_a,
+        activity_b,
+        activity_slow,
+        activity_fail,
+        activity_undo,
+        activity_slow_undo,
+    ],
     workflows=[
         stem.WorkflowScript("fault.sleep_then_event", sleep_then_event),
         stem.WorkflowScript("fault.through_slow", through_slow),
+        stem.WorkflowScript("fault.gather_then_b", gather_then_b),
+        stem.WorkflowScript("fault.saga_then_fail", saga_then_fail),
     ],
 )

@@ -161,7 +161,7 @@ def ls(
     elif runs:
         print_table(
             "Workflow runs",
-            ["run id", "workflow", "version", "status", "step", "created"],
+            ["run id", "workflow", "version", "status", "step", "created", "updated"],
             [
                 (
                     r.run_id,
@@ -170,6 +170,7 @@ def ls(
                     r.status,
                     r.current_step,
                     iso(r.created_at),
+                    iso(r.updated_at),
                 )
                 for r in runs
             ],
