@@ -69,3 +69,34 @@ def test_feature_examples_run(tmp_path: Path, name: str, expected: str) -> None:
     """The feature examples under examples/ run and print what they promise."""
     out = run_example(name, tmp_path, timeout=120)
     assert expected in out
+
+
+def test_parallel_workflow_example_gathers_quotes_and_parcels(tmp_path: Path) -> None:
+    """examples/parallel_workflow.py books the cheapest of three quotes asked
+    at once and packs two parcels side by side: 30 minutes, not 50."""
+    out = run_example("parallel_workflow.py", tmp_path)
+    assert "status: completed" in out
+    assert "booked: dhl-A7 | parcels: ['parcel 1 packed', 'parcel 2 packed']" in out
+    minutes = float(out.split("took ")[1].split(" minutes")[0])
+    assert 30 <= minutes < 31
+
+
+def test_saga_workflow_example_cancels_in_reverse(tmp_path: Path) -> None:
+    """examples/saga_workflow.py fails on the sold-out flight and cancels the
+    hotel, then the car."""
+    out = run_example("saga_workflow.py", tmp_path)
+    lines = [line.strip() for line in out.splitlines()]
+    assert lines[:4] == [
+        "booked car",
+        "booked hotel",
+        "cancelled hotel-T9",
+        "cancelled car-T9",
+    ]
+    assert "status: failed: step 2:activity:trip.book failed" in out
+    assert [line.split()[-1] for line in lines[-5:]] == [
+        "done",
+        "done",
+        "failed",
+        "done",
+        "done",
+    ]
