@@ -11,13 +11,17 @@ import pytest
 import trio
 import trio_asyncio
 
+from stem._clock import now
+from stem._codec import encode_result
 from stem._envelope import Envelope
 from stem._errors import BrokerUnavailable, ConfigError
 from stem._result import TaskResult
 from stem._states import TaskState
-from stem.adapters.postgres import migrate, open_backend, parse_url
+from stem._wfcodec import encode_run
+from stem.adapters.postgres import _schema, migrate, open_backend, parse_url
 from stem.adapters.postgres._broker import _Sql
 from stem.adapters.postgres._schema import MIGRATIONS
+from stem.contracts import WorkflowRun
 from tests.fixtures_postgres import fresh_schema_url
 
 pytestmark = pytest.mark.postgres
@@ -253,3 +257,63 @@ async def test_many_results_notify_in_chunks(postgres_url: str) -> None:
                 got = await a.results.wait(results[-1].task_id, timeout=10)
         assert got is not None
         assert got.ok
+
+
+async def test_rows_written_before_migration_4_stay_readable(
+    postgres_server, monkeypatch
+) -> None:
+    """A schema at migration 3 (no run version column, no group forget time)
+    opens at the latest: its run keeps its version (claimed only by an
+    engine that has it) with fencing token 0, a body that does not parse
+    does not stop the migration, and its group keeps its members."""
+    url = fresh_schema_url(postgres_server.url)
+    monkeypatch.setattr(_schema, "MIGRATIONS", _schema.MIGRATIONS[:3])
+    monkeypatch.setattr(_schema, "LATEST", 3)
+    assert await migrate(url) == [1, 2, 3]
+    monkeypatch.undo()
+    at = now()
+    body = json.loads(
+        encode_run(WorkflowRun(run_id="r", workflow="wf", version=2, due_at=at))
+    )
+    del body["fence"]
+    member = encode_result(TaskResult(task_id="m0", state=TaskState.SUCCEEDED))
+    s = parse_url(url).quoted_schema
+    await _psql(
+        url,
+        f"INSERT INTO {s}.wf_runs (run_id, workflow, status, parent_id, created_at, "
+        "due_at, body) VALUES ('r', 'wf', 'pending', NULL, $1, $1, $2)",
+        at,
+        json.dumps(body),
+    )
+    await _psql(
+        url,
+        f"INSERT INTO {s}.wf_runs (run_id, workflow, status, parent_id, created_at, "
+        "due_at, body) VALUES ('bad', 'wf', 'pending', NULL, $1, NULL, 'not json')",
+        at,
+    )
+    await _psql(url, f"INSERT INTO {s}.groups VALUES ('g', 1, $1)", at + 600)
+    await _psql(
+        url,
+        f"INSERT INTO {s}.group_members VALUES ('g', 0, $1, $2)",
+        member,
+        at + 600,
+    )
+    assert await migrate(url) == [4]
+    versions = await _psql(url, f"SELECT run_id, version FROM {s}.wf_runs ORDER BY 1")
+    assert [tuple(row) for row in versions] == [("bad", 1), ("r", 2)]  # type: ignore[arg-type]
+    async with open_backend(url) as backend:
+        store = backend.workflows
+        old = await store.get_run("r")
+        assert old is not None and (old.version, old.fence) == (2, 0)
+        assert (
+            await store.claim("e", names=["wf"], lease=5, max_versions={"wf": 1}) == []
+        )
+        (claimed,) = await store.claim(
+            "e", names=["wf"], lease=5, max_versions={"wf": 2}
+        )
+        assert claimed.fence == 1
+        assert sorted(await backend.results.group_results("g")) == [0]
+        added = await backend.results.group_add(
+            "g", 1, TaskResult(task_id="m1", state=TaskState.SUCCEEDED), ttl=600
+        )
+        assert added == 2

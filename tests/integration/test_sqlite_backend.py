@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -12,9 +13,11 @@ import trio.testing
 
 from stem import ConfigError, Envelope, TaskResult, TaskState
 from stem._clock import now
-from stem.adapters.sqlite import open_backend, parse_url
+from stem._codec import encode_result
+from stem._wfcodec import encode_run
+from stem.adapters.sqlite import _schema, open_backend, parse_url
 from stem.adapters.sqlite._schema import SCHEMA_VERSION
-from stem.contracts import Backend, DeadLetter
+from stem.contracts import Backend, DeadLetter, WorkflowRun
 
 
 async def settle() -> None:
@@ -282,3 +285,50 @@ async def test_batch_throughput(sqlite_backend_factory):
             await b.ack(got)
             done += len(got)
         assert trio.current_time() - t0 < 5
+
+
+async def test_rows_written_before_migration_4_stay_readable(
+    tmp_path, monkeypatch
+) -> None:
+    """A file at schema 3 (no run version column, no group records) opens at
+    the latest schema: its run keeps its version (claimed only by an engine
+    that has it) with fencing token 0, and its group keeps its members."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    monkeypatch.setattr(_schema, "MIGRATIONS", _schema.MIGRATIONS[:3])
+    monkeypatch.setattr(_schema, "SCHEMA_VERSION", 3)
+    async with open_backend(url):
+        pass
+    monkeypatch.undo()
+    at = now()
+    body = json.loads(
+        encode_run(WorkflowRun(run_id="r", workflow="wf", version=2, due_at=at))
+    )
+    del body["fence"]
+    member = encode_result(TaskResult(task_id="m0", state=TaskState.SUCCEEDED))
+    conn = sqlite3.connect(tmp_path / "old.db")
+    with conn:
+        conn.execute(
+            "INSERT INTO wf_runs (run_id, workflow, status, parent_id, created_at, "
+            "due_at, body) VALUES ('r', 'wf', 'pending', NULL, ?, ?, ?)",
+            (at, at, json.dumps(body)),
+        )
+        conn.execute(
+            "INSERT INTO group_members VALUES ('g', 0, ?, ?)", (at + 600, member)
+        )
+    conn.close()
+    async with open_backend(url) as backend:
+        store = backend.workflows
+        old = await store.get_run("r")
+        assert old is not None and (old.version, old.fence) == (2, 0)
+        assert (
+            await store.claim("e", names=["wf"], lease=5, max_versions={"wf": 1}) == []
+        )
+        (claimed,) = await store.claim(
+            "e", names=["wf"], lease=5, max_versions={"wf": 2}
+        )
+        assert claimed.fence == 1
+        assert sorted(await backend.results.group_results("g")) == [0]
+        added = await backend.results.group_add(
+            "g", 1, TaskResult(task_id="m1", state=TaskState.SUCCEEDED), ttl=600
+        )
+        assert added == 2
