@@ -168,12 +168,15 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
     ),
     (
         4,
-        "workflow run versions; group expiry judged by the client's clock",
+        "workflow run versions and fencing tokens; group expiry by the client's clock",
         (
             # Engines claim only the versions they can replay. Existing runs
             # take the version in their JSON body; a body that does not parse
             # keeps version 1 instead of failing the migration.
             "ALTER TABLE {s}.wf_runs ADD COLUMN version integer NOT NULL DEFAULT 1",
+            # The fencing token of the latest claim, for save_step's one
+            # statement (runs stored before have token 0, as their record).
+            "ALTER TABLE {s}.wf_runs ADD COLUMN fence bigint NOT NULL DEFAULT 0",
             """DO $$
             DECLARE r record;
             BEGIN

@@ -12,7 +12,11 @@ Every key shares the hash tag ``{<ns>:wf}`` (one Redis Cluster slot):
   ``wait_due`` and ``wait_run`` are woken through the backend's pub/sub hub.
 
 Multi-key changes are optimistic transactions (WATCH the keys read, MULTI,
-EXEC, retry on conflict), all inside one bridge crossing.
+EXEC, retry on conflict), all inside one bridge crossing. A run's record is
+watched through its own counter ``rv:<run>``, which every write of the run
+increments, never through the shared ``runs`` hash: a transaction conflicts
+only with writes of the runs it read (watching the hash made every step write
+of one run retry on every write of any other).
 """
 
 from __future__ import annotations
@@ -101,6 +105,12 @@ class RedisWorkflows:
     def _cursor(self) -> str:
         return f"{self._tag}:cursor"
 
+    def _rv(self, run_id: str | bytes) -> bytes:
+        """The change counter of one run (a member read from ``due`` may be
+        any bytes, so the key is built as bytes)."""
+        member = run_id.encode() if isinstance(run_id, str) else run_id
+        return f"{self._tag}:rv:".encode() + member
+
     def _steps(self, run_id: str) -> str:
         return f"{self._tag}:steps:{run_id}"
 
@@ -149,7 +159,8 @@ class RedisWorkflows:
     def _put(self, run: WorkflowRun) -> list[Callable[[Any], Any]]:
         body = encode_run(attrs.evolve(run, history=()))
         writes: list[Callable[[Any], Any]] = [
-            lambda p: p.hset(self._runs, run.run_id, body)
+            lambda p: p.hset(self._runs, run.run_id, body),
+            lambda p: p.incr(self._rv(run.run_id)),
         ]
         if run.status in WORKFLOW_ACTIVE and run.due_at is not None:
             due = run.due_at
@@ -182,7 +193,7 @@ class RedisWorkflows:
             writes.append(lambda p: p.zadd(self._created, {run.run_id: created}))
             return True, writes + self._bump()
 
-        return bool(await self._txn([self._runs], body))
+        return bool(await self._txn([self._rv(run.run_id)], body))
 
     async def get_run(self, run_id: str) -> WorkflowRun | None:
         body = await self.conn.run(lambda: self.conn.client.hget(self._runs, run_id))
@@ -271,6 +282,7 @@ class RedisWorkflows:
             taken: list[WorkflowRun] = []
             writes: list[Callable[[Any], Any]] = []
             if ids:
+                await pipe.watch(*(self._rv(i) for i in ids))
                 for run_id, raw in zip(
                     ids, await pipe.hmget(self._runs, ids), strict=True
                 ):
@@ -291,7 +303,7 @@ class RedisWorkflows:
                         break
             return taken, writes
 
-        result: list[WorkflowRun] = await self._txn([self._runs, self._due], body)
+        result: list[WorkflowRun] = await self._txn([self._due], body)
         return result
 
     async def _update(
@@ -311,7 +323,7 @@ class RedisWorkflows:
                 writes += extra(new)
             return True, writes + (self._bump() if bump else [])
 
-        return bool(await self._txn([self._runs], body))
+        return bool(await self._txn([self._rv(run_id)], body))
 
     async def renew(self, run_id: str, fence: int, *, lease: float) -> None:
         at = now()
@@ -361,7 +373,7 @@ class RedisWorkflows:
                     writes += self._put(run)
             return None, writes + self._bump() if writes else []
 
-        await self._txn([self._runs], body)
+        await self._txn([self._rv(r) for r in sorted(set(run_ids))], body)
 
     async def finish(
         self,
@@ -466,7 +478,7 @@ class RedisWorkflows:
                 lambda p: p.hset(self._watching(run_id), str(index), topic),
             ]
 
-        keys = [self._runs, self._steps(run_id), self._watching(run_id), mbox]
+        keys = [self._rv(run_id), self._steps(run_id), self._watching(run_id), mbox]
         return bool(await self._txn(keys, body))
 
     async def unwatch(self, run_id: str, index: int, *, fence: int) -> bool:
@@ -477,7 +489,7 @@ class RedisWorkflows:
             writes = await self._drop_watcher(pipe, run_id, index)
             return bool(writes), writes
 
-        return bool(await self._txn([self._runs, self._watching(run_id)], body))
+        return bool(await self._txn([self._rv(run_id), self._watching(run_id)], body))
 
     async def emit(self, topic: str, payload: Any) -> list[str]:
         text = dumps(payload, what="event payload")
@@ -493,6 +505,7 @@ class RedisWorkflows:
                 run_id, _, index = member.decode().partition("\n")
                 targets.append((run_id, int(index)))
             await pipe.watch(
+                *{self._rv(r) for r, _ in targets},
                 *{self._steps(r) for r, _ in targets},
                 *{self._watching(r) for r, _ in targets},
             )
@@ -508,7 +521,7 @@ class RedisWorkflows:
             writes.append(lambda p: p.delete(key))
             return sorted(reached), writes + (self._bump() if reached else [])
 
-        result: list[str] = await self._txn([key, self._runs], body)
+        result: list[str] = await self._txn([key], body)
         return result
 
     async def send(self, run_id: str, topic: str, payload: Any) -> bool:
@@ -529,7 +542,7 @@ class RedisWorkflows:
                 lambda p: p.sadd(self._mboxes(run_id), topic),
             ]
 
-        keys = [self._runs, self._steps(run_id), self._watching(run_id)]
+        keys = [self._rv(run_id), self._steps(run_id), self._watching(run_id)]
         return bool(await self._txn(keys, body))
 
     # ----------------------------------------------------------- waiting
