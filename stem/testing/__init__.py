@@ -164,6 +164,9 @@ from ._checks_workflows import (
     check_workflow_claim_with_lease as check_workflow_claim_with_lease,
 )
 from ._checks_workflows import (
+    check_workflow_concurrent_claims_are_exclusive as check_workflow_concurrent_claims_are_exclusive,
+)
+from ._checks_workflows import (
     check_workflow_create_get_list as check_workflow_create_get_list,
 )
 from ._checks_workflows import (

@@ -466,3 +466,24 @@ async def check_workflow_claim_respects_max_versions(h: Harness) -> None:
     assert await store.next_due(NAMES, max_versions=limit) is not None  # the lease
     rest = await store.claim("new", names=names, lease=60, limit=5)
     assert [r.run_id for r in rest] == ["v3"]
+
+
+async def check_workflow_concurrent_claims_are_exclusive(h: Harness) -> None:
+    """Engines claiming at the same moment never get the same run, and each
+    run's token is the one its single claim returned."""
+    store = _store(h)
+    for i in range(12):
+        await store.create_run(_run(f"r{i:02d}"))
+    got: list[WorkflowRun] = []
+
+    async def claim(owner: str) -> None:
+        got.extend(await store.claim(owner, names=NAMES, lease=60, limit=12))
+
+    async with trio.open_nursery() as nursery:
+        for n in range(4):
+            nursery.start_soon(claim, f"e{n}")
+    assert sorted(r.run_id for r in got) == [f"r{i:02d}" for i in range(12)]
+    for run in got:
+        stored = await store.get_run(run.run_id)
+        assert stored is not None
+        assert (stored.lease_owner, stored.fence) == (run.lease_owner, run.fence)
