@@ -90,6 +90,10 @@ class WorkflowContext:
     (on replay) or starts the step and records it. Steps are awaited one at
     a time, or several at once with :meth:`gather`, in an order that depends
     only on ``wf.params``, earlier step results and :meth:`patched`.
+
+    The plumbing (``next_step``, ``write``, ``save``, ``flush``,
+    ``replayed``, ``label``, ``store``, ``pending_tasks``) serves the engine,
+    ``wf.gather`` and sagas; a script never needs it.
     """
 
     run: WorkflowRun

@@ -333,6 +333,18 @@ class WorkflowEngine(Actor[EngineMessage]):
             await self._cancel(run)
             return
         script = self._script(run)
+        if script is None and run.version > max(self.scripts[run.workflow]):
+            # Newer code runs elsewhere (the store should not have handed it
+            # over: claims leave such runs alone); hand it back untouched.
+            logger.warning(
+                "run %s of %r is version %d, newer than this engine's code; "
+                "released",
+                run.run_id,
+                run.workflow,
+                run.version,
+            )
+            await store.release(run.run_id, run.fence)
+            return
         if script is None:
             known = ", ".join(str(v) for v in sorted(self.scripts[run.workflow]))
             message = (
