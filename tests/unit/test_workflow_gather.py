@@ -205,7 +205,7 @@ async def test_finished_steps_are_not_run_again_after_a_restart(
         async with client.worker(grace_period=0):
             run_id = await client.workflows.start("pair")
             await trio.sleep(10)
-            assert log == ["start fast", "start slow", "end fast"]
+            assert sorted(log) == ["end fast", "start fast", "start slow"]
         async with client.worker():
             run = await client.workflows.wait(run_id, timeout=600)
     assert run.result == ["fast", "slow"]
