@@ -11,8 +11,11 @@ import trio
 import trio_asyncio
 from redis.crc import key_slot
 
+from stem._clock import now
 from stem._envelope import Envelope
-from stem._errors import BrokerUnavailable, ConfigError
+from stem._errors import BrokerUnavailable, ConfigError, GroupExpired
+from stem._result import TaskResult
+from stem._states import TaskState
 from stem.adapters.redis import open_backend
 from stem.adapters.redis._conn import Keys, parse_url
 from tests._servers import free_port
@@ -130,3 +133,28 @@ async def test_capabilities_follow_the_client_clock(redis_server) -> None:
     async with open_backend(redis_server.url) as backend:
         assert backend.capabilities.name == "redis"
         assert not backend.capabilities.server_clock
+
+
+async def test_group_expiry_is_stored_in_client_time(
+    redis_backend_factory, redis_url, mock_clock
+) -> None:
+    """A group's expiry and forget times are hash fields in client time (the
+    server's PEXPIRE only frees memory after the forget time); a time that
+    does not parse counts as none instead of breaking the group."""
+    ok = TaskResult(task_id="m", state=TaskState.SUCCEEDED)
+    async with redis_backend_factory() as backend:
+        results = backend.results
+        key = backend.hub.keys.group("g")
+        assert await results.group_add("g", 0, ok, ttl=10) == 1
+        fields = await _raw(redis_url, "hgetall", key)
+        assert float(fields[b"~e"]) == pytest.approx(now() + 10)
+        assert float(fields[b"~f"]) == pytest.approx(now() + 20)
+        assert 20_000 < await _raw(redis_url, "pttl", key) <= 21_000
+        mock_clock.jump(11)  # the server's clock has not moved
+        with pytest.raises(GroupExpired):
+            await results.group_add("g", 1, ok, ttl=10)
+        await _raw(redis_url, "hset", key, "~e", "garbage")
+        await _raw(redis_url, "hset", key, "~f", "")
+        assert (await _raw(redis_url, "hget", key, "~e")) == b"garbage"
+        assert await results.group_add("g", 1, ok, ttl=None) == 2
+        assert sorted(await results.group_results("g")) == [0, 1]

@@ -51,10 +51,12 @@ def parse_result(value: Any, at: float) -> TaskResult | None:
 
 
 def _opt_time(value: bytes | str | None) -> float | None:
-    """A client time stored in a hash field (empty or missing: none)."""
-    if value is None or value in (b"", ""):
+    """A client time stored in a hash field (empty, missing or unreadable:
+    none, as the GROUP_ADD script reads it)."""
+    try:
+        return None if value is None else float(value)
+    except ValueError:
         return None
-    return float(value)
 
 
 def lease_args(

@@ -400,14 +400,15 @@ return out
 # KEYS[1] group hash: member index -> result JSON, plus '~e' (expires at) and
 # '~f' (forget at) in client time (stem/_groupstate.py; '' for never).
 # ARGV: index, body, now, expires at, forget at, backstop px ('0': none).
-# Returns {count, ''}, or {-1, expires at} when the group has expired.
+# Returns {count, ''}, or {-1, expires at} when the group has expired. A time
+# that does not parse counts as none (the group never expires by it).
 GROUP_ADD = r"""
 local now = tonumber(ARGV[3])
 local e = redis.call('HGET', KEYS[1], '~e')
-local f = redis.call('HGET', KEYS[1], '~f')
-if f and f ~= '' and tonumber(f) <= now then
+local f = tonumber(redis.call('HGET', KEYS[1], '~f') or '')
+if f and f <= now then
   redis.call('DEL', KEYS[1])
-elseif e and e ~= '' and tonumber(e) <= now then
+elseif tonumber(e or '') and tonumber(e) <= now then
   return {-1, e}
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], '~e', ARGV[4], '~f', ARGV[5])
