@@ -337,8 +337,7 @@ class WorkflowEngine(Actor[EngineMessage]):
             # Newer code runs elsewhere (the store should not have handed it
             # over: claims leave such runs alone); hand it back untouched.
             logger.warning(
-                "run %s of %r is version %d, newer than this engine's code; "
-                "released",
+                "run %s of %r is version %d, newer than this engine's code; released",
                 run.run_id,
                 run.workflow,
                 run.version,

@@ -154,13 +154,16 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX dead_letters_task;
     CREATE INDEX dead_letters_task ON dead_letters (queue, task_id);
     """,
-    # 5: a version column on workflow runs (engines claim only the versions
-    # they can replay), and group records judged by the client's clock
+    # 5: version and fence columns on workflow runs (engines claim only the
+    # versions they can replay; a step write checks the claim's fencing token
+    # in one statement), and group records judged by the client's clock
     # (stem/_groupstate.py). Rows written before stay readable: a run's
-    # version is copied from its JSON body, and an existing group keeps its
-    # expiry (its forget time is the same, so no expired group is kept).
+    # version is copied from its JSON body, its token is 0 as in its body,
+    # and an existing group keeps its expiry (its forget time is the same,
+    # so no expired group is kept).
     """
     ALTER TABLE wf_runs ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE wf_runs ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
     UPDATE wf_runs SET version = CAST(json_extract(body, '$.version') AS INTEGER)
         WHERE json_valid(body) AND json_type(body, '$.version') = 'integer';
     CREATE TABLE groups (

@@ -63,14 +63,15 @@ def _get(conn: sqlite3.Connection, run_id: str) -> WorkflowRun | None:
 
 def _put(conn: sqlite3.Connection, run: WorkflowRun) -> None:
     conn.execute(
-        "INSERT INTO wf_runs (run_id, workflow, version, status, parent_id, "
-        "created_at, due_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        "INSERT INTO wf_runs (run_id, workflow, version, fence, status, parent_id, "
+        "created_at, due_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, "
-        "due_at = excluded.due_at, body = excluded.body",
+        "due_at = excluded.due_at, body = excluded.body, fence = excluded.fence",
         (
             run.run_id,
             run.workflow,
             run.version,
+            run.fence,
             run.status,
             run.parent_id,
             run.created_at,
@@ -216,19 +217,25 @@ class SQLiteWorkflows:
         body = encode_step(step)
         at = _clock.now()
 
-        def write_step(conn: sqlite3.Connection) -> None:
+        def run_(conn: sqlite3.Connection) -> None:
+            # The lease check of stem._wfstate.held restated on the columns (a
+            # run is leased exactly while its status is 'running'), so the
+            # common case moves updated_at without decoding the record; when
+            # it matches nothing, the pure rule says why (and raises).
+            moved = conn.execute(
+                "UPDATE wf_runs SET body = json_set(body, '$.updated_at', json(?)) "
+                "WHERE run_id = ? AND status = 'running' AND fence = ? "
+                "AND due_at > ?",
+                (repr(at), step.run_id, fence, at),
+            ).rowcount
+            if moved != 1:
+                _put(conn, stepped(_get(conn, step.run_id), step.run_id, fence, at))
             conn.execute(
                 "INSERT OR REPLACE INTO wf_steps (run_id, idx, body) VALUES (?, ?, ?)",
                 (step.run_id, step.index, body),
             )
 
-        await self._change(
-            step.run_id,
-            lambda run: stepped(run, step.run_id, fence, at),
-            bump=False,
-            fire=False,
-            then=write_step,
-        )
+        await self._write(run_, fire=False)
 
     async def get_step(self, run_id: str, index: int) -> WorkflowStep | None:
         row = await self.db.read(
