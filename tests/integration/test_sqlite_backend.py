@@ -287,15 +287,15 @@ async def test_batch_throughput(sqlite_backend_factory):
         assert trio.current_time() - t0 < 5
 
 
-async def test_rows_written_before_migration_4_stay_readable(
+async def test_rows_written_before_migration_5_stay_readable(
     tmp_path, monkeypatch
 ) -> None:
-    """A file at schema 3 (no run version column, no group records) opens at
+    """A file at schema 4 (no run version or fence column, no group records) opens at
     the latest schema: its run keeps its version (claimed only by an engine
     that has it) with fencing token 0, and its group keeps its members."""
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    monkeypatch.setattr(_schema, "MIGRATIONS", _schema.MIGRATIONS[:3])
-    monkeypatch.setattr(_schema, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(_schema, "MIGRATIONS", _schema.MIGRATIONS[:4])
+    monkeypatch.setattr(_schema, "SCHEMA_VERSION", 4)
     async with open_backend(url):
         pass
     monkeypatch.undo()

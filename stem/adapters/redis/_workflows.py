@@ -130,7 +130,7 @@ class RedisWorkflows:
 
     async def _txn(
         self,
-        watch: Sequence[str],
+        watch: Sequence[str | bytes],
         body: Callable[[Any], Awaitable[tuple[Any, list[Callable[[Any], Any]]]]],
     ) -> Any:
         """WATCH ``watch``; ``body(pipe)`` reads and returns (result, writes);
@@ -478,7 +478,12 @@ class RedisWorkflows:
                 lambda p: p.hset(self._watching(run_id), str(index), topic),
             ]
 
-        keys = [self._rv(run_id), self._steps(run_id), self._watching(run_id), mbox]
+        keys: list[str | bytes] = [
+            self._rv(run_id),
+            self._steps(run_id),
+            self._watching(run_id),
+            mbox,
+        ]
         return bool(await self._txn(keys, body))
 
     async def unwatch(self, run_id: str, index: int, *, fence: int) -> bool:
@@ -542,7 +547,11 @@ class RedisWorkflows:
                 lambda p: p.sadd(self._mboxes(run_id), topic),
             ]
 
-        keys = [self._rv(run_id), self._steps(run_id), self._watching(run_id)]
+        keys: list[str | bytes] = [
+            self._rv(run_id),
+            self._steps(run_id),
+            self._watching(run_id),
+        ]
         return bool(await self._txn(keys, body))
 
     # ----------------------------------------------------------- waiting
