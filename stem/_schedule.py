@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from ._canvas import signature
 from ._codec import canonical_args, dumps
@@ -40,7 +40,13 @@ FIRE_OPTIONS = frozenset({"queue", "priority", "expires", "max_retries", "header
 #: Options a schedule decides itself (the time and id of every fire).
 _OWN_OPTIONS = frozenset({"countdown", "eta", "task_id", "unique_key"})
 
-_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
+_NAME = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,200}")
+#: The shortest interval of an ``every=`` entry (seconds): beat's finest
+#: granularity, as for a six-field cron (each fire costs a few backend round
+#: trips, so a shorter interval would be a busy loop, not a schedule).
+MIN_EVERY = 1.0
+#: Where the check that a cron expression fires at all starts searching.
+_CRON_PROBE = datetime(2001, 1, 1)
 #: Upper bound of cron candidates examined for one next-fire computation.
 _CRON_SEARCH_LIMIT = 100_000
 #: Windows (seconds before "now") searched for the latest missed cron tick.
@@ -131,7 +137,7 @@ def fire_options(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_name(_: object, __: object, name: Any) -> None:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ValueError(
             f"schedule entry name must be 1-200 printable characters, got {name!r}"
         )
@@ -168,14 +174,26 @@ def _check_cron(_: object, __: object, cron: Any) -> None:
             "'minute hour day-of-month month day-of-week', or 6 with a leading "
             "seconds field"
         )
+    try:
+        croniter(cron, _CRON_PROBE, second_at_beginning=len(fields) == 6).get_next(
+            datetime
+        )
+    except CroniterError:
+        raise ValueError(
+            f"cron expression {cron!r} never fires: no date matches it "
+            "(e.g. February 30 or April 31)"
+        ) from None
 
 
 def _every(value: object) -> float | None:
     if value is None:
         return None
     seconds = to_seconds(value, name="every")  # type: ignore[arg-type]
-    if seconds <= 0:
-        raise ValueError(f"every must be more than 0 seconds, got {value!r}")
+    if seconds < MIN_EVERY:
+        raise ValueError(
+            f"every must be at least {MIN_EVERY:g} second (beat's finest "
+            f"interval), got {value!r}"
+        )
     return seconds
 
 
@@ -289,8 +307,11 @@ class ScheduleEntry:
         start = self.start_ts
         if start is not None and after < start:
             after = math.nextafter(start, -math.inf)
+        tick: float | None
         if self.cron is not None:
             tick = self._cron_next(after)
+            if tick is None:
+                return None
         elif self.every is not None:
             base = start if start is not None else anchor + self.every
             if after < base:
@@ -358,19 +379,25 @@ class ScheduleEntry:
             yield tick
             after = tick
 
-    def _cron_next(self, after: float) -> float:
+    def _cron_next(self, after: float) -> float | None:
+        """The first cron tick after ``after``; None when there is none
+        (an expression that matches no date, or one stored before that was
+        checked, never fires rather than failing)."""
         assert self.cron is not None
         tz = ZoneInfo(self.timezone)
         wall = datetime.fromtimestamp(after, tz).replace(tzinfo=UTC, fold=0)
         # Iterate over wall-clock times as if they were UTC (no DST there),
         # then place each wall time in the real zone.
         it = croniter(self.cron, wall, second_at_beginning=len(self.cron.split()) == 6)
-        for _ in range(_CRON_SEARCH_LIMIT):
-            candidate: datetime = it.get_next(datetime)
-            instant = wall_to_epoch(candidate.replace(tzinfo=None), tz)
-            if instant > after:
-                return instant
-        raise RuntimeError(f"cron {self.cron!r} has no fire time after {after}")
+        try:
+            for _ in range(_CRON_SEARCH_LIMIT):
+                candidate: datetime = it.get_next(datetime)
+                instant = wall_to_epoch(candidate.replace(tzinfo=None), tz)
+                if instant > after:
+                    return instant
+        except (CroniterError, OverflowError, ValueError):
+            return None  # no date matches, or past the calendar's end
+        return None
 
     def jitter_offset(self, tick: float) -> float:
         """Seconds in ``[0, jitter)`` by which the fire of ``tick`` is delayed;
@@ -418,8 +445,12 @@ class ScheduleEntry:
     def from_dict(
         cls, data: Mapping[str, Any], *, enabled: bool = True
     ) -> ScheduleEntry:
-        """Rebuild an entry from :meth:`to_dict` (ValueError if malformed)."""
+        """Rebuild an entry from :meth:`to_dict`. Total: anything malformed
+        (a stored row written by another version, or by hand) raises
+        ValueError, never another error."""
         try:
+            if not isinstance(data, Mapping):
+                raise TypeError(f"expected a JSON object, got {type(data).__name__}")
             task = data["task"]
             call = make_call(
                 task["name"], task.get("args") or {}, **(task.get("options") or {})
@@ -438,8 +469,13 @@ class ScheduleEntry:
                 start_at=data.get("start_at"),
                 end_at=data.get("end_at"),
             )
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"malformed schedule entry {data!r}: {exc}") from exc
+        except ValueError:
+            raise
+        except Exception as exc:  # KeyError, TypeError, OverflowError, ...
+            raise ValueError(
+                f"malformed schedule entry {_shorten(repr(data))}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
     def describe(self) -> str:
         """One line: ``cron '0 9 * * *' in Europe/Paris`` and the like."""
@@ -493,6 +529,10 @@ def tick_task_id(name: str, tick: float) -> str:
     return str(uuid.UUID(int=value))
 
 
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _take(it: Iterator[float], count: int) -> Iterator[float]:
     for index, value in enumerate(it):
         if index >= count:
@@ -506,6 +546,7 @@ def format_tick(tick: float, timezone: str = "UTC") -> str:
 
 
 __all__ = [
+    "MIN_EVERY",
     "MISFIRE_POLICIES",
     "ScheduleEntry",
     "TaskCall",

@@ -4,6 +4,7 @@ beat scheduler's entries (stored in the backend, shared by every beat)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -12,9 +13,10 @@ import click
 
 from .._canvas import signature
 from .._clock import now
-from .._schedule import ScheduleEntry
+from .._schedule import MIN_EVERY, ScheduleEntry
 from ..contracts import ScheduleExists, ScheduleNotFound
 from ._common import (
+    EXIT_CONFIG,
     app_option,
     echo_json,
     fail,
@@ -40,11 +42,16 @@ def schedule() -> None:
 
 
 def _entry_of(record: Any) -> Any:
-
+    """The record's entry, or None when its stored definition is unreadable."""
     try:
         return ScheduleEntry.from_dict(record.definition, enabled=record.enabled)
     except ValueError:
         return None
+
+
+def _task_name(definition: Any) -> Any:
+    task = definition.get("task") if isinstance(definition, Mapping) else None
+    return task.get("name") if isinstance(task, Mapping) else None
 
 
 def _next_fires(entry: Any, record: Any, at: float, count: int) -> list[float]:
@@ -59,7 +66,7 @@ def _record_data(record: Any, at: float, count: int = 1) -> dict[str, Any]:
     return {
         "name": record.name,
         "schedule": entry.describe() if entry else "unreadable definition",
-        "task": record.definition.get("task", {}).get("name"),
+        "task": _task_name(record.definition),
         "enabled": record.enabled,
         "next_fires": [iso(t) for t in upcoming],
         "last_fire": iso(record.last_fire),
@@ -69,7 +76,11 @@ def _record_data(record: Any, at: float, count: int = 1) -> dict[str, Any]:
         "version": record.version,
         "created_at": iso(record.created_at),
         "changed_at": iso(record.changed_at),
-        "definition": dict(record.definition),
+        "definition": (
+            dict(record.definition)
+            if isinstance(record.definition, Mapping)
+            else record.definition
+        ),
     }
 
 
@@ -178,14 +189,18 @@ def _build_entry(
             enabled=enabled,
         )
     except (TypeError, ValueError) as exc:
-        raise click.UsageError(str(exc)) from None
+        fail(str(exc), EXIT_CONFIG)
 
 
 _timing = [
     click.option(
         "--cron", help="Cron expression: 5 fields, or 6 with leading seconds."
     ),
-    click.option("--every", type=float, help="Interval in seconds."),
+    click.option(
+        "--every",
+        type=float,
+        help=f"Interval in seconds (at least {MIN_EVERY:g}).",
+    ),
     click.option("--at", help="One fire at this time (ISO 8601 or epoch seconds)."),
     click.option(
         "--timezone", default="UTC", show_default=True, help="IANA zone of --cron."

@@ -50,6 +50,23 @@ logger = logging.getLogger("stem.beat")
 
 #: How long the one-shot claim of a fired tick is kept (seconds).
 TICK_CLAIM_TTL = 3600.0
+#: Backoff (seconds) of a pass that failed, and of an entry set aside.
+_RETRY_INITIAL = 1.0
+_RETRY_MAX = 60.0
+_SET_ASIDE_MAX = 600.0
+#: What :meth:`Beat._consider` reports besides a wake-up time.
+_FIRED = object()
+_IDLE = object()
+
+
+@attrs.frozen
+class _Failing:
+    """An entry set aside after it failed: retried at ``retry_at``, or at
+    once if its ``definition`` changes."""
+
+    definition: Mapping[str, Any]
+    failures: int
+    retry_at: float
 
 
 @attrs.frozen(kw_only=True)
@@ -124,6 +141,8 @@ class BeatStatistics:
     conflicts: int
     failed: int
     leaderships: int
+    #: passes that could not read the store (retried with backoff)
+    errors: int = 0
 
 
 @attrs.define(eq=False)
@@ -139,6 +158,7 @@ class BeatState:
     conflicts: int = 0
     failed: int = 0
     leaderships: int = 0
+    errors: int = 0
 
 
 async def register_entries(
@@ -231,6 +251,7 @@ class Beat(Actor[BeatMessage]):
     _parsed: dict[str, tuple[Mapping[str, Any], ScheduleEntry | None]] = attrs.Factory(
         dict
     )
+    _failing: dict[str, _Failing] = attrs.Factory(dict)
 
     @property
     def _store(self) -> Any:
@@ -305,6 +326,7 @@ class Beat(Actor[BeatMessage]):
             conflicts=s.conflicts,
             failed=s.failed,
             leaderships=s.leaderships,
+            errors=s.errors,
         )
 
     # -- leadership -----------------------------------------------------------
@@ -382,40 +404,117 @@ class Beat(Actor[BeatMessage]):
             entry: ScheduleEntry | None = ScheduleEntry.from_dict(
                 record.definition, enabled=record.enabled
             )
-        except (ValueError, TypeError) as exc:
-            logger.warning("schedule entry %r cannot be read: %s", record.name, exc)
+        except Exception as exc:  # from_dict is total, but a row is hostile
+            logger.warning(
+                "schedule entry %r cannot be read and is not fired: %s",
+                record.name,
+                exc,
+            )
             entry = None
         self._parsed[record.name] = (record.definition, entry)
         return entry
 
     async def _fire_loop(self) -> None:
-        store = self._store
-        cfg = self.config
+        """Fire due ticks until the lease is lost. A pass that cannot read
+        the store (backend down, a row no adapter can decode) is retried
+        with backoff; it never ends beat."""
+        delay = _RETRY_INITIAL
         while True:
-            revision = await store.revision()
-            records = await store.list()
-            at = now()
-            wake_at = at + cfg.max_sleep
-            fired_any = False
-            for record in records:
-                if not record.enabled:
-                    continue
-                entry = self._entry(record)
-                if entry is None:
-                    continue
-                step = plan(entry, record, at)
-                if step.skipped:
-                    self.state.skipped += 1
-                if step.tick is not None:
-                    if not self._leading():
-                        return
-                    await self._fire(entry, record, step.tick)
-                    fired_any = True
-                elif step.wake_at is not None:
-                    wake_at = min(wake_at, step.wake_at)
-            if fired_any:
+            try:
+                if not await self._fire_pass():
+                    return
+            except BrokerUnavailable as exc:
+                logger.warning(
+                    "beat %r: the schedule store is unavailable (%s); retrying in %g s",
+                    self.config.owner,
+                    exc,
+                    delay,
+                )
+            except Exception:
+                logger.exception(
+                    "beat %r: reading the schedule entries failed; retrying in %g s",
+                    self.config.owner,
+                    delay,
+                )
+            else:
+                delay = _RETRY_INITIAL
                 continue
+            self.state.errors += 1
+            await trio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX)
+
+    async def _fire_pass(self) -> bool:
+        """Fire what is due, then wait for the next due time or a change of
+        the entries. False when the lease was lost. Each entry is isolated:
+        one that fails is logged and set aside (retried with backoff, or at
+        once when its definition changes); the others keep firing."""
+        store = self._store
+        revision = await store.revision()
+        records = await store.list()
+        at = now()
+        wake_at = at + self.config.max_sleep
+        fired_any = False
+        for record in records:
+            failing = self._failing.get(record.name)
+            if failing is not None:
+                if failing.definition != record.definition:
+                    del self._failing[record.name]
+                elif failing.retry_at > at:
+                    wake_at = min(wake_at, failing.retry_at)
+                    continue
+            try:
+                outcome = await self._consider(record, at)
+            except BrokerUnavailable:
+                raise
+            except Exception:
+                self._set_aside(record, at)
+                continue
+            if outcome is None:
+                return False
+            if outcome is _FIRED:
+                fired_any = True
+                self._failing.pop(record.name, None)
+            elif isinstance(outcome, float):
+                wake_at = min(wake_at, outcome)
+        if not fired_any:
             await store.wait_changed(revision, timeout=max(wake_at - now(), 0.0))
+        return True
+
+    async def _consider(self, record: ScheduleRecord, at: float) -> object:
+        """Fire ``record``'s entry if a tick is due. Returns ``_FIRED``, the
+        wall time to look again (float), ``_IDLE``, or None when the lease
+        was lost."""
+        if not record.enabled:
+            return _IDLE
+        entry = self._entry(record)
+        if entry is None:
+            return _IDLE
+        step = plan(entry, record, at)
+        if step.skipped:
+            self.state.skipped += 1
+        if step.tick is not None:
+            if not self._leading():
+                return None
+            await self._fire(entry, record, step.tick)
+            return _FIRED
+        return step.wake_at if step.wake_at is not None else _IDLE
+
+    def _set_aside(self, record: ScheduleRecord, at: float) -> None:
+        """Log a failing entry and skip it for a while (doubling)."""
+        previous = self._failing.get(record.name)
+        failures = 1 if previous is None else previous.failures + 1
+        pause = min(_RETRY_INITIAL * 2**failures, _SET_ASIDE_MAX)
+        self._failing[record.name] = _Failing(
+            definition=record.definition, failures=failures, retry_at=at + pause
+        )
+        self.state.failed += 1
+        logger.exception(
+            "schedule entry %r failed (%d time(s)); the other entries keep "
+            "firing, this one is retried in %g s",
+            record.name,
+            failures,
+            pause,
+        )
 
     async def _fire(
         self, entry: ScheduleEntry, record: ScheduleRecord, tick: float

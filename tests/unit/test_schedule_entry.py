@@ -49,7 +49,7 @@ def between(e: ScheduleEntry, start: float, end: float) -> list[float]:
         ({"cron": "0 25 * * *"}, "invalid cron expression"),
         ({"cron": "0 9 * * * * *"}, "invalid cron expression"),
         ({"cron": "0 9 * *"}, "invalid cron expression"),
-        ({"every": 0}, "more than 0 seconds"),
+        ({"every": 0}, "at least 1 second"),
         ({"every": -5}, "every must be a finite number"),
         ({"at": datetime(2030, 1, 1)}, "timezone-aware"),
         ({"cron": "0 9 * * *", "timezone": "Mars/Olympus"}, "unknown time zone"),
