@@ -21,6 +21,7 @@ import attrs
 
 from ._durations import to_epoch, to_seconds
 from ._errors import DecodeError, EncodeError, TaskFailed
+from ._handler import check_task_name
 from ._ids import new_id
 from ._options import check_priority, check_queue_name
 from ._result import TaskResult
@@ -94,9 +95,7 @@ def _check_args(value: object) -> dict[str, Any] | None:
 
 
 def _check_name(value: object) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"task name must be a non-empty string, got {value!r}")
-    return value
+    return check_task_name(value)
 
 
 @attrs.frozen(kw_only=True)

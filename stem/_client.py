@@ -32,8 +32,8 @@ from ._deadletters import DeadLetters
 from ._durations import Duration, to_epoch, to_seconds
 from ._envelope import Envelope
 from ._errors import EncodeError, WaitTimeout
-from ._handler import TaskHandler
-from ._ids import new_id
+from ._handler import TaskHandler, check_task_name
+from ._ids import check_id, new_id
 from ._instrument import Instrumentation, default_instrumentation
 from ._options import TaskOptions, check_priority, check_queue_name
 from ._result import TaskResult
@@ -318,8 +318,9 @@ class Client:
         Raises EncodeError (naming the argument) for args that cannot be
         encoded, ValueError/TypeError for invalid options.
         """
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"task name must be a non-empty string, got {name!r}")
+        check_task_name(name)
+        if task_id is not None:
+            check_id(task_id)
         handler = self.app.find_task(name)
         opts = handler.task_options if handler is not None else TaskOptions()
         clean_args, args_size = sized_args(args, max_bytes=self.max_message_bytes)
@@ -532,7 +533,9 @@ class Client:
     ) -> None:
         """A queued or delayed task never runs and ends REVOKED; with
         ``terminate`` a running attempt is cancelled too. The order persists
-        for ``expires`` seconds (workers restarted meanwhile honour it)."""
+        for ``expires`` seconds (workers restarted meanwhile honour it).
+        ValueError for an empty id (or one with control characters)."""
+        check_id(task_id)
         await self.backend.revocations.revoke(
             Revocation(
                 task_id=task_id,

@@ -9,6 +9,11 @@ import attrs
 import trio
 
 from ._clock import now
+from ._text import has_control
+
+#: The longest task id accepted (a workflow activity's id is the run id, at
+#: most 200 characters, then ``:<step>``).
+MAX_ID_LENGTH = 255
 
 
 @attrs.define
@@ -60,3 +65,22 @@ def new_id() -> str:
         | rand_b
     )
     return str(uuid.UUID(int=value))
+
+
+def check_id(
+    value: object, *, what: str = "task id", limit: int = MAX_ID_LENGTH
+) -> str:
+    """Return ``value`` if it is a usable id: a non-empty string of at most
+    ``limit`` characters without control characters (a newline in an id
+    would forge a log line). Raise ValueError naming ``what`` otherwise."""
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > limit
+        or has_control(value)
+    ):
+        raise ValueError(
+            f"{what} must be 1-{limit} characters without control characters, "
+            f"got {value!r}"
+        )
+    return value

@@ -31,6 +31,7 @@ import attrs
 
 from ._envelope import Envelope
 from ._redact import redact
+from ._text import escape_control
 
 #: value of a field that does not apply to a record (not about a task)
 MISSING = "-"
@@ -148,7 +149,9 @@ class TaskLogFilter(logging.Filter):
 
 class TaskLogFormatter(logging.Formatter):
     """Text lines; records about a task get
-    ``[task_name task_id #attempt trace=...]`` before the message."""
+    ``[task_name task_id #attempt trace=...]`` before the message. Control
+    characters in the line are escaped (``\\n``, ``\\x1b``): one record is
+    one line."""
 
     def __init__(self, fmt: str | None = None, datefmt: str | None = None) -> None:
         super().__init__(
@@ -156,12 +159,16 @@ class TaskLogFormatter(logging.Formatter):
         )
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        line = super().formatMessage(record)
+        # One record, one line: control characters in the message or in a
+        # task's id or name are escaped, so they cannot forge a log line or
+        # send escape sequences to a terminal (a traceback still follows on
+        # its own lines).
+        line = escape_control(super().formatMessage(record))
         task_id = getattr(record, "task_id", MISSING)
         if task_id == MISSING:
             return line
         head, sep, message = line.partition(": ")
-        tag = (
+        tag = escape_control(
             f"[{getattr(record, 'task_name', MISSING)} {task_id}"
             f" #{getattr(record, 'attempt', MISSING)}"
             f" trace={getattr(record, 'trace_id', MISSING)}]"

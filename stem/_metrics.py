@@ -223,7 +223,7 @@ async def poll_queue_depths(
             try:
                 stats = await broker.stats(queue)
             except Exception as exc:
-                logger.warning("could not read the depth of %s: %s", queue, exc)
+                logger.warning("could not read the depth of %r: %s", queue, exc)
                 continue
             client.instrumentation.queue_depth(queue, stats.pending)
         await trio.sleep(interval)

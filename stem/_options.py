@@ -17,12 +17,12 @@ MAX_PRIORITY = 9
 DEFAULT_QUEUE = "default"
 DEFAULT_VISIBILITY_TIMEOUT = 30.0
 
-_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")
 
 
 def check_queue_name(name: object) -> str:
     """Return ``name`` if it is a valid queue name, else raise ValueError."""
-    if not isinstance(name, str) or not _QUEUE_NAME.match(name):
+    if not isinstance(name, str) or not _QUEUE_NAME.fullmatch(name):
         raise ValueError(
             f"invalid queue name {name!r}: use 1-200 characters from "
             "letters, digits, '_', '-', '.', ':'"

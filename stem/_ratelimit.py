@@ -7,7 +7,7 @@ import re
 import attrs
 
 _PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-_FORM = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d*)\s*([smh])\s*$")
+_FORM = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*(\d*)\s*([smh])\s*")
 
 
 @attrs.frozen(kw_only=True)
@@ -53,7 +53,7 @@ class RateLimit:
             return spec
         if not isinstance(spec, str):
             raise TypeError(f"rate_limit must be a string like '100/m', got {spec!r}")
-        match = _FORM.match(spec)
+        match = _FORM.fullmatch(spec)
         if match is None:
             raise ValueError(
                 f"invalid rate_limit {spec!r}: expected 'N/s', 'N/m' or 'N/h' "

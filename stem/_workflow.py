@@ -26,6 +26,7 @@ from ._durations import Duration, to_seconds
 from ._errors import StemError
 from ._result import ErrorInfo
 from ._signals import WorkflowEvent
+from ._text import has_control
 from .contracts import WorkflowRun
 
 if TYPE_CHECKING:
@@ -158,8 +159,16 @@ ScriptFn = Callable[["WorkflowContext"], Awaitable[Any]]
 
 
 def _check_name(_inst: Any, _attr: Any, value: Any) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"workflow name must be a non-empty string, got {value!r}")
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > 200
+        or has_control(value)
+    ):
+        raise ValueError(
+            "workflow name must be 1-200 characters without control characters, "
+            f"got {value!r}"
+        )
 
 
 def _check_fn(_inst: Any, _attr: Any, value: Any) -> None:

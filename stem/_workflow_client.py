@@ -10,7 +10,7 @@ import trio
 
 from ._durations import Duration, to_seconds
 from ._errors import WaitTimeout
-from ._ids import new_id
+from ._ids import check_id, new_id
 from ._workflow import (
     DuplicateWorkflowRun,
     UnknownWorkflow,
@@ -29,9 +29,7 @@ if TYPE_CHECKING:
 
 
 def _check_topic(topic: object) -> str:
-    if not isinstance(topic, str) or not topic:
-        raise ValueError(f"event topic must be a non-empty string, got {topic!r}")
-    return topic
+    return check_id(topic, what="event topic", limit=200)
 
 
 @attrs.define(eq=False)
@@ -57,8 +55,8 @@ class Workflows:
         stored). A ``run_id`` that exists raises DuplicateWorkflowRun.
         """
         script = self.definition(name)
-        if run_id is not None and (not isinstance(run_id, str) or not run_id):
-            raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
+        if run_id is not None:
+            check_id(run_id, what="run_id", limit=200)
         run_id = run_id or new_id()
         if not await create_run(self._node, script, params, run_id):
             raise DuplicateWorkflowRun(f"a workflow run with id {run_id!r} exists")

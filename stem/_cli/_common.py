@@ -15,12 +15,14 @@ import click
 import trio
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .._app import App
 from .._client import Client
 from .._config import Settings, load_app
 from .._errors import BrokerUnavailable, ConfigError, StemError
 from .._options import check_queue_name
+from .._text import escape_control
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -32,9 +34,18 @@ EXIT_CONFIG = 2
 EXIT_FAILURE = 1
 
 
+def echo(message: object = "", *, err: bool = False, multiline: bool = False) -> None:
+    """``click.echo`` for text that may come from outside (ids, names, error
+    messages, message bodies): control characters are escaped, so stored
+    data can neither forge output lines nor send escape sequences to the
+    terminal. ``multiline`` keeps newlines (a traceback)."""
+    click.echo(escape_control(str(message), keep_newlines=multiline), err=err)
+
+
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
-    """Print ``stem: <message>`` on stderr (one line) and exit with ``code``."""
-    click.echo(f"stem: {message}", err=True)
+    """Print ``stem: <message>`` on stderr (one line, control characters
+    escaped) and exit with ``code``."""
+    echo(f"stem: {message}", err=True)
     raise SystemExit(code)
 
 
@@ -213,14 +224,20 @@ def echo_json(data: Any) -> None:
 def print_table(
     title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
-    """A rich table on stdout (plain text when stdout is not a terminal)."""
+    """A rich table on stdout (plain text when stdout is not a terminal).
+    Cells are shown as text, never as rich markup, with control characters
+    escaped."""
 
-    table = Table(title=title, show_lines=False)
+    table = Table(title=None if title is None else _cell(title), show_lines=False)
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
+        table.add_row(*(_cell("" if cell is None else cell) for cell in row))
     Console(file=sys.stdout, width=_width()).print(table)
+
+
+def _cell(value: object) -> Text:
+    return Text(escape_control(str(value)))
 
 
 def _width() -> int | None:

@@ -13,6 +13,7 @@ import click
 
 from ._common import (
     QUEUE,
+    echo,
     echo_json,
     fail,
     iso,
@@ -86,12 +87,12 @@ def _finish(replies: Sequence[Any], as_json: bool, table: Callable[[], None]) ->
         table()
     if not replies:
         if not as_json:
-            click.echo("No worker replied.")
+            echo("No worker replied.")
         raise SystemExit(1)
     if not all(r.ok for r in replies):
         for r in replies:
             if not r.ok:
-                click.echo(f"stem: {r.worker_id}: {r.error}", err=True)
+                echo(f"stem: {r.worker_id}: {r.error}", err=True)
         raise SystemExit(1)
 
 
@@ -232,7 +233,7 @@ def control_revoke(
     if as_json:
         echo_json(_records(replies))
         return
-    click.echo(f"revoked {task_id} (told {len(replies)} live worker(s))")
+    echo(f"revoked {task_id} (told {len(replies)} live worker(s))")
 
 
 def _queue_command(command: str) -> Callable[..., None]:
@@ -299,10 +300,9 @@ def control_shutdown(
     replies = _ask(url, "shutdown", {"mode": mode}, timeout, destination)
     if not replies and not as_json:
         fail("no worker replied")
-    _finish(
-        replies,
-        as_json,
-        lambda: click.echo(
-            "\n".join(f"{r.worker_id}: {mode} shutdown" for r in replies)
-        ),
-    )
+
+    def show() -> None:
+        for reply in replies:
+            echo(f"{reply.worker_id}: {mode} shutdown")
+
+    _finish(replies, as_json, show)

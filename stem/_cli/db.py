@@ -10,7 +10,7 @@ import click
 
 from .._errors import ConfigError, StemError
 from .._redact import redact
-from ._common import EXIT_CONFIG, fail, run
+from ._common import EXIT_CONFIG, echo, fail, run
 
 _POSTGRES_SCHEMES = ("postgres", "postgresql")
 
@@ -72,8 +72,8 @@ def migrate(url: str) -> None:
     if isinstance(outcome, list | tuple):
         if outcome:
             applied = ", ".join(str(v) for v in outcome)
-            click.echo(f"{shown}: applied migration(s) {applied}")
+            echo(f"{shown}: applied migration(s) {applied}")
         else:
-            click.echo(f"{shown}: schema is up to date")
+            echo(f"{shown}: schema is up to date")
     else:
-        click.echo(f"{shown}: migrated")
+        echo(f"{shown}: migrated")

@@ -11,6 +11,7 @@ from .._clock import now
 from ._common import (
     QUEUE,
     age,
+    echo,
     echo_json,
     fail,
     iso,
@@ -66,7 +67,7 @@ def dlq_list(queue: str, limit: int, offset: int, url: str, as_json: bool) -> No
         echo_json(records)
         return
     if not records:
-        click.echo(f"No dead letters in {queue}.")
+        echo(f"No dead letters in {queue}.")
         return
     print_table(
         f"Dead letters of {queue}",
@@ -124,24 +125,24 @@ def dlq_show(queue: str, task_id: str, url: str, as_json: bool) -> None:
     if as_json:
         echo_json(record)
         return
-    click.echo(f"entry:    {record['entry_id']}")
-    click.echo(f"task:     {record['task_id']}")
-    click.echo(f"name:     {record['name']}")
-    click.echo(f"queue:    {record['queue']}")
-    click.echo(f"reason:   {record['reason']}")
-    click.echo(f"attempts: {record['attempts']}")
-    click.echo(f"dead at:  {record['dead_at_iso']}")
+    echo(f"entry:    {record['entry_id']}")
+    echo(f"task:     {record['task_id']}")
+    echo(f"name:     {record['name']}")
+    echo(f"queue:    {record['queue']}")
+    echo(f"reason:   {record['reason']}")
+    echo(f"attempts: {record['attempts']}")
+    echo(f"dead at:  {record['dead_at_iso']}")
     if record["args"] is not None:
-        click.echo(f"args:     {json.dumps(record['args'], default=str)}")
+        echo(f"args:     {json.dumps(record['args'], default=str)}")
     if record["raw"] is not None:
-        click.echo(f"raw:      {record['raw']}")
+        echo(f"raw:      {record['raw']}")
     for i, item in enumerate(record["history"], start=1):
-        click.echo(f"attempt {i}: {item.get('type', '?')}: {item.get('message', '')}")
+        echo(f"attempt {i}: {item.get('type', '?')}: {item.get('message', '')}")
     error = record["error"]
     if error:
-        click.echo(f"error:    {error['type']}: {error['message']}")
+        echo(f"error:    {error['type']}: {error['message']}")
         if error.get("traceback"):
-            click.echo(error["traceback"].rstrip())
+            echo(error["traceback"].rstrip(), multiline=True)
 
 
 def dead_letter_record(entry: Any, *, full: bool = False) -> dict[str, Any]:
@@ -188,7 +189,7 @@ def dlq_retry(queue: str, task_ids: tuple[str, ...], url: str) -> None:
 
     done = run(go)
     for task_id in done:
-        click.echo(f"retried {task_id}")
+        echo(f"retried {task_id}")
     missing = [t for t in task_ids if t not in set(done)]
     if missing:
         fail(f"no dead letter in queue {queue} for: {', '.join(missing)}")
@@ -242,8 +243,8 @@ def dlq_replay(
         return
     verb = "would replay" if dry_run else "replayed"
     for task_id in ids:
-        click.echo(f"{verb} {task_id}")
-    click.echo(f"{verb} {len(ids)} dead letter(s) of {queue}")
+        echo(f"{verb} {task_id}")
+    echo(f"{verb} {len(ids)} dead letter(s) of {queue}")
 
 
 @dlq.command("purge")
@@ -272,4 +273,4 @@ def dlq_purge(
             )
             return count
 
-    click.echo(f"purged {run(go)} dead letter(s) from {queue}")
+    echo(f"purged {run(go)} dead letter(s) from {queue}")

@@ -9,7 +9,7 @@ import trio
 
 from .._client import Client
 from .._redact import redact
-from ._common import EXIT_FAILURE, echo_json, url_option
+from ._common import EXIT_FAILURE, echo, echo_json, url_option
 from .worker import worker_record
 
 _PROBE_ID = "stem-health-probe"
@@ -122,7 +122,7 @@ def health(url: str, require_workers: bool, timeout: float, as_json: bool) -> No
         echo_json(report)
     else:
         status = "healthy" if report["healthy"] else "UNHEALTHY"
-        click.echo(f"{status}: {report['url']}")
+        echo(f"{status}: {report['url']}")
         for name, result in report["checks"].items():
             if result["ok"]:
                 extra = ""
@@ -130,8 +130,8 @@ def health(url: str, require_workers: bool, timeout: float, as_json: bool) -> No
                     extra = f" ({result.get('count', 0)} live)"
                 elif "latency_ms" in result:
                     extra = f" ({result['latency_ms']} ms)"
-                click.echo(f"  {name:8} ok{extra}")
+                echo(f"  {name:8} ok{extra}")
             else:
-                click.echo(f"  {name:8} FAILED: {result['error']}")
+                echo(f"  {name:8} FAILED: {result['error']}")
     if not report["healthy"]:
         raise SystemExit(EXIT_FAILURE)

@@ -8,6 +8,7 @@ import click
 
 from ._common import (
     QUEUE,
+    echo,
     echo_json,
     json_option,
     open_client,
@@ -42,7 +43,7 @@ def queues(url: str, as_json: bool) -> None:
     elif records:
         print_queues(records)
     else:
-        click.echo("No queues.")
+        echo("No queues.")
 
 
 @click.command()
@@ -65,4 +66,4 @@ def purge(queue: str, yes: bool, url: str) -> None:
             count: int = await client.purge(queue)
             return count
 
-    click.echo(f"purged {run(go)} task(s) from {queue}")
+    echo(f"purged {run(go)} task(s) from {queue}")

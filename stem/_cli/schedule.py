@@ -18,6 +18,7 @@ from ..contracts import ScheduleExists, ScheduleNotFound
 from ._common import (
     EXIT_CONFIG,
     app_option,
+    echo,
     echo_json,
     fail,
     get_app,
@@ -107,7 +108,7 @@ def schedule_list(url: str, as_json: bool) -> None:
         echo_json(data)
         return
     if not data:
-        click.echo("No schedule entries.")
+        echo("No schedule entries.")
         return
     print_table(
         "Schedule entries",
@@ -151,7 +152,7 @@ def schedule_show(name: str, count: int, url: str, as_json: bool) -> None:
             value = json.dumps(value, sort_keys=True)
         elif isinstance(value, list):
             value = ", ".join(value) or "-"
-        click.echo(f"{key:>14}: {value if value is not None else '-'}")
+        echo(f"{key:>14}: {value if value is not None else '-'}")
 
 
 def _build_entry(
@@ -288,7 +289,7 @@ def schedule_add(
     if as_json:
         echo_json(data)
     else:
-        click.echo(f"Stored {name}: {data['schedule']}, task {task_name}.")
+        echo(f"Stored {name}: {data['schedule']}, task {task_name}.")
 
 
 @schedule.command("remove")
@@ -308,7 +309,7 @@ def schedule_remove(name: str, url: str, as_json: bool) -> None:
     if as_json:
         echo_json({"name": name, "removed": removed})
     elif removed:
-        click.echo(f"Removed {name}.")
+        echo(f"Removed {name}.")
     if not removed:
         fail(f"no schedule entry named {name!r}")
 
@@ -326,7 +327,7 @@ def _set_enabled(name: str, enabled: bool, url: str, as_json: bool) -> None:
     if as_json:
         echo_json(_record_data(record, now()))
     else:
-        click.echo(f"{'Enabled' if enabled else 'Disabled'} {name}.")
+        echo(f"{'Enabled' if enabled else 'Disabled'} {name}.")
 
 
 @schedule.command("enable")
@@ -424,9 +425,9 @@ def schedule_dry_run(
     if as_json:
         echo_json({"entry": entry.name, "timezone": zone, "fires": rows})
         return
-    click.echo(f"{entry.describe()}: next {len(rows)} fire times")
+    echo(f"{entry.describe()}: next {len(rows)} fire times")
     for row in rows:
-        click.echo(f"  {row['local']}  ({row['tick']})")
+        echo(f"  {row['local']}  ({row['tick']})")
 
 
 def _zone(name: str) -> Any:

@@ -12,6 +12,7 @@ from ._common import (
     EXIT_CONFIG,
     QUEUE,
     app_option,
+    echo,
     echo_json,
     fail,
     get_app,
@@ -49,7 +50,7 @@ def tasks_ls(app_spec: str | None, as_json: bool) -> None:
         echo_json(records)
         return
     if not records:
-        click.echo("No tasks registered.")
+        echo("No tasks registered.")
         return
     print_table(
         f"Tasks of {app_spec}",
@@ -180,7 +181,7 @@ def enqueue(
                 fail(str(exc), EXIT_CONFIG)
             return task_id
 
-    click.echo(run(go))
+    echo(run(go))
 
 
 @click.command()
@@ -225,19 +226,19 @@ def result(task_id: str, wait: float | None, url: str, as_json: bool) -> None:
     if as_json:
         echo_json(record)
         return
-    click.echo(f"task:    {record['task_id']}")
-    click.echo(f"name:    {record['name']}")
-    click.echo(f"state:   {record['state']}")
-    click.echo(f"attempt: {record['attempt']}")
+    echo(f"task:    {record['task_id']}")
+    echo(f"name:    {record['name']}")
+    echo(f"state:   {record['state']}")
+    echo(f"attempt: {record['attempt']}")
     if record["updated_at"]:
-        click.echo(f"updated: {record['updated_at_iso']}")
+        echo(f"updated: {record['updated_at_iso']}")
     if record["state"] == "succeeded":
-        click.echo(f"value:   {json.dumps(record['value'], default=str)}")
+        echo(f"value:   {json.dumps(record['value'], default=str)}")
     if record["error"]:
         err = record["error"]
-        click.echo(f"error:   {err['type']}: {err['message']}")
+        echo(f"error:   {err['type']}: {err['message']}")
         if err.get("traceback"):
-            click.echo(err["traceback"].rstrip())
+            echo(err["traceback"].rstrip(), multiline=True)
 
 
 def result_record(res: Any) -> dict[str, Any]:
@@ -280,4 +281,4 @@ def revoke(task_id: str, terminate: bool, reason: str, url: str) -> None:
             await client.revoke(task_id, terminate=terminate, reason=reason)
 
     run(go)
-    click.echo(f"revoked {task_id}" + (" (terminate)" if terminate else ""))
+    echo(f"revoked {task_id}" + (" (terminate)" if terminate else ""))

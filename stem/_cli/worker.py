@@ -21,6 +21,7 @@ from ._common import (
     EXIT_CONFIG,
     age,
     app_option,
+    echo,
     echo_json,
     fail,
     get_app,
@@ -220,12 +221,12 @@ def _show_status(snap: dict[str, Any], *, as_json: bool, live: bool = False) -> 
     if as_json:
         record = {"workers": workers, "queues": queues}
         if live:
-            click.echo(json.dumps({"at": at, **record}, sort_keys=True))
+            echo(json.dumps({"at": at, **record}, sort_keys=True))
         else:
             echo_json(record)
         return
     if live:
-        click.echo(f"stem worker status at {iso(at)} (Ctrl-C to stop)")
+        echo(f"stem worker status at {iso(at)} (Ctrl-C to stop)")
     if workers:
         print_table(
             "Workers",
@@ -254,11 +255,11 @@ def _show_status(snap: dict[str, Any], *, as_json: bool, live: bool = False) -> 
             ],
         )
     else:
-        click.echo("No live workers.")
+        echo("No live workers.")
     if queues:
         print_queues(queues)
     else:
-        click.echo("No queues.")
+        echo("No queues.")
 
 
 def worker_record(info: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import click
 from ..contracts import WORKFLOW_ACTIVE, WORKFLOW_FINAL, WorkflowRun, WorkflowStep
 from ._common import (
     app_option,
+    echo,
     echo_json,
     fail,
     get_app,
@@ -118,9 +119,9 @@ def start(
     if as_json:
         echo_json(record)
     elif "status" in record:
-        click.echo(f"{record['run_id']} {record['status']}: {record['result']!r}")
+        echo(f"{record['run_id']} {record['status']}: {record['result']!r}")
     else:
-        click.echo(record["run_id"])
+        echo(record["run_id"])
 
 
 @wf.command("ls")
@@ -176,7 +177,7 @@ def ls(
             ],
         )
     else:
-        click.echo("No workflow runs.")
+        echo("No workflow runs.")
 
 
 @wf.command("show")
@@ -199,11 +200,11 @@ def show(run_id: str, url: str, as_json: bool) -> None:
         echo_json(record)
         return
     for key in ("run_id", "workflow", "version", "status", "current_step", "params"):
-        click.echo(f"{key}: {record[key]}")
+        echo(f"{key}: {record[key]}")
     if found.status == "completed":
-        click.echo(f"result: {json.dumps(found.result)}")
+        echo(f"result: {json.dumps(found.result)}")
     if found.error is not None:
-        click.echo(f"error: {found.error.type}: {found.error.message}")
+        echo(f"error: {found.error.type}: {found.error.message}")
     print_table(
         "History",
         ["#", "kind", "name", "status", "value / error"],
@@ -235,7 +236,7 @@ def cancel(run_id: str, url: str) -> None:
 
     if not run(go):
         fail(f"no active workflow run with id {run_id!r}")
-    click.echo(f"cancel requested for {run_id}")
+    echo(f"cancel requested for {run_id}")
 
 
 @wf.command("emit")
@@ -256,7 +257,9 @@ def emit(topic: str, payload: str | None, url: str, as_json: bool) -> None:
     if as_json:
         echo_json({"topic": topic, "delivered_to": ids})
     else:
-        click.echo(f"delivered to {len(ids)} run(s)" + "".join(f"\n  {i}" for i in ids))
+        echo(f"delivered to {len(ids)} run(s)")
+        for run_id in ids:
+            echo(f"  {run_id}")
 
 
 @wf.command("send")
@@ -273,4 +276,4 @@ def send(run_id: str, topic: str, payload: str | None, url: str) -> None:
             await client.workflows.send(run_id, topic, value)
 
     run(go)
-    click.echo(f"sent {topic} to {run_id}")
+    echo(f"sent {topic} to {run_id}")

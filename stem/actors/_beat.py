@@ -285,7 +285,7 @@ class Beat(Actor[BeatMessage]):
                         )
                     except Exception:
                         logger.warning(
-                            "beat %s: could not release the lease",
+                            "beat %r: could not release the lease",
                             self.config.owner,
                             exc_info=True,
                         )
@@ -342,7 +342,7 @@ class Beat(Actor[BeatMessage]):
                 )
             except BrokerUnavailable as exc:
                 logger.warning(
-                    "beat %s: cannot reach the lock store: %s", cfg.owner, exc
+                    "beat %r: cannot reach the lock store: %s", cfg.owner, exc
                 )
                 acquired = False
             if not acquired:
@@ -351,7 +351,7 @@ class Beat(Actor[BeatMessage]):
             self._lease_until = started + cfg.lease_ttl
             self.state.is_leader = True
             self.state.leaderships += 1
-            logger.info("beat %s leads (lease %s)", cfg.owner, cfg.lock_name)
+            logger.info("beat %r leads (lease %r)", cfg.owner, cfg.lock_name)
             try:
                 async with trio.open_nursery() as leading:
                     leading.start_soon(self._keep_lease, leading.cancel_scope)
@@ -359,7 +359,7 @@ class Beat(Actor[BeatMessage]):
             finally:
                 self.state.is_leader = False
                 self._lease_until = -math.inf
-            logger.warning("beat %s lost the lease %s", cfg.owner, cfg.lock_name)
+            logger.warning("beat %r lost the lease %r", cfg.owner, cfg.lock_name)
             await trio.sleep(cfg.poll)
 
     async def _keep_lease(self, leading: trio.CancelScope) -> None:
@@ -378,7 +378,7 @@ class Beat(Actor[BeatMessage]):
                     )
                 except BrokerUnavailable as exc:
                     logger.warning(
-                        "beat %s: renewing the lease failed: %s", cfg.owner, exc
+                        "beat %r: renewing the lease failed: %s", cfg.owner, exc
                     )
                     next_renew = trio.current_time() + min(1.0, cfg.renew_every)
                     continue
@@ -559,7 +559,7 @@ class Beat(Actor[BeatMessage]):
             except Exception as exc:
                 self.state.failed += 1
                 logger.exception(
-                    "schedule entry %r: fire of %s failed", entry.name, tick
+                    "schedule entry %r: fire of tick %s failed", entry.name, tick
                 )
                 if bus.wants("schedule_failed"):
                     bus.emit(

@@ -115,9 +115,9 @@ class Control:
         try:
             await backend.broker.broadcast(_fit(body))
         except BrokerUnavailable as exc:
-            logger.warning("could not reply to %s: %s", command, exc)
+            logger.warning("could not reply to %r: %s", command, exc)
         except Exception:
-            logger.exception("could not reply to %s", command)
+            logger.exception("could not reply to %r", command)
         self.handled += 1
         self._emit("control_completed", command, request_id, bool(reply["ok"]))
         if after is not None:

@@ -678,8 +678,8 @@ class Worker(Actor[WorkerMessage]):
                 reason=reason,
             )
         logger.warning(
-            "dead-lettered %s (%s): %s",
-            entry.task_id or "<no id>",
+            "dead-lettered %r (%s): %s",
+            entry.task_id,
             reason,
             info.message,
         )

@@ -271,9 +271,9 @@ class WorkflowEngine(Actor[EngineMessage]):
         except (WorkflowLeaseLost, Abandon) as exc:
             self._lost(run, exc)
         except BrokerUnavailable as exc:
-            logger.warning("run %s left to its lease: %s", run.run_id, exc)
+            logger.warning("run %r left to its lease: %s", run.run_id, exc)
         except Exception:
-            logger.exception("driving workflow run %s failed", run.run_id)
+            logger.exception("driving workflow run %r failed", run.run_id)
         except BaseException as exc:
             if _only_cancelled(exc):
                 await self._hand_back(run)
@@ -300,7 +300,7 @@ class WorkflowEngine(Actor[EngineMessage]):
     def _lost(self, run: WorkflowRun, exc: BaseException) -> None:
         """A write of the drive of ``run`` was refused: stop, write nothing."""
         lost = exc.lost if isinstance(exc, Abandon) else exc
-        logger.warning("lost workflow run %s: %s", run.run_id, lost)
+        logger.warning("lost workflow run %r: %s", run.run_id, lost)
         self._count("lost_leases")
 
     async def _hand_back(self, run: WorkflowRun) -> None:
@@ -310,7 +310,7 @@ class WorkflowEngine(Actor[EngineMessage]):
             try:
                 await self._store.release(run.run_id, run.fence)
             except (WorkflowLeaseLost, BrokerUnavailable) as exc:
-                logger.info("run %s left to its lease: %s", run.run_id, exc)
+                logger.info("run %r left to its lease: %s", run.run_id, exc)
 
     async def _keep_lease(self, run: WorkflowRun, scope: trio.CancelScope) -> None:
         lease = self.config.lease
@@ -337,7 +337,7 @@ class WorkflowEngine(Actor[EngineMessage]):
             # Newer code runs elsewhere (the store should not have handed it
             # over: claims leave such runs alone); hand it back untouched.
             logger.warning(
-                "run %s of %r is version %d, newer than this engine's code; released",
+                "run %r of %r is version %d, newer than this engine's code; released",
                 run.run_id,
                 run.workflow,
                 run.version,
@@ -490,7 +490,7 @@ class WorkflowEngine(Actor[EngineMessage]):
                 await self._store.wake([run_id])
                 self.nudge()
         except BrokerUnavailable as exc:
-            logger.warning("watching activity %s: %s", task_id, exc)
+            logger.warning("watching activity %r: %s", task_id, exc)
         finally:
             self._watched.discard(task_id)
 

@@ -11,7 +11,7 @@ import attrs
 from stem._errors import ConfigError
 from stem._redact import redact
 
-_SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
+_SCHEMA = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
 
 #: Query parameters this adapter reads (everything else goes to asyncpg,
 #: e.g. ``sslmode``, ``sslrootcert``, ``connect_timeout``).
@@ -102,7 +102,7 @@ def parse_url(url: str, **options: Any) -> PostgresConfig:
                 f"invalid postgres option {key}={value!r}: {exc}"
             ) from None
     schema = typed.get("schema", "stem")
-    if not _SCHEMA.match(schema):
+    if not isinstance(schema, str) or not _SCHEMA.fullmatch(schema):
         raise ConfigError(
             f"invalid schema name {schema!r}: use letters, digits and _ "
             "(at most 48 characters, not starting with a digit)"

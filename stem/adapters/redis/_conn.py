@@ -18,6 +18,7 @@ from redis.backoff import NoBackoff
 
 from stem._errors import BrokerUnavailable, ConfigError
 from stem._redact import redact
+from stem._text import has_control
 
 from ._scripts import SCRIPTS
 
@@ -62,10 +63,15 @@ def parse_url(url: str, options: dict[str, Any]) -> Settings:
         raise ConfigError(f"not a redis URL: {redact(url)!r}")
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     namespace = str(options.pop("namespace", query.pop("namespace", "stem")))
-    if not namespace or any(c in namespace for c in " {}\n"):
+    if (
+        not namespace
+        or len(namespace) > 100
+        or has_control(namespace)
+        or any(c in namespace for c in " {}")
+    ):
         raise ConfigError(
-            f"invalid namespace {namespace!r}: expected a non-empty name "
-            "without spaces or braces"
+            f"invalid namespace {namespace!r}: expected 1-100 characters without "
+            "spaces, braces or control characters"
         )
     numbers: dict[str, float] = {}
     for name in ("retry_for", "connect_timeout", "command_timeout"):
