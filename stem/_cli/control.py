@@ -141,7 +141,7 @@ def inspect_stats(
     """
     replies = _ask(url, "stats", None, timeout, destination)
     columns = ["worker", "queues", "slots", "active", "processed", "succeeded"]
-    columns += ["failed", "retried", "rate-limited", "paused"]
+    columns += ["failed", "retried", "rate-limited", "paused", "abandoned"]
 
     def table() -> None:
         rows = []
@@ -159,6 +159,7 @@ def inspect_stats(
                     d.get("retried"),
                     d.get("rate_limited"),
                     ",".join(d.get("paused", ())) or "-",
+                    d.get("abandoned_threads", 0),
                 )
             )
         print_table("worker statistics", columns, rows)
@@ -171,7 +172,8 @@ def inspect_stats(
 def inspect_active(
     url: str, as_json: bool, timeout: float, destination: tuple[str, ...]
 ) -> None:
-    """The tasks each worker is running now.
+    """The tasks each worker is running now, and the threads it abandoned
+    at a time limit that still run.
 
     \b
     Example:
@@ -184,6 +186,17 @@ def inspect_active(
             (r.worker_id, t["task_id"], t["name"], t["attempt"], iso(t["started_at"]))
             for r in replies
             for t in r.data.get("tasks", ())
+        ]
+        rows += [
+            (
+                r.worker_id,
+                t["task_id"],
+                t["name"],
+                t["attempt"],
+                f"abandoned at {iso(t['abandoned_at'])}",
+            )
+            for r in replies
+            for t in r.data.get("abandoned", ())
         ]
         print_table(
             "active tasks", ["worker", "task id", "name", "attempt", "started"], rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -13,6 +14,14 @@ from ._common import EXIT_FAILURE, echo, echo_json, url_option
 from .worker import worker_record
 
 _PROBE_ID = "stem-health-probe"
+
+
+def _abandoned(meta: Any) -> int:
+    """Abandoned threads a heartbeat reports (0 if absent or malformed)."""
+    count = meta.get("abandoned_threads") if isinstance(meta, Mapping) else None
+    if isinstance(count, bool) or not isinstance(count, int):
+        return 0
+    return max(count, 0)
 
 
 def _failed(exc: BaseException) -> dict[str, Any]:
@@ -56,6 +65,7 @@ async def check(url: str, *, timeout: float, require_workers: bool) -> dict[str,
                     infos = await client.workers()
                     return {
                         "count": len(infos),
+                        "abandoned_threads": sum(_abandoned(w.meta) for w in infos),
                         "workers": [worker_record(w) for w in infos],
                     }
 
@@ -127,7 +137,11 @@ def health(url: str, require_workers: bool, timeout: float, as_json: bool) -> No
             if result["ok"]:
                 extra = ""
                 if name == "workers":
-                    extra = f" ({result.get('count', 0)} live)"
+                    extra = f" ({result.get('count', 0)} live"
+                    abandoned = result.get("abandoned_threads", 0)
+                    if abandoned:
+                        extra += f", {abandoned} abandoned thread(s) still running"
+                    extra += ")"
                 elif "latency_ms" in result:
                     extra = f" ({result['latency_ms']} ms)"
                 echo(f"  {name:8} ok{extra}")

@@ -47,6 +47,8 @@ REPLY = "stem.control.reply"
 COMMANDS = ("ping", "stats", "active", "revoke", "pause", "resume", "shutdown")
 #: active tasks listed in one reply at most (the rest are counted)
 MAX_ACTIVE = 40
+#: abandoned threads listed per ``active`` reply (beside the running tasks)
+MAX_ABANDONED = 10
 #: broadcast bodies must stay under the contract's limit
 _MAX_BYTES = 7_500
 
@@ -131,14 +133,18 @@ class Control:
                 return {"at": now()}, None
             case "stats":
                 stats = attrs.asdict(worker.worker_statistics(), recurse=True)
-                active = stats.pop("active")
-                stats["active"] = len(active)
+                stats["active"] = len(stats["active"])
+                stats["abandoned_threads"] = len(stats.pop("abandoned"))
                 return stats, None
             case "active":
-                tasks = [attrs.asdict(t) for t in worker.worker_statistics().active]
+                current = worker.worker_statistics()
+                tasks = [attrs.asdict(t) for t in current.active]
+                abandoned = [attrs.asdict(t) for t in current.abandoned]
                 return {
                     "tasks": tasks[:MAX_ACTIVE],
                     "omitted": max(len(tasks) - MAX_ACTIVE, 0),
+                    "abandoned": abandoned[:MAX_ABANDONED],
+                    "abandoned_omitted": max(len(abandoned) - MAX_ABANDONED, 0),
                 }, None
             case "revoke":
                 task_id = _text(args, "task_id")

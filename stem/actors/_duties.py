@@ -50,7 +50,11 @@ async def heartbeat(
             last_seen=now(),
             active=len(stats.active),
             processed=stats.processed,
-            meta={"slots": stats.slots, "paused": list(stats.paused)},
+            meta={
+                "slots": stats.slots,
+                "paused": list(stats.paused),
+                "abandoned_threads": len(stats.abandoned),
+            },
         )
         try:
             await store.beat(info, ttl=config.heartbeat_interval * 3)

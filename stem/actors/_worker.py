@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from math import inf
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -22,12 +21,7 @@ import trio
 from stem._clock import now
 from stem._codec import dumps
 from stem._context import TaskContext
-from stem._errors import (
-    BrokerUnavailable,
-    EncodeError,
-    SoftTimeLimitExceeded,
-    TimeLimitExceeded,
-)
+from stem._errors import BrokerUnavailable, EncodeError
 from stem._instrument import NOOP, Instrumentation
 from stem._options import DEFAULT_VISIBILITY_TIMEOUT, TaskOptions
 from stem._producer import Producer
@@ -44,11 +38,13 @@ from ._broker import Finish, Flush, StoreResults
 from ._control import Control
 from ._duties import heartbeat, watch_revocations
 from ._leases import HeldDeliveries
+from ._limits import Deadlines
 from ._mailbox import Mailbox
 from ._outbox import Outbox
 from ._process import run_in_process
 from ._ratelimit import WorkerRateLimiter
 from ._ready import ReadyQueue
+from ._threads import ThreadRunner
 from ._workerstate import (
     SHUTDOWN_MODES,
     ActiveTask,
@@ -93,7 +89,7 @@ class Worker(Actor[WorkerMessage]):
     _stopping: bool = attrs.field(default=False, init=False)
     _counts: dict[str, int] = attrs.field(factory=dict, init=False)
     _started_at: float = attrs.field(default=0.0, init=False)
-    _thread_limiter: trio.CapacityLimiter | None = attrs.field(default=None, init=False)
+    _threads: ThreadRunner = attrs.field(factory=ThreadRunner, init=False)
     _ready: ReadyQueue = attrs.field(factory=lambda: ReadyQueue(), init=False)
     _outbox: Outbox = attrs.field(init=False)
     #: receipts whose outcome was sent to the broker actor but not yet settled
@@ -129,7 +125,6 @@ class Worker(Actor[WorkerMessage]):
     ) -> None:
         cfg = self.config
         self._started_at = now()
-        self._thread_limiter = trio.CapacityLimiter(cfg.concurrency)
         self._ready = ReadyQueue()
         self._limiter = WorkerRateLimiter(
             self.backend.limiter, hold=cfg.rate_limit_hold
@@ -511,16 +506,11 @@ class Worker(Actor[WorkerMessage]):
         (None when the delivery was handed back)."""
         env = delivery.envelope
         assert env is not None
-        t0 = trio.current_time()
-        soft = t0 + opts.soft_time_limit if opts.soft_time_limit is not None else None
-        hard = t0 + opts.hard_time_limit if opts.hard_time_limit is not None else None
+        limits = Deadlines.start(opts, trio.current_time())
         # One scope carries both limits (the nearer one is its deadline) and the
         # terminate/shutdown cancellation: once the soft limit cancels the
         # attempt, nothing unshielded runs until the hard one anyway.
-        limit = min(
-            soft if soft is not None else inf, hard if hard is not None else inf
-        )
-        scope = trio.CancelScope(deadline=limit)
+        scope = trio.CancelScope(deadline=limits.nearest)
         running = Running(
             delivery=delivery,
             scope=scope,
@@ -540,8 +530,8 @@ class Worker(Actor[WorkerMessage]):
             worker_id=self.config.worker_id,
             client=self.producer,
             previous_result=env.meta.get("previous_result"),
-            soft_deadline=soft,
-            hard_deadline=hard,
+            soft_deadline=limits.soft,
+            hard_deadline=limits.hard,
             cancel_scope=scope,
         )
         if self.bus.wants("task_prerun"):
@@ -556,25 +546,22 @@ class Worker(Actor[WorkerMessage]):
                     elif handler.is_async:
                         value = await handler(ctx, env.args)
                     else:
-                        value = await trio.to_thread.run_sync(
+                        value = await self._threads.run(
                             partial(handler, ctx, env.args),
-                            limiter=self._thread_limiter,
-                            abandon_on_cancel=True,
+                            task_id=env.id,
+                            name=env.name,
+                            attempt=env.attempt,
                         )
                 except Exception as exc:  # the task's own failure
                     error = exc
         finally:
             self._running.pop(env.id, None)
-        if scope.cancelled_caught and running.cancel_reason is None:
-            if hard is not None and hard <= (soft if soft is not None else inf):
-                error = TimeLimitExceeded(
-                    f"task exceeded its hard time limit of {opts.hard_time_limit} s"
-                )
-            else:
-                error = SoftTimeLimitExceeded(
-                    f"task exceeded its soft time limit of {opts.soft_time_limit} s"
-                )
-        runtime = trio.current_time() - t0
+        ended = trio.current_time()
+        if running.cancel_reason is None:
+            cancelled = scope.cancelled_caught
+            limited = limits.error(opts, env, cancelled=cancelled, ended=ended)
+            error = limited or error
+        runtime = ended - limits.started
         if scope.cancelled_caught and running.cancel_reason is not None:
             if running.cancel_reason == "shutdown":
                 self._hand_back(delivery)
@@ -750,6 +737,7 @@ class Worker(Actor[WorkerMessage]):
             rate_limited=c.get("rate_limited", 0),
             slots=self._slot_count,
             paused=tuple(sorted(self._paused)),
+            abandoned=self._threads.abandoned(),
         )
 
     def _emit_task(

@@ -11,6 +11,7 @@ import trio
 from stem.contracts import Delivery
 
 from ._mailbox import Reply
+from ._threads import AbandonedThread
 
 # -- messages -------------------------------------------------------------
 
@@ -65,6 +66,8 @@ class WorkerStatistics:
     rate_limited: int = 0
     slots: int = 0
     paused: tuple[str, ...] = ()
+    #: threads of sync attempts given up at a limit and still running
+    abandoned: tuple[AbandonedThread, ...] = ()
 
 
 @attrs.define(eq=False)
