@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from datetime import datetime
 from types import TracebackType
@@ -680,9 +687,8 @@ class Client:
                 with trio.move_on_after(config.grace_period + 30):
                     # A worker its supervisor gave up on never reports that it
                     # stopped: don't wait for it (the escalation goes on up).
-                    while not state.stopped.is_set() and node.has_child(child_name):
-                        with trio.move_on_after(0.5):
-                            await state.stopped.wait()
+                    if node.has_child(child_name):
+                        await _first(state.stopped.wait, node.wait_ended)
 
     def _require_node(self) -> _Node:
         if self._node is None:
@@ -787,6 +793,10 @@ class _Node:
             for child in self._supervisor.statistics().children
         )
 
+    async def wait_ended(self) -> None:
+        """Return once the node's supervisor has ended (it gave up)."""
+        await self._supervisor.wait_ended()
+
     def wake_workflow_engines(self) -> None:
         for engine in self._engines.values():
             engine.nudge()
@@ -817,6 +827,18 @@ class _Node:
         parent_id: str | None = None,
     ) -> bool:
         return await create_run(self, script, params, run_id, parent_id=parent_id)
+
+
+async def _first(*waits: Callable[[], Awaitable[object]]) -> None:
+    """Return as soon as one of ``waits`` returns."""
+    async with trio.open_nursery() as nursery:
+
+        async def one(wait: Callable[[], Awaitable[object]]) -> None:
+            await wait()
+            nursery.cancel_scope.cancel()
+
+        for wait in waits:
+            nursery.start_soon(one, wait)
 
 
 def _unique_meta(env: Envelope) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from ._errors import ConfigError
 from ._instrument import Instrumentation
 from ._logging import configure_logging
 from ._redact import redact
+from .actors import SupervisorEscalation
+from .actors._worker import Worker
 
 logger = logging.getLogger("stem.main")
 
@@ -72,11 +74,47 @@ def _metrics_port(environ: Mapping[str, str]) -> int | None:
 async def serve(
     settings: Settings, app: object, *, metrics_port: int | None = None
 ) -> None:
-    """Run a worker for ``app`` until SIGINT/SIGTERM. With ``metrics_port``
-    (0 picks a free port) the task metrics are served for Prometheus at
-    ``http://host:port/metrics``; with OpenTelemetry's global tracer provider
-    set, tasks are traced too."""
+    """Run a worker for ``app`` until SIGINT/SIGTERM, or until the worker
+    stops by itself (``stem control shutdown``): both return normally (exit
+    status 0). With ``metrics_port`` (0 picks a free port) the task metrics
+    are served for Prometheus at ``http://host:port/metrics``; with
+    OpenTelemetry's global tracer provider set, tasks are traced too.
+
+    When the supervisor gives up on a crashing actor, a critical log line
+    says why and ``SystemExit(1)`` ends the process: a live process doing no
+    work is worse than a restart by the process manager."""
     assert isinstance(app, App)
+    try:
+        await _serve(settings, app, metrics_port)
+    except BaseException as exc:
+        escalation = _escalation(exc)
+        if escalation is None:
+            raise
+        logger.critical(
+            "the runtime gave up, exiting with status %d: %s",
+            EXIT_GAVE_UP,
+            escalation,
+        )
+        raise SystemExit(EXIT_GAVE_UP) from None
+
+
+#: Exit status of a service whose supervisor gave up on a crashing actor.
+EXIT_GAVE_UP = 1
+
+
+def _escalation(exc: BaseException) -> SupervisorEscalation | None:
+    """The SupervisorEscalation in ``exc`` (unwrapping exception groups)."""
+    if isinstance(exc, SupervisorEscalation):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _escalation(inner)
+            if found is not None:
+                return found
+    return None
+
+
+async def _serve(settings: Settings, app: App, metrics_port: int | None) -> None:
     async with AsyncExitStack() as stack:
         instrumentation = await _open_instrumentation(stack, metrics_port)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -102,13 +140,33 @@ async def serve(
                         ",".join(settings.queues),
                         settings.concurrency,
                     )
-                    async for signum in signals:
-                        logger.info(
-                            "received %s, shutting down gracefully",
-                            signal.Signals(signum).name,
-                        )
-                        break
+                    await _until_stopped(signals, worker)
                 extras.cancel_scope.cancel()
+
+
+async def _until_stopped(signals: Any, worker: Worker) -> None:
+    """Return on SIGINT/SIGTERM, or once the worker stopped by itself (a
+    remote ``shutdown``): either way the service then shuts down."""
+    async with trio.open_nursery() as waiting:
+
+        async def on_signal() -> None:
+            async for signum in signals:
+                logger.info(
+                    "received %s, shutting down gracefully",
+                    signal.Signals(signum).name,
+                )
+                waiting.cancel_scope.cancel()
+
+        async def on_stop() -> None:
+            await worker.wait_stopped()
+            logger.info(
+                "worker %r stopped (remote shutdown); shutting down",
+                worker.config.worker_id,
+            )
+            waiting.cancel_scope.cancel()
+
+        waiting.start_soon(on_signal)
+        waiting.start_soon(on_stop)
 
 
 def _maybe_beat(client: Client, settings: Settings) -> AbstractAsyncContextManager[Any]:

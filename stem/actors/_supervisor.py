@@ -230,6 +230,7 @@ class Supervisor(Actor[SupervisorMessage]):
     _total_restarts: int = attrs.field(default=0, init=False)
     _exits: deque[_Exit] = attrs.field(factory=deque, init=False)
     _wakeup: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _ended: trio.Event = attrs.field(factory=trio.Event, init=False)
 
     @backoff_max.validator
     def _check_backoff_max(self, _attr: object, value: float) -> None:
@@ -269,6 +270,7 @@ class Supervisor(Actor[SupervisorMessage]):
             self._children.clear()
             for child in children:
                 self._forget(child)
+            self._ended.set()
         if escalation is not None:
             raise escalation from escalation.error
 
@@ -311,6 +313,11 @@ class Supervisor(Actor[SupervisorMessage]):
             child.current.scope.cancel()
             await child.current.done.wait()
         self._forget(child)
+
+    async def wait_ended(self) -> None:
+        """Return once `run` has ended (cancelled, or escalated): its
+        children are gone and none will be restarted."""
+        await self._ended.wait()
 
     def statistics(self) -> SupervisorStatistics:
         """Return a frozen snapshot of this supervisor and its children."""

@@ -222,6 +222,12 @@ class Worker(Actor[WorkerMessage]):
                 case Inspect(reply=reply):
                     reply.send(self.worker_statistics())
 
+    async def wait_stopped(self) -> None:
+        """Return once this worker has stopped for good (asked to, remotely
+        or by leaving ``client.worker()``); a crash that the supervisor
+        restarts is not a stop."""
+        await self.state.stopped.wait()
+
     def terminate(self, task_id: str, reason: str = "revoked") -> bool:
         """Cancel the running attempt of ``task_id``; False if none runs here."""
         running = self._running.get(task_id)

@@ -150,7 +150,7 @@ class Hub:
                     send.send_nowait(dict(message))
                 except trio.WouldBlock:
                     self.dropped_broadcasts += 1
-                except trio.ClosedResourceError:
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
                     self._subscribers.discard(send)
         elif channel == _LOST:
             self._lost.set()

@@ -638,7 +638,9 @@ class SQLiteBroker:
                             sub.send.send_nowait(dict(message))
                         except trio.WouldBlock:
                             sub.dropped += 1
-                        except trio.ClosedResourceError:
+                        except (trio.BrokenResourceError, trio.ClosedResourceError):
+                            # The subscriber stopped reading (its receive side
+                            # closes before its send side): drop it, not us.
                             self._subscribers.discard(sub)
             await Signal.wait(snapshot, self.poll_interval)
             if snapshot.is_set():
