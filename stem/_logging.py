@@ -38,7 +38,6 @@ MISSING = "-"
 
 _FIELDS = ("task_id", "task_name", "attempt", "queue", "worker_id")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
-_USERINFO = re.compile(r"(://[^:/@\s]*):[^@/\s]*@")
 _traceback_formatter = logging.Formatter()
 
 
@@ -87,14 +86,7 @@ def redact_text(text: str) -> str:
     if "://" not in text or "@" not in text:
         return text
 
-    def one(match: re.Match[str]) -> str:
-        url = match.group(0)
-        try:
-            return redact(url)
-        except ValueError:  # unparsable port and the like: blank userinfo anyway
-            return _USERINFO.sub(r"\1:***@", url)
-
-    return _URL.sub(one, text)
+    return _URL.sub(lambda match: redact(match.group(0)), text)
 
 
 _trace: Any = None  # opentelemetry.trace, imported on first use

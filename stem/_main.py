@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -19,10 +19,12 @@ from ._errors import ConfigError
 from ._instrument import Instrumentation
 from ._logging import configure_logging
 from ._redact import redact
+from ._text import escape_control
 from .actors import SupervisorEscalation
 from .actors._worker import Worker
 
 logger = logging.getLogger("stem.main")
+E = TypeVar("E", bound=BaseException)
 
 
 async def main(
@@ -54,7 +56,16 @@ async def main(
             env.get("STEM_LOG_LEVEL", "INFO").upper(),
             json=env.get("STEM_LOG_FORMAT", "text").lower() == "json",
         )
-    await serve(settings, app, metrics_port=metrics_port)
+    try:
+        await serve(settings, app, metrics_port=metrics_port)
+    except Exception as exc:
+        config = _find(exc, ConfigError)
+        if config is None:
+            raise
+        # A backend that refuses the URL (no such database, bad port): one
+        # line, as for a bad variable.
+        print(f"stem: {escape_control(str(config))}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _metrics_port(environ: Mapping[str, str]) -> int | None:
@@ -87,7 +98,7 @@ async def serve(
     try:
         await _serve(settings, app, metrics_port)
     except BaseException as exc:
-        escalation = _escalation(exc)
+        escalation = _find(exc, SupervisorEscalation)
         if escalation is None:
             raise
         logger.critical(
@@ -102,13 +113,13 @@ async def serve(
 EXIT_GAVE_UP = 1
 
 
-def _escalation(exc: BaseException) -> SupervisorEscalation | None:
-    """The SupervisorEscalation in ``exc`` (unwrapping exception groups)."""
-    if isinstance(exc, SupervisorEscalation):
+def _find(exc: BaseException, kind: type[E]) -> E | None:
+    """The first ``kind`` in ``exc`` (unwrapping exception groups)."""
+    if isinstance(exc, kind):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
-            found = _escalation(inner)
+            found = _find(inner, kind)
             if found is not None:
                 return found
     return None

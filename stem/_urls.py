@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigError
 from ._redact import redact as redact
+from ._urlcheck import split_url
 
 if TYPE_CHECKING:
     from .contracts import Backend
@@ -31,6 +32,7 @@ def open_backend(url: str, **options: Any) -> AbstractAsyncContextManager[Backen
             f"invalid backend URL {url!r}: expected memory://, sqlite:///path.db, "
             "redis://host:port/db or postgresql://user@host/db"
         )
+    split_url(url)  # a malformed host or port is a ConfigError, for every scheme
     scheme = url.split("://", 1)[0].lower()
     module_name = _SCHEMES.get(scheme)
     if module_name is None:

@@ -12,6 +12,7 @@ import importlib
 
 import click
 
+from ._cli._common import report_unexpected
 from ._version import __version__
 
 #: The registered commands, in the order ``stem --help`` lists them.
@@ -36,6 +37,16 @@ COMMANDS: tuple[str, ...] = (
 class _OrderedGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; an error it did not expect is one line on stderr
+        (exit 1), never a traceback, unless ``STEM_DEBUG=1``."""
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            report_unexpected(exc)
 
 
 @click.group(

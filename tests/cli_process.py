@@ -20,8 +20,8 @@ def run_stem(
     cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """``stem ARGS...`` to completion, with text stdout and stderr."""
-    full = {**os.environ, **(env or {})}
-    full.pop("STEM_DEBUG", None)
+    full = {k: v for k, v in os.environ.items() if k != "STEM_DEBUG"}
+    full.update(env or {})
     return subprocess.run(
         [STEM, *args],
         capture_output=True,

@@ -4,6 +4,7 @@ a coroutine under Trio with one-line errors, and JSON / table output."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from .._app import App
 from .._client import Client
 from .._config import Settings, load_app
 from .._errors import BrokerUnavailable, ConfigError, StemError
+from .._ids import check_id
 from .._options import check_queue_name
 from .._text import escape_control
 
@@ -116,13 +118,13 @@ def get_app(spec: str | None, *, required: bool = False) -> App | None:
         fail(str(exc), EXIT_CONFIG)
 
 
-def _leaf(exc: BaseException, kind: type[E]) -> E | None:
+def leaf(exc: BaseException, kind: type[E]) -> E | None:
     """The first exception of type ``kind`` in ``exc`` (unwrapping groups)."""
     if isinstance(exc, kind):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
-            found = _leaf(inner, kind)
+            found = leaf(inner, kind)
             if found is not None:
                 return found
     return None
@@ -142,7 +144,7 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
     try:
         return trio.run(call)
     except BaseExceptionGroup as group:
-        exit_ = _leaf(group, SystemExit)
+        exit_ = leaf(group, SystemExit)
         if exit_ is not None:
             raise exit_ from None
         _report(group)
@@ -152,8 +154,31 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
         _report(exc)
 
 
+def require_task_id(task_id: str) -> str:
+    """A task id given on the command line; an empty one (or one with
+    control characters) is a usage error: one line, exit 2."""
+    try:
+        return check_id(task_id)
+    except ValueError as exc:
+        fail(str(exc), EXIT_CONFIG)
+
+
+def report_unexpected(exc: BaseException) -> NoReturn:
+    """An error no command expected (a bug, or data no decoder foresaw):
+    one line naming it, exit 1; ``STEM_DEBUG=1`` shows the traceback."""
+    if os.environ.get("STEM_DEBUG"):
+        raise exc
+    inner = exc
+    while isinstance(inner, BaseExceptionGroup) and inner.exceptions:
+        inner = inner.exceptions[0]
+    fail(
+        f"unexpected error: {type(inner).__name__}: {inner} "
+        "(set STEM_DEBUG=1 to see the traceback)"
+    )
+
+
 def _report(exc: BaseException) -> NoReturn:
-    err = _leaf(exc, StemError)
+    err = leaf(exc, StemError)
     if err is None:
         raise exc
     if isinstance(err, ConfigError):

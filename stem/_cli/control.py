@@ -20,6 +20,7 @@ from ._common import (
     json_option,
     open_client,
     print_table,
+    require_task_id,
     require_yes,
     run,
     url_option,
@@ -233,6 +234,7 @@ def control_revoke(
     Example:
       stem control revoke 0190f1c2-... --terminate
     """
+    require_task_id(task_id)
 
     async def go() -> list[Any]:
         async with open_client(url) as client:

@@ -9,8 +9,17 @@ import click
 import trio
 
 from .._client import Client
+from .._errors import ConfigError
 from .._redact import redact
-from ._common import EXIT_FAILURE, echo, echo_json, url_option
+from ._common import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    echo,
+    echo_json,
+    fail,
+    leaf,
+    url_option,
+)
 from .worker import worker_record
 
 _PROBE_ID = "stem-health-probe"
@@ -73,6 +82,10 @@ async def check(url: str, *, timeout: float, require_workers: bool) -> dict[str,
                 checks["results"] = await _timed(results)
                 checks["workers"] = await _timed(workers)
         except Exception as exc:
+            misconfigured = leaf(exc, ConfigError)
+            if misconfigured is not None:
+                # Not a health result: the probe itself is misconfigured.
+                raise misconfigured from None
             checks.setdefault("backend", _failed(exc))
     if scope.cancelled_caught:
         timed_out = {"ok": False, "error": f"timed out after {timeout:g} s"}
@@ -116,7 +129,9 @@ def health(url: str, require_workers: bool, timeout: float, as_json: bool) -> No
     """Check the backend: broker, result backend and worker heartbeats.
 
     Exits 0 when healthy (the backend answers; with --require-workers also at
-    least one live worker), 1 otherwise. Suits container health probes.
+    least one live worker), 1 otherwise, 2 for a configuration error (a
+    malformed URL, a database or role the server does not have: one line
+    on stderr). Suits container health probes.
 
     \b
     Examples:
@@ -127,7 +142,10 @@ def health(url: str, require_workers: bool, timeout: float, as_json: bool) -> No
     async def go() -> dict[str, Any]:
         return await check(url, timeout=timeout, require_workers=require_workers)
 
-    report = trio.run(go)
+    try:
+        report = trio.run(go)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
     if as_json:
         echo_json(report)
     else:

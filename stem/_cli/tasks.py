@@ -20,6 +20,7 @@ from ._common import (
     json_option,
     open_client,
     print_table,
+    require_task_id,
     run,
     url_option,
 )
@@ -207,17 +208,25 @@ def result(task_id: str, wait: float | None, url: str, as_json: bool) -> None:
 
     async def go() -> Any:
         async with open_client(url) as client:
-            if wait is not None:
-                try:
-                    return await client.wait_for(task_id, timeout=wait)
-                except WaitTimeout:
-                    current = await client.get(task_id)
-                    state = "unknown" if current is None else current.state.value
-                    fail(
-                        f"task {task_id} did not finish within {wait:g} s "
-                        f"(state: {state})"
-                    )
-            return await client.get(task_id)
+            try:
+                return await read(client)
+            except (ValueError, TypeError, KeyError) as exc:  # incl. DecodeError
+                fail(
+                    f"the stored result of task {task_id!r} cannot be read: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+
+    async def read(client: Any) -> Any:
+        if wait is not None:
+            try:
+                return await client.wait_for(task_id, timeout=wait)
+            except WaitTimeout:
+                current = await client.get(task_id)
+                state = "unknown" if current is None else current.state.value
+                fail(
+                    f"task {task_id} did not finish within {wait:g} s (state: {state})"
+                )
+        return await client.get(task_id)
 
     res = run(go)
     if res is None:
@@ -275,6 +284,7 @@ def revoke(task_id: str, terminate: bool, reason: str, url: str) -> None:
       stem revoke 0190f1c2-...
       stem revoke 0190f1c2-... --terminate
     """
+    require_task_id(task_id)
 
     async def go() -> None:
         async with open_client(url) as client:

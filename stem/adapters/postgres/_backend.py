@@ -14,7 +14,7 @@ from stem.contracts import Capabilities
 
 from ._broker import PostgresBroker
 from ._config import PostgresConfig, parse_url
-from ._db import CONNECTION_ERRORS, Db, unavailable
+from ._db import CONNECTION_ERRORS, REFUSED_ERRORS, Db, refused, unavailable
 from ._notify import Hub
 from ._results import PostgresResults
 from ._schedules import PostgresSchedules
@@ -72,6 +72,8 @@ async def _migrate_with(config: PostgresConfig, db: Db) -> list[int]:
         conn = await db.connect()
         applied: list[int] = await db.aio(apply_migrations)(conn, config.schema)
         return applied
+    except REFUSED_ERRORS as exc:
+        raise refused(config, exc) from None
     except CONNECTION_ERRORS as exc:
         raise unavailable(config, exc) from exc
     finally:
@@ -159,6 +161,8 @@ async def _open(config: PostgresConfig) -> AsyncIterator[PostgresBackend]:
             await _migrate_with(config, db)
         try:
             await db.open_pool()
+        except REFUSED_ERRORS as exc:
+            raise refused(config, exc) from None
         except CONNECTION_ERRORS as exc:
             raise unavailable(config, exc) from exc
         stack.push_async_callback(db.close)

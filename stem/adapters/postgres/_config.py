@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlunsplit
 
 import attrs
 
 from stem._errors import ConfigError
 from stem._redact import redact
+from stem._urlcheck import split_url
 
 _SCHEMA = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
 
@@ -72,7 +73,7 @@ def parse_url(url: str, **options: Any) -> PostgresConfig:
 
     Keyword ``options`` override query parameters of the same name.
     """
-    parts = urlsplit(url)
+    parts = split_url(url)
     if parts.scheme not in ("postgres", "postgresql"):
         raise ConfigError(
             f"not a postgresql URL: {redact(url)!r} "

@@ -18,7 +18,7 @@ import attrs
 import trio
 import trio_asyncio
 
-from stem._errors import BrokerUnavailable
+from stem._errors import BrokerUnavailable, ConfigError
 
 from ._config import PostgresConfig
 
@@ -34,6 +34,18 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.TooManyConnectionsError,
 )
+
+
+#: Errors meaning "this URL names no database or role we may use": a
+#: configuration error, not an outage (never retried).
+REFUSED_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.InvalidCatalogNameError,  # no such database
+    asyncpg.InvalidAuthorizationSpecificationError,  # no such role, bad password
+)
+
+
+def refused(config: PostgresConfig, exc: BaseException) -> ConfigError:
+    return ConfigError(f"postgres at {config.url} refused the connection: {exc}")
 
 
 def unavailable(config: PostgresConfig, exc: BaseException) -> BrokerUnavailable:

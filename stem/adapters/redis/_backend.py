@@ -8,10 +8,12 @@ from typing import Any
 
 import attrs
 import redis.asyncio as aioredis
+import redis.exceptions as rexc
 import trio
 import trio_asyncio
 
 from stem._envelope import Envelope
+from stem._errors import ConfigError
 from stem._redact import redact
 from stem._result import TaskResult
 from stem.contracts import Capabilities
@@ -129,7 +131,14 @@ def _build(settings: Settings) -> RedisBackend:
 async def _open(settings: Settings) -> AsyncIterator[RedisBackend]:
     backend = _build(settings)
     try:
-        await backend.conn.load_scripts()
+        try:
+            await backend.conn.load_scripts()
+        except (rexc.AuthenticationError, rexc.ResponseError) as exc:
+            # A wrong password, or a database number the server does not
+            # have: a configuration error, not an outage.
+            raise ConfigError(
+                f"redis at {redact(settings.url)} refused the connection: {exc}"
+            ) from None
         try:
             async with trio.open_nursery() as nursery:
                 backend._scope = nursery.cancel_scope

@@ -6,7 +6,7 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlunsplit
 
 import attrs
 import redis.asyncio as aioredis
@@ -19,6 +19,7 @@ from redis.backoff import NoBackoff
 from stem._errors import BrokerUnavailable, ConfigError
 from stem._redact import redact
 from stem._text import has_control
+from stem._urlcheck import split_url
 
 from ._scripts import SCRIPTS
 
@@ -57,11 +58,19 @@ class Settings:
 
 
 def parse_url(url: str, options: dict[str, Any]) -> Settings:
-    """Split Stem's options (``namespace``, ``retry_for``) from redis-py's."""
-    parts = urlsplit(url)
+    """Split Stem's options (``namespace``, ``retry_for``) from redis-py's.
+    A malformed host or port, or a database that is not a number
+    (``redis://host/notadb``), is a ConfigError."""
+    parts = split_url(url)
     if parts.scheme not in ("redis", "rediss"):
         raise ConfigError(f"not a redis URL: {redact(url)!r}")
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    database = parts.path.strip("/") or query.get("db", "0")
+    if not database.isdigit() or not database.isascii():
+        raise ConfigError(
+            f"invalid redis database {database!r} in {redact(url)!r}: expected "
+            "a number, as in redis://host:6379/0"
+        )
     namespace = str(options.pop("namespace", query.pop("namespace", "stem")))
     if (
         not namespace
@@ -80,10 +89,18 @@ def parse_url(url: str, options: dict[str, Any]) -> Settings:
             try:
                 numbers[name] = float(raw)
             except (TypeError, ValueError):
+                numbers[name] = math.nan
+            if not math.isfinite(numbers[name]) or numbers[name] < 0:
                 raise ConfigError(
-                    f"option {name} must be a number of seconds, got {raw!r}"
-                ) from None
+                    f"option {name} must be a number of seconds >= 0, got {raw!r}"
+                )
     max_conn = options.pop("max_connections", query.pop("max_connections", 64))
+    try:
+        max_conn = int(max_conn)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"option max_connections must be a whole number, got {max_conn!r}"
+        ) from None
     if options:
         raise ConfigError(f"unknown redis backend options: {sorted(options)}")
     client_url = urlunsplit(parts._replace(query=urlencode(query)))
@@ -152,6 +169,8 @@ class Conn:
         while True:
             try:
                 return await aio(make)()
+            except rexc.AuthenticationError:
+                raise  # a wrong password is not an outage: never retried
             except rexc.NoScriptError as exc:
                 if reloaded:
                     raise self.unavailable(exc) from exc
