@@ -14,7 +14,6 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
-    Mapping,
     Sequence,
 )
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -42,19 +41,19 @@ from ._errors import EncodeError, WaitTimeout
 from ._handler import TaskHandler, check_task_name
 from ._ids import check_id, new_id
 from ._instrument import Instrumentation, default_instrumentation
+from ._node import ClientNode
 from ._options import TaskOptions, check_priority, check_queue_name
 from ._result import TaskResult
 from ._signals import ActorEvent, PublishEvent
 from ._states import TaskState
 from ._urls import open_backend
 from ._workerconfig import WorkerConfig
-from ._workflow import WorkflowScript, registry
+from ._workflow import registry
 from ._workflow_client import Workflows
 from .actors import (
     ActorRef,
     ChildSpec,
     Mailbox,
-    Supervisor,
     SupervisorEvent,
     open_supervisor,
 )
@@ -62,16 +61,16 @@ from .actors._beat import BeatHandle, open_beat
 from .actors._broker import (
     BrokerActor,
     BrokerMessage,
+    Enqueue,
     FinishHook,
     Flush,
-    Publish,
     StoreResults,
 )
 from .actors._canvas import CanvasHook, CanvasMessage, start_canvas
 from .actors._control import REQUEST, RemoteControl
 from .actors._eventbus import EventBus
 from .actors._worker import Stop, Worker, WorkerState
-from .actors._workflow import WorkflowEngine, create_run, workflow_finish_hook
+from .actors._workflow import workflow_finish_hook
 from .contracts import Backend, QueueStats, Revocation, WorkerInfo
 
 logger = logging.getLogger("stem.client")
@@ -136,7 +135,7 @@ class Client:
         self._broker_actor: BrokerActor | None = None
         self._bus: EventBus | None = None
         self._workers: list[Worker] = []
-        self._node: _Node | None = None
+        self._node: ClientNode | None = None
         self._canvas: tuple[ActorRef[CanvasMessage], CanvasHook] | None = None
         self._workflows_api: Workflows | None = None
         self._workflow_hook: FinishHook | None = None
@@ -209,7 +208,7 @@ class Client:
                     on_event=self._on_actor_event,
                 )
             )
-            self._node = _Node(self, supervisor)
+            self._node = ClientNode(self, supervisor)
             backend = self.backend
             mailbox: Mailbox[BrokerMessage] = Mailbox(10_000, name="broker")
             self._broker_ref = await supervisor.start_child(
@@ -409,6 +408,10 @@ class Client:
         Arguments that cannot be encoded raise EncodeError before anything is
         written. With ``unique_key`` (or a task with ``unique=True``) a
         duplicate of a live task returns the existing task's id instead.
+        A ``task_id`` that is already known (queued, running, waiting for a
+        retry, or finished within its result TTL) queues nothing and returns
+        that id: producers retrying with the same id are idempotent, also
+        when they race (the backend decides atomically).
         """
         env = self.build_envelope(
             name,
@@ -430,6 +433,7 @@ class Client:
         """Store envelopes (built with :meth:`build_envelope`) in one batch.
 
         Returns their ids, or for unique tasks the id of the live duplicate.
+        An envelope whose task id is already known is not queued again.
         """
         ids: list[str] = []
         fresh: list[Envelope] = []
@@ -474,8 +478,8 @@ class Client:
         if bus.wants("publish_before"):
             bus.emit(_publish_event("publish_before", fresh))
         try:
-            await self._broker.ask(
-                lambda reply: Publish(
+            flags: list[bool] = await self._broker.ask(
+                lambda reply: Enqueue(
                     envelopes=tuple(fresh), results=queued, reply=reply
                 ),
                 timeout=60,
@@ -487,10 +491,29 @@ class Client:
                     with trio.CancelScope(shield=True):
                         await results.release_unique(key, env.id)
             raise
-        self.instrumentation.published(fresh)
-        if bus.wants("publish_after"):
-            bus.emit(_publish_event("publish_after", fresh))
+        created = [env for env, ok in zip(fresh, flags, strict=True) if ok]
+        if len(created) < len(fresh):
+            await self._release_known(
+                [env for env, ok in zip(fresh, flags, strict=True) if not ok]
+            )
+        if created:
+            self.instrumentation.published(created)
+            if bus.wants("publish_after"):
+                bus.emit(_publish_event("publish_after", created))
         return ids
+
+    async def _release_known(self, envelopes: Sequence[Envelope]) -> None:
+        """Envelopes not queued because their task id was known: a unique key
+        reserved for one is freed unless that task is still live (then it
+        holds the key itself)."""
+        results = self.backend.results
+        for env in envelopes:
+            key = env.meta.get("unique_key")
+            if key is None:
+                continue
+            current = await results.get(env.id)
+            if current is None or current.is_terminal:
+                await results.release_unique(key, env.id)
 
     async def _finished(self, task_id: str) -> bool:
         result = await self.backend.results.get(task_id)
@@ -690,7 +713,7 @@ class Client:
                     if node.has_child(child_name):
                         await _first(state.stopped.wait, node.wait_ended)
 
-    def _require_node(self) -> _Node:
+    def _require_node(self) -> ClientNode:
         if self._node is None:
             raise RuntimeError("the client is not open: use `async with client:`")
         return self._node
@@ -704,7 +727,9 @@ class Client:
             self._workflows_api = Workflows(self._require_node())
         return self._workflows_api
 
-    async def _start_workflow_engine(self, node: _Node, worker_id: str) -> str | None:
+    async def _start_workflow_engine(
+        self, node: ClientNode, worker_id: str
+    ) -> str | None:
         """Every worker node wakes workflow runs whose activities finish; one
         whose app registers workflows also runs a WorkflowEngine."""
         if self._workflow_hook is None:
@@ -742,91 +767,6 @@ class Client:
         """``async with client.events("task_failed") as events:`` a bounded
         stream of signal payloads (all signals when none are named)."""
         return self.bus.stream(signals or None, buffer=buffer)
-
-
-class _Node:
-    """The client as the runtime's actors see it (:class:`stem.actors.Node`):
-    its backend, bus, publishing and app, and its supervisor's children."""
-
-    def __init__(self, client: Client, supervisor: Supervisor) -> None:
-        self._client = client
-        self._supervisor = supervisor
-        self.app = client.app
-        self.build_envelope = client.build_envelope
-        self.enqueue = client.enqueue
-        self.add_finish_hook = client.add_finish_hook
-        #: this node's workflow engines, by child name
-        self._engines: dict[str, WorkflowEngine] = {}
-
-    @property
-    def backend(self) -> Backend:
-        return self._client.backend
-
-    @property
-    def bus(self) -> EventBus:
-        return self._client.bus
-
-    async def publish(self, envelopes: Sequence[Envelope]) -> list[str]:
-        return await self._client.publish(envelopes)
-
-    async def get(self, task_id: str) -> TaskResult | None:
-        return await self._client.get(task_id)
-
-    async def revoke(
-        self, task_id: str, *, terminate: bool = False, reason: str = "revoked"
-    ) -> None:
-        await self._client.revoke(task_id, terminate=terminate, reason=reason)
-
-    async def start_child(self, spec: ChildSpec[Any]) -> ActorRef[Any]:
-        return await self._supervisor.start_child(spec)
-
-    async def stop_child(self, name: str) -> None:
-        try:
-            await self._supervisor.stop_child(name)
-        except KeyError:
-            pass
-
-    def has_child(self, name: str) -> bool:
-        """The supervisor still runs (or restarts) child ``name``."""
-        return any(
-            child.name == name and child.state != "stopped"
-            for child in self._supervisor.statistics().children
-        )
-
-    async def wait_ended(self) -> None:
-        """Return once the node's supervisor has ended (it gave up)."""
-        await self._supervisor.wait_ended()
-
-    def wake_workflow_engines(self) -> None:
-        for engine in self._engines.values():
-            engine.nudge()
-
-    async def start_engine(
-        self, name: str, scripts: Mapping[str, Mapping[int, WorkflowScript]]
-    ) -> None:
-        """Run a WorkflowEngine for ``scripts`` (name -> version -> script)
-        as child ``name``."""
-
-        def make_engine() -> WorkflowEngine:
-            engine = WorkflowEngine(node=self, scripts=scripts)
-            self._engines[name] = engine
-            return engine
-
-        await self.start_child(ChildSpec(name, make_engine))
-
-    async def stop_engine(self, name: str) -> None:
-        self._engines.pop(name, None)
-        await self.stop_child(name)
-
-    async def create_run(
-        self,
-        script: WorkflowScript,
-        params: Any,
-        run_id: str,
-        *,
-        parent_id: str | None = None,
-    ) -> bool:
-        return await create_run(self, script, params, run_id, parent_id=parent_id)
 
 
 async def _first(*waits: Callable[[], Awaitable[object]]) -> None:

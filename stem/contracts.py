@@ -392,6 +392,15 @@ class ResultBackend(Protocol):
         over it changes nothing and yields False. ``ttl`` seconds after the
         write a record may be forgotten. Wakes ``wait`` callers."""
 
+    async def create(
+        self, results: Sequence[TaskResult], *, ttl: float | None = None
+    ) -> list[bool]:
+        """Store each record only if its task has no live record (in any
+        state, terminal ones included, until their ttl passes); True for the
+        ones stored. Atomic per record across connections and processes: of
+        concurrent creates of one task id exactly one is True. A task id
+        repeated in ``results`` is created at most once."""
+
     async def get(self, task_id: str) -> TaskResult | None: ...
 
     async def get_many(self, task_ids: Sequence[str]) -> list[TaskResult | None]: ...
@@ -707,14 +716,19 @@ class WorkflowStore(Protocol):
 
 @runtime_checkable
 class CombinedPublish(Protocol):
-    """Optional fast path a backend may offer (Redis does).
+    """Enqueueing in one atomic step, which a backend should offer (the four
+    of this project do).
 
-    ``store_and_publish(results, ttl=, envelopes=)`` has exactly the effects
-    of ``results.set_state(results, ttl=ttl)`` followed by
-    ``broker.publish(envelopes)``, in one round trip. The BrokerActor uses it
-    for batches that only enqueue; it returns set_state's flags."""
+    ``create_and_publish(results, ttl=, envelopes=)`` takes one QUEUED record
+    per envelope (``results[i].task_id == envelopes[i].id``). It has the
+    effects of ``results.create(results, ttl=ttl)`` followed by
+    ``broker.publish`` of the envelopes whose record was created, as one
+    atomic step: a process that dies half-way leaves neither, and of
+    producers racing with one task id exactly one publishes. Returns the
+    created flags. Without it, the BrokerActor makes the two calls in turn,
+    and a crash between them leaves a QUEUED record with no message."""
 
-    async def store_and_publish(
+    async def create_and_publish(
         self,
         results: Sequence[TaskResult],
         *,

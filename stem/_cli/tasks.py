@@ -129,6 +129,12 @@ def task_record(name: str, handler: Any) -> dict[str, Any]:
     metavar="KEY",
     help="Deduplicate: while a task with this key is live, return its id.",
 )
+@click.option(
+    "--task-id",
+    metavar="ID",
+    help="Your own id, queued once: if it is already known (queued, running, "
+    "or finished within its result TTL) nothing is queued.",
+)
 @url_option
 @app_option()
 def enqueue(
@@ -138,6 +144,7 @@ def enqueue(
     priority: int | None,
     countdown: float | None,
     unique_key: str | None,
+    task_id: str | None,
     url: str,
     app_spec: str | None,
 ) -> None:
@@ -150,6 +157,7 @@ def enqueue(
     Examples:
       stem enqueue email.send --args '{"to": "a@b.c"}'
       stem enqueue reports.generate --queue reports --countdown 60
+      stem enqueue invoices.send --task-id invoice-42 --args '{"n": 42}'
     """
     args: dict[str, Any] | None = None
     if args_json is not None:
@@ -170,17 +178,18 @@ def enqueue(
     async def go() -> str:
         async with open_client(url, app) as client:
             try:
-                task_id: str = await client.enqueue(
+                queued: str = await client.enqueue(
                     name,
                     args,
                     queue=queue,
                     priority=priority,
                     countdown=countdown,
                     unique_key=unique_key,
+                    task_id=task_id,
                 )
             except (EncodeError, ValueError, TypeError) as exc:
                 fail(str(exc), EXIT_CONFIG)
-            return task_id
+            return queued
 
     echo(run(go))
 

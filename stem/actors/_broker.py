@@ -32,6 +32,7 @@ from ._actor import Actor
 from ._brokermsg import (
     Action,
     BrokerMessage,
+    Enqueue,
     Finish,
     FinishHook,
     Flush,
@@ -39,9 +40,20 @@ from ._brokermsg import (
     Publish,
     StoreResults,
 )
+from ._enqueue import enqueue
 from ._isolate import Isolation
 
 logger = logging.getLogger("stem.broker")
+
+
+def _superseded(fin: Finish) -> Finish:
+    """The outcome of a second copy of a task whose terminal record came
+    earlier in the same batch: its message is removed (acked or dropped,
+    never retried nor dead-lettered) and hooks see no result."""
+    action: Action = "ack" if fin.action == "ack" else "drop"
+    if fin.action == "none":
+        action = "none"
+    return attrs.evolve(fin, action=action, result=None, envelope=None, dead=None)
 
 
 def _already_final(fin: Finish, refused: set[str]) -> Finish:
@@ -97,6 +109,12 @@ class BrokerActor(Actor[BrokerMessage]):
         message comes back after its lease) and every reply is failed before
         the actor restarts."""
         self._count("batches")
+        enqueues = [msg for msg in batch if isinstance(msg, Enqueue)]
+        if enqueues:
+            # First, so that a result or revocation of the same task later in
+            # the batch lands on the record they create.
+            await enqueue(self, enqueues)
+            batch = [msg for msg in batch if not isinstance(msg, Enqueue)]
         plan = Plan.of(batch)
         try:
             await self._write(plan)
@@ -113,32 +131,16 @@ class BrokerActor(Actor[BrokerMessage]):
 
     async def _write(self, plan: Plan) -> None:
         error: Exception | None = None
-        combined = getattr(self.backend, "store_and_publish", None)
-        if combined is not None and plan.pure_enqueue:
-            # A pure enqueue batch: QUEUED records and messages in one round
-            # trip where the backend offers it (same order, same effects).
-            ttl, by_id = next(iter(plan.results.items()), (None, {}))
-            try:
-                await self._retrying(
-                    combined, list(by_id.values()), ttl=ttl, envelopes=plan.envelopes
-                )
-                self._count("results_stored", len(by_id))
-                self._count("published", len(plan.envelopes))
-                plan.answer(None)
-                return
-            except BrokerUnavailable as exc:
-                plan.answer(exc)
-                return
-            except Exception:
-                logger.warning(
-                    "combined enqueue failed; writing message by message",
-                    exc_info=True,
-                )
         isolate = Isolation(self)
         try:
             refused = await isolate.store_results(plan)
             if refused and plan.finishes:
                 plan.finishes = [_already_final(f, refused) for f in plan.finishes]
+            if plan.superseded:
+                plan.finishes = [
+                    _superseded(f) if f.delivery.receipt in plan.superseded else f
+                    for f in plan.finishes
+                ]
             if plan.finishes and self.hooks:
                 await isolate.run_hooks(plan, self.hooks)
             await isolate.publish(plan)
@@ -216,6 +218,7 @@ __all__ = [
     "BrokerActor",
     "BrokerActorStatistics",
     "BrokerMessage",
+    "Enqueue",
     "Finish",
     "FinishHook",
     "Flush",

@@ -31,6 +31,26 @@ class Publish:
 
 
 @attrs.frozen(kw_only=True, eq=False)
+class Enqueue:
+    """Enqueue by task id: ``results`` holds one QUEUED record per envelope,
+    in order, and an envelope is published only if its task had no live
+    record (``CombinedPublish.create_and_publish``). ``reply`` gets one flag
+    per envelope: True if queued now, False if that task id was known."""
+
+    envelopes: tuple[Envelope, ...]
+    results: tuple[TaskResult, ...]
+    ttl: float | None = None
+    reply: Reply[list[bool]] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if len(self.envelopes) != len(self.results) or any(
+            env.id != res.task_id
+            for env, res in zip(self.envelopes, self.results, strict=True)
+        ):
+            raise ValueError("Enqueue.results must be one record per envelope")
+
+
+@attrs.frozen(kw_only=True, eq=False)
 class StoreResults:
     """Store results (e.g. RUNNING), then free the unique keys in
     ``release`` (``(key, task_id)`` pairs); ``reply``, when given, is
@@ -65,7 +85,7 @@ class Flush:
     reply: Reply[None]
 
 
-BrokerMessage = Publish | StoreResults | Finish | Flush
+BrokerMessage = Enqueue | Publish | StoreResults | Finish | Flush
 
 #: Called with every batch of finished deliveries after their results are
 #: stored and before anything is published or acked; returns envelopes to
@@ -89,8 +109,9 @@ class Plan:
     """One batch of BrokerActor messages, sorted.
 
     The last record per task wins (RUNNING then SUCCEEDED in one batch stores
-    only SUCCEEDED); records are grouped by TTL only after coalescing, so a
-    task's records are never written out of order. Envelopes keep their
+    only SUCCEEDED), but a terminal record is final (a second copy's later
+    outcome is dropped); records are grouped by TTL only after coalescing, so
+    a task's records are never written out of order. Envelopes keep their
     origin, so a write that fails is charged to the message it came from:
     a failed Publish has its reply failed (:meth:`fail`), a failed Finish is
     *poisoned* (:meth:`poison`: dead-lettered instead of settled as asked).
@@ -106,18 +127,34 @@ class Plan:
     failed: dict[int, Exception] = attrs.Factory(dict)
     #: receipt of a poisoned finish -> (what could not be done, the error)
     poisoned: dict[str, tuple[str, Exception]] = attrs.Factory(dict)
+    #: receipts of finishes whose result came after a terminal record of
+    #: their task in this batch (a second copy's outcome): they only remove
+    #: their message (see ``superseded``)
+    superseded: set[str] = attrs.Factory(set)
     _released: bool = False
 
     @classmethod
     def of(cls, batch: Sequence[BrokerMessage]) -> Plan:
+        """Sort ``batch`` (``Enqueue`` messages are the actor's own step and
+        are left out). A task's terminal record is final within the batch as
+        in the store: a later record of that task is dropped, and a finish
+        that carried it is marked superseded."""
         plan = cls()
         latest: dict[str, tuple[TaskResult, float | None, object]] = {}
+
+        def keep(result: TaskResult, ttl: float | None, msg: object) -> bool:
+            kept = latest.get(result.task_id)
+            if kept is not None and kept[0].state.is_terminal:
+                return False
+            latest[result.task_id] = (result, ttl, msg)
+            return True
+
         for msg in batch:
             match msg:
                 case Publish():
                     plan.publishes.append(msg)
                     for result in msg.results:
-                        latest[result.task_id] = (result, msg.ttl, msg)
+                        keep(result, msg.ttl, msg)
                     if msg.envelopes:
                         plan.groups.append((msg, list(msg.envelopes)))
                 case StoreResults():
@@ -125,12 +162,12 @@ class Plan:
                         plan.publishes.append(msg)
                     plan.releases.extend(msg.release)
                     for result in msg.results:
-                        latest[result.task_id] = (result, msg.ttl, msg)
+                        keep(result, msg.ttl, msg)
                 case Finish():
                     plan.finishes.append(msg)
-                    if msg.result is not None:
-                        latest[msg.result.task_id] = (msg.result, msg.ttl, msg)
-                    if msg.follow_ups:
+                    if msg.result is not None and not keep(msg.result, msg.ttl, msg):
+                        plan.superseded.add(msg.delivery.receipt)
+                    elif msg.follow_ups:
                         plan.groups.append((msg, list(msg.follow_ups)))
                 case Flush():
                     plan.flushes.append(msg)
@@ -143,16 +180,6 @@ class Plan:
         """Every envelope to publish, in order (without those of failed
         publishes and poisoned finishes)."""
         return [env for _, envs in self.live_groups() for env in envs]
-
-    @property
-    def pure_enqueue(self) -> bool:
-        """Only enqueues: QUEUED records and their messages, one TTL."""
-        return (
-            not self.finishes
-            and not self.releases
-            and bool(self.groups)
-            and len(self.results) <= 1
-        )
 
     def live_groups(self) -> list[tuple[Origin, list[Envelope]]]:
         return [

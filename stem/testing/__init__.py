@@ -38,6 +38,12 @@ from ._checks_broker import (
     check_concurrent_consumers_exclusive as check_concurrent_consumers_exclusive,
 )
 from ._checks_broker import (
+    check_create_and_publish_queues_an_id_once as check_create_and_publish_queues_an_id_once,
+)
+from ._checks_broker import (
+    check_create_and_publish_single_winner as check_create_and_publish_single_winner,
+)
+from ._checks_broker import (
     check_dead_letter_again_after_replay as check_dead_letter_again_after_replay,
 )
 from ._checks_broker import check_dead_letter_list_get as check_dead_letter_list_get
@@ -141,6 +147,12 @@ from ._checks_stores import check_lock_expiry as check_lock_expiry
 from ._checks_stores import check_lock_owner_checks as check_lock_owner_checks
 from ._checks_stores import check_rate_limit_even_refill as check_rate_limit_even_refill
 from ._checks_stores import check_reserve_release_unique as check_reserve_release_unique
+from ._checks_stores import (
+    check_result_create_only_when_absent as check_result_create_only_when_absent,
+)
+from ._checks_stores import (
+    check_result_create_single_winner as check_result_create_single_winner,
+)
 from ._checks_stores import check_result_forget as check_result_forget
 from ._checks_stores import (
     check_result_overwrite_clears_error as check_result_overwrite_clears_error,

@@ -23,6 +23,7 @@ from stem._codec import encode_envelope
 from stem._urls import redact
 from stem.contracts import (
     Broker,
+    CombinedPublish,
     DeadLetter,
     Delivery,
     HeartbeatStore,
@@ -33,6 +34,7 @@ from stem.contracts import (
 )
 
 from ._harness import Harness
+from ._skip import skip
 
 LEASE = 2.0
 TIME_EPS = 1e-3
@@ -670,3 +672,89 @@ async def check_broadcast_fan_out(h: Harness) -> None:
         for channel in (first, second):
             assert await channel.receive() == message
             assert await channel.receive() == {"command": "shutdown"}
+
+
+# ---------------------------------------------------------------------------
+# Enqueue by task id (CombinedPublish.create_and_publish)
+
+
+def _queued(env: stem.Envelope) -> stem.TaskResult:
+    return stem.TaskResult(
+        task_id=env.id,
+        state=stem.TaskState.QUEUED,
+        name=env.name,
+        queue=env.queue,
+        updated_at=stem.now(),
+    )
+
+
+async def _enqueue(
+    h: Harness, *envs: stem.Envelope, ttl: float | None = None
+) -> list[bool]:
+    backend = h.backend
+    if not isinstance(backend, CombinedPublish):
+        skip(
+            f"backend {backend.capabilities.name!r} offers no create_and_publish "
+            "(stem.contracts.CombinedPublish): enqueueing by task id is then two "
+            "calls, not atomic across a crash"
+        )
+    flags = await backend.create_and_publish(
+        [_queued(e) for e in envs], ttl=ttl, envelopes=list(envs)
+    )
+    return list(flags)
+
+
+async def check_create_and_publish_queues_an_id_once(h: Harness) -> None:
+    """create_and_publish queues a message only if its task id has no live
+    record: a second enqueue of a queued, running or finished (within its
+    ttl) id queues nothing; after the ttl it queues again."""
+    first = h.envelope()
+    assert await _enqueue(h, first) == [True]
+    copy = h.envelope(task_id=first.id, args={"copy": 1})
+    assert await _enqueue(h, copy) == [False]
+    assert await _stats(h) == (1, 0, 0, 0)
+    [d] = await _claim(h)
+    assert d.envelope is not None
+    assert d.envelope.args == first.args
+    assert await _enqueue(h, copy) == [False]  # running
+    done = _queued(first)
+    await h.results.set_state(
+        [
+            stem.TaskResult(
+                task_id=done.task_id, state=stem.TaskState.SUCCEEDED, value=1
+            )
+        ],
+        ttl=3.0,
+    )
+    await h.broker.ack([d])
+    assert await _enqueue(h, copy) == [False]  # finished, within its ttl
+    assert await _stats(h) == (0, 0, 0, 0)
+    await h.advance(3.5)
+    assert await _enqueue(h, copy) == [True]
+    [again] = await _claim(h)
+    assert again.envelope is not None
+    assert again.envelope.args == {"copy": 1}
+    delayed, twin = h.envelope(delay=60), h.envelope()
+    same = h.envelope(task_id=twin.id)
+    assert await _enqueue(h, delayed, twin, same) == [True, True, False]
+    assert await _stats(h) == (1, 1, 1, 0)
+
+
+async def check_create_and_publish_single_winner(h: Harness) -> None:
+    """Producers racing to enqueue one task id queue exactly one message."""
+    env = h.envelope()
+    wins: list[int] = []
+
+    async def produce(i: int) -> None:
+        copy = h.envelope(task_id=env.id, args={"producer": i})
+        if await _enqueue(h, copy) == [True]:
+            wins.append(i)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(12):
+            nursery.start_soon(produce, i)
+    assert len(wins) == 1
+    deliveries = await _claim(h)
+    assert [d.task_id for d in deliveries] == [env.id]
+    assert deliveries[0].envelope is not None
+    assert deliveries[0].envelope.args == {"producer": wins[0]}

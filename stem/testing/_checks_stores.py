@@ -144,6 +144,53 @@ async def check_result_ttl_expiry(h: Harness) -> None:
     assert many[1] is not None
 
 
+async def check_result_create_only_when_absent(h: Harness) -> None:
+    """create stores a record only where the task has none live (terminal
+    ones included); an expired record is replaced; an id repeated in one
+    call is created once."""
+    assert await h.results.create([_result("t", TaskState.QUEUED, attempt=1)]) == [True]
+    again = _result("t", TaskState.QUEUED, attempt=1, meta={"second": True})
+    assert await h.results.create([again]) == [False]
+    got = await h.results.get("t")
+    assert got is not None
+    assert got.meta == {}
+    await h.results.set_state([_result("t", TaskState.SUCCEEDED, value=1)], ttl=2.0)
+    assert await h.results.create([again]) == [False]
+    got = await h.results.get("t")
+    assert got is not None
+    assert got.state is TaskState.SUCCEEDED
+    await h.advance(2.5)
+    assert await h.results.create([again], ttl=5.0) == [True]
+    got = await h.results.get("t")
+    assert got is not None
+    assert got.meta == {"second": True}
+    pair = [_result("p", TaskState.QUEUED, value=n) for n in (1, 2)]
+    assert await h.results.create(pair) == [True, False]
+    got = await h.results.get("p")
+    assert got is not None
+    assert got.value == 1
+    await h.advance(5.5)
+    assert await h.results.get("t") is None
+
+
+async def check_result_create_single_winner(h: Harness) -> None:
+    """Of many concurrent creates of one task id exactly one stores it."""
+    wins: list[int] = []
+
+    async def attempt(i: int) -> None:
+        record = _result("race", TaskState.QUEUED, value=i)
+        if await h.results.create([record]) == [True]:
+            wins.append(i)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(20):
+            nursery.start_soon(attempt, i)
+    assert len(wins) == 1
+    got = await h.results.get("race")
+    assert got is not None
+    assert got.value == wins[0]
+
+
 async def check_result_forget(h: Harness) -> None:
     """forget deletes a record."""
     await h.results.set_state([_result("t", TaskState.SUCCEEDED)])

@@ -172,15 +172,17 @@ class Harness:
         delay: float | None = None,
         name: str = "contract.noop",
         args: dict[str, Any] | None = None,
+        task_id: str | None = None,
         **fields: Any,
     ) -> stem.Envelope:
-        """A fresh envelope (new id); ``delay`` sets ``not_before`` from now.
+        """A fresh envelope (a new id unless ``task_id`` is given); ``delay``
+        sets ``not_before`` from now.
 
         ``fields`` are further :class:`stem.Envelope` fields (``attempt``,
         ``max_retries``, ``headers``, ...)."""
         at = stem.now()
         return stem.Envelope(
-            id=new_id(),
+            id=task_id or new_id(),
             name=name,
             args={"n": next(self._ids)} if args is None else args,
             queue=queue,

@@ -165,3 +165,40 @@ async def test_late_copy_of_a_finished_task_is_not_dead_lettered() -> None:
         result = await backend.results.get("t1")
     assert result is not None and result.state is TaskState.SUCCEEDED
     assert (stats.pending, stats.delayed, stats.in_flight, stats.dead) == (0, 0, 0, 0)
+
+
+async def test_a_second_copy_in_the_same_batch_never_replaces_a_terminal_result() -> (
+    None
+):
+    """Two copies of a task finishing in one BrokerActor batch: the first
+    terminal outcome is stored and the second copy's (a success, or a final
+    failure) only removes its message: no overwrite, no dead letter."""
+    from stem.actors import _outcomes
+    from stem.actors._broker import BrokerActor, Publish
+    from stem.adapters.memory import open_backend
+
+    async with open_backend() as backend:
+        actor = BrokerActor(backend)
+        env = stem.Envelope(id="t1", name="t", max_retries=0)
+        await actor.handle_batch([Publish(envelopes=(env, env))])
+        deliveries = await backend.broker.claim(
+            ["default"], limit=3, lease=9, consumer="a"
+        )
+        assert len(deliveries) == 2
+        first, second = deliveries
+        at = stem.now()
+        won = _outcomes.succeeded(first, "first", at=at, ttl=None)
+        late = _outcomes.succeeded(second, "second", at=at, ttl=None)
+        await actor.handle_batch([won, late])
+        result = await backend.results.get("t1")
+        assert result is not None and result.value == "first"
+        await actor.handle_batch([Publish(envelopes=(env, env))])
+        a, b = await backend.broker.claim(["default"], limit=2, lease=9, consumer="a")
+        await backend.results.forget("t1")
+        ok = _outcomes.succeeded(a, "ok", at=at, ttl=None)
+        failed = _outcomes.failed(b, KeyError("fatal"), stem.TaskOptions(), at=at)
+        await actor.handle_batch([ok, failed.finish])
+        stats = await backend.broker.stats("default")
+        result = await backend.results.get("t1")
+    assert result is not None and result.value == "ok"
+    assert (stats.pending, stats.delayed, stats.in_flight, stats.dead) == (0, 0, 0, 0)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
 
+from stem._envelope import Envelope
 from stem._errors import ConfigError
+from stem._result import TaskResult
 from stem.contracts import Capabilities
 
 from ._broker import MemoryBroker
@@ -55,6 +57,22 @@ class MemoryBackend:
     def url(self) -> str:
         """The URL it was opened with (it holds no password)."""
         return self._url
+
+    async def create_and_publish(
+        self,
+        results: Sequence[TaskResult],
+        *,
+        ttl: float | None,
+        envelopes: Sequence[Envelope],
+    ) -> list[bool]:
+        """Create the QUEUED records of tasks that have none live and publish
+        those envelopes, in one step (nothing awaits in between)."""
+        await trio.lowlevel.checkpoint()
+        flags = self.results.create_nowait(results, ttl=ttl)
+        self.broker.publish_nowait(
+            e for e, ok in zip(envelopes, flags, strict=True) if ok
+        )
+        return flags
 
     async def aclose(self) -> None:
         """Close every broadcast subscription."""

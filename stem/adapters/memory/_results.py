@@ -65,6 +65,33 @@ class MemoryResultBackend:
                     event.set()
         return flags
 
+    def create_nowait(
+        self, results: Sequence[TaskResult], *, ttl: float | None = None
+    ) -> list[bool]:
+        """Store the records of tasks that have none live; True for those."""
+        at = now()
+        expires = None if ttl is None else at + ttl
+        flags: list[bool] = []
+        for result in results:
+            task_id = result.task_id
+            if self._live(task_id, at) is not None:
+                flags.append(False)
+                continue
+            self._records[task_id] = (result, expires)
+            flags.append(True)
+            event = self._waiters.pop(task_id, None)
+            if event is not None:
+                event.set()
+        return flags
+
+    async def create(
+        self, results: Sequence[TaskResult], *, ttl: float | None = None
+    ) -> list[bool]:
+        """Store records only where the task has none live (atomic: nothing
+        awaits between the check and the write)."""
+        await trio.lowlevel.checkpoint()
+        return self.create_nowait(results, ttl=ttl)
+
     async def set_state(
         self, results: Sequence[TaskResult], *, ttl: float | None = None
     ) -> list[bool]:

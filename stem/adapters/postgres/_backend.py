@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -10,6 +10,8 @@ import attrs
 import trio
 import trio_asyncio
 
+from stem._envelope import Envelope
+from stem._result import TaskResult
 from stem.contracts import Capabilities
 
 from ._broker import PostgresBroker
@@ -57,6 +59,19 @@ class PostgresBackend:
     def url(self) -> str:
         """The URL with any password replaced by ``***``."""
         return self.config.url
+
+    async def create_and_publish(
+        self,
+        results: Sequence[TaskResult],
+        *,
+        ttl: float | None,
+        envelopes: Sequence[Envelope],
+    ) -> list[bool]:
+        """QUEUED records and their messages in one statement (one
+        transaction): see :class:`stem.contracts.CombinedPublish`."""
+        return await self.results.create_and_publish(
+            results, ttl=ttl, envelopes=envelopes
+        )
 
     async def aclose(self) -> None:
         """Stop the background tasks and close every connection (shielded)."""

@@ -9,7 +9,8 @@ import attrs
 import trio
 
 from stem._clock import now
-from stem._codec import decode_result, encode_result
+from stem._codec import decode_result, encode_envelope, encode_result
+from stem._envelope import Envelope
 from stem._errors import BrokerUnavailable
 from stem._groupstate import expired_error, group_deadlines, group_phase
 from stem._result import TaskResult
@@ -37,6 +38,33 @@ class _Sql:
                 SELECT count(pg_notify($6, p)) AS c FROM unnest($7::text[]) p
             )
             SELECT up.task_id FROM n, up"""
+        # Insert where the task has no live record (an expired one is
+        # replaced); RETURNING names the ones stored. Used alone by create()
+        # and as the first step of create_and_publish.
+        self.create = f"""
+            INSERT INTO {s}.results AS r (task_id, terminal, body, expires_at)
+            SELECT * FROM unnest($1::text[], $2::bool[], $3::bytea[],
+                                 $4::float8[])
+            ON CONFLICT (task_id) DO UPDATE SET terminal = excluded.terminal,
+                body = excluded.body, expires_at = excluded.expires_at
+            WHERE r.expires_at IS NOT NULL AND r.expires_at <= $5
+            RETURNING task_id"""
+        self.create_and_publish = f"""
+            WITH created AS ({self.create}
+            ), ins AS (
+                INSERT INTO {s}.jobs (queue, task_id, priority, ready_at, body)
+                SELECT m.queue, m.task_id, m.priority, m.ready_at, m.body
+                FROM unnest($6::text[], $1::text[], $7::int2[], $8::float8[],
+                            $9::bytea[]) AS m(queue, task_id, priority, ready_at,
+                                              body)
+                WHERE m.task_id IN (SELECT task_id FROM created)
+                RETURNING queue
+            ), qs AS (
+                INSERT INTO {s}.queues (name) SELECT DISTINCT queue FROM ins
+                ON CONFLICT DO NOTHING
+            )
+            SELECT created.task_id FROM created,
+                (SELECT count(pg_notify($10, p)) FROM unnest($11::text[]) p) n"""
         self.get = f"SELECT body FROM {s}.results WHERE task_id = $1 AND {live}"
         self.get_many = f"""
             SELECT task_id, body FROM {s}.results
@@ -160,6 +188,76 @@ class PostgresResults:
 
         flags = await self.db.run(write)
         self.hub.wake_results(r.task_id for r in results if r.is_terminal)
+        return flags
+
+    async def create(
+        self, results: Sequence[TaskResult], *, ttl: float | None = None
+    ) -> list[bool]:
+        """Store records only where the task has none live: one INSERT ...
+        ON CONFLICT, atomic against concurrent creates of the same id."""
+        return await self._create(results, ttl=ttl, envelopes=None)
+
+    async def create_and_publish(
+        self,
+        results: Sequence[TaskResult],
+        *,
+        ttl: float | None,
+        envelopes: Sequence[Envelope],
+    ) -> list[bool]:
+        """:meth:`create`, and in the same statement insert the messages of
+        the records created (see ``CombinedPublish``)."""
+        return await self._create(results, ttl=ttl, envelopes=envelopes)
+
+    async def _create(
+        self,
+        results: Sequence[TaskResult],
+        *,
+        ttl: float | None,
+        envelopes: Sequence[Envelope] | None,
+    ) -> list[bool]:
+        if not results:
+            return []
+        at = now()
+        expires = at + ttl if ttl is not None else None
+        # A task id repeated in the batch is tried once (an upsert may touch
+        # a row only once per statement); the later copies are not created.
+        first: dict[str, int] = {}
+        for index, result in enumerate(results):
+            first.setdefault(result.task_id, index)
+        chosen = list(first.values())
+        ids = [results[i].task_id for i in chosen]
+        args: list[Any] = [
+            ids,
+            [results[i].is_terminal for i in chosen],
+            [encode_result(results[i]) for i in chosen],
+            [expires for _ in chosen],
+            at,
+        ]
+        if envelopes is None:
+            sql = self._sql.create
+        else:
+            sql = self._sql.create_and_publish
+            envs = [envelopes[i] for i in chosen]
+            queues = list(dict.fromkeys(env.queue for env in envs))
+            args += [
+                [env.queue for env in envs],
+                [env.priority for env in envs],
+                [env.not_before if env.not_before is not None else at for env in envs],
+                [encode_envelope(env) for env in envs],
+                self.config.channel("jobs"),
+                _payloads(queues),
+            ]
+
+        async def write(conn: Any) -> set[str]:
+            return {row[0] for row in await conn.fetch(sql, *args)}
+
+        created = await self.db.run(write)
+        flags = [
+            results[i].task_id in created and first[results[i].task_id] == i
+            for i in range(len(results))
+        ]
+        if envelopes is not None and created:
+            self.hub.wake_queues({e.queue for e in envelopes if e.id in created})
         return flags
 
     async def get(self, task_id: str) -> TaskResult | None:

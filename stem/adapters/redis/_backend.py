@@ -12,6 +12,8 @@ import redis.exceptions as rexc
 import trio
 import trio_asyncio
 
+from stem._clock import now
+from stem._codec import encode_result
 from stem._envelope import Envelope
 from stem._errors import ConfigError
 from stem._redact import redact
@@ -19,7 +21,7 @@ from stem._result import TaskResult
 from stem.contracts import Capabilities
 
 from ._broker import RedisBroker
-from ._conn import Conn, Keys, Settings, make_client, parse_url
+from ._conn import Conn, Keys, Settings, fmt, make_client, parse_url, px
 from ._hub import Hub
 from ._results import RedisResults
 from ._schedules import RedisSchedules
@@ -67,28 +69,42 @@ class RedisBackend:
     def namespace(self) -> str:
         return self.settings.namespace
 
-    async def store_and_publish(
+    async def create_and_publish(
         self,
         results: Sequence[TaskResult],
         *,
         ttl: float | None,
         envelopes: Sequence[Envelope],
     ) -> list[bool]:
-        """Store ``results`` then publish ``envelopes`` in ONE round trip
-        (one MULTI/EXEC): the enqueue path's QUEUED records and messages.
-        Same effects, in the same order, as set_state then publish."""
-        by_queue = self.broker.publish_args(envelopes)
+        """Create the QUEUED records of tasks that have none live and publish
+        those envelopes, in ONE round trip (one MULTI/EXEC of one script per
+        queue; each script checks, stores and publishes atomically)."""
+        if not results:
+            return []
+        at = now()
+        records = [encode_result(r) for r in results]
 
-        async def send() -> list[Any]:
+        async def send() -> tuple[list[tuple[str, list[int]]], list[Any]]:
             pipe = self.conn.client.pipeline(transaction=True)
-            calls = self.results.queue_set_state(pipe, results, ttl=ttl)
-            if by_queue:
-                self.broker.queue_publish(pipe, by_queue)
+            calls = self.broker.queue_create_publish(
+                pipe,
+                envelopes,
+                records,
+                expires=fmt(at + ttl) if ttl is not None else "",
+                expiry=px(ttl),
+            )
             replies: list[Any] = await pipe.execute()
-            return replies[:calls]
+            return calls, replies[1:]
 
-        flags = self.results.set_state_done(results, await self.conn.run(send))
-        self.broker.published(by_queue)
+        calls, replies = await self.conn.run(send)
+        flags = [False] * len(envelopes)
+        created: list[str] = []
+        for (queue, indexes), reply in zip(calls, replies, strict=True):
+            for index, flag in zip(indexes, reply, strict=True):
+                flags[index] = bool(int(flag))
+            if any(int(flag) for flag in reply):
+                created.append(queue)
+        self.broker.published(created)
         return flags
 
     async def aclose(self) -> None:

@@ -124,6 +124,36 @@ class RedisBroker:
                 pipe, "publish", keys.queue(queue), [at, keys.wake(queue), queue, *args]
             )
 
+    def queue_create_publish(
+        self,
+        pipe: Any,
+        envelopes: Sequence[Envelope],
+        records: Sequence[bytes],
+        *,
+        expires: str,
+        expiry: str,
+    ) -> list[tuple[str, list[int]]]:
+        """Add to ``pipe`` one ``create_publish`` script call per queue: each
+        envelope is published only if its QUEUED record (``records[i]``,
+        stored under its task id) is created. Returns, per call, the queue
+        and the indexes of its envelopes (the order of the reply's flags)."""
+        keys = self.keys
+        at = fmt(now())
+        by_queue: dict[str, list[int]] = {}
+        for index, env in enumerate(envelopes):
+            by_queue.setdefault(env.queue, []).append(index)
+        pipe.sadd(keys.queues, *by_queue)
+        for queue, indexes in by_queue.items():
+            args: list[Any] = [at, keys.wake(queue), queue, expires, expiry]
+            result_keys = []
+            for index in indexes:
+                env = envelopes[index]
+                args += [_bucket(env.priority), _ready_at(env)]
+                args += [encode_envelope(env), records[index]]
+                result_keys.append(keys.result(env.id))
+            evalsha(pipe, "create_publish", keys.queue(queue) + result_keys, args)
+        return list(by_queue.items())
+
     def published(self, queues: Iterable[str]) -> None:
         """Wake this process's waiting claims on ``queues``."""
         for queue in queues:

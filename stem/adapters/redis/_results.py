@@ -91,6 +91,36 @@ class RedisResults:
 
         return self.set_state_done(results, await self.conn.run(send))
 
+    async def create(
+        self, results: Sequence[TaskResult], *, ttl: float | None = None
+    ) -> list[bool]:
+        """Store records only where the task has none live: one script call
+        per chunk, each record's check and write atomic inside it."""
+        if not results:
+            return []
+        at = now()
+        expires = fmt(at + ttl) if ttl is not None else ""
+        expiry = px(ttl)
+
+        async def send() -> list[Any]:
+            pipe = self.conn.client.pipeline(transaction=False)
+            for start in range(0, len(results), _CHUNK):
+                chunk = results[start : start + _CHUNK]
+                args: list[Any] = [fmt(at), expires, expiry]
+                for result in chunk:
+                    args += ["1" if result.is_terminal else "0", encode_result(result)]
+                keys = [self.keys.result(r.task_id) for r in chunk]
+                evalsha(pipe, "create_many", keys, args)
+            return list(await pipe.execute())
+
+        flags = [
+            bool(int(flag)) for reply in await self.conn.run(send) for flag in reply
+        ]
+        for result, stored in zip(results, flags, strict=True):
+            if stored and result.is_terminal:
+                self.hub.wake_result(result.task_id)
+        return flags
+
     def queue_set_state(
         self, pipe: Any, results: Sequence[TaskResult], *, ttl: float | None
     ) -> int:

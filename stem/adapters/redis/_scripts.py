@@ -397,6 +397,72 @@ end
 return out
 """
 
+# A result key holds '<T|N><expires>\n<json>'; live = no expiry or expiry > now.
+_LIVE = r"""
+local function live(key, now)
+  local v = redis.call('GET', key)
+  if not v then return false end
+  local nl = string.find(v, '\n', 1, true)
+  if not nl then return true end
+  local e = string.sub(v, 2, nl - 1)
+  return e == '' or tonumber(e) == nil or tonumber(e) > now
+end
+"""
+
+# KEYS: result keys; ARGV: now, expires ('' = never), px ('0' = none), then
+# (terminal '1'|'0', body) per key. Stores a record only where no live one
+# is; returns one flag per key (a key repeated is created once).
+CREATE_MANY = (
+    _LIVE
+    + r"""
+local now = tonumber(ARGV[1])
+local out = {}
+for i, key in ipairs(KEYS) do
+  local base = 2 + i * 2
+  if live(key, now) then out[i] = 0
+  else
+    local val = (ARGV[base] == '1' and 'T' or 'N') .. ARGV[2] .. '\n' .. ARGV[base + 1]
+    if ARGV[3] ~= '0' then redis.call('SET', key, val, 'PX', ARGV[3])
+    else redis.call('SET', key, val) end
+    out[i] = 1
+  end
+end
+return out
+"""
+)
+
+# KEYS: the queue's 17 keys, then one result key per message. ARGV: now, wake
+# channel, queue, expires ('' = never), px ('0' = none), then (priority,
+# ready_at, body, record) per message. Each message is published only if
+# its QUEUED record was created (its task had no live record): enqueue by
+# id, atomically. Returns one flag per message.
+CREATE_PUBLISH = (
+    _LIVE
+    + r"""
+local now = tonumber(ARGV[1])
+promote(ARGV[1])
+local out = {}
+local any = false
+for i = 18, #KEYS do
+  local base = 6 + (i - 18) * 4
+  local key = KEYS[i]
+  if live(key, now) then out[#out + 1] = 0
+  else
+    local val = 'N' .. ARGV[4] .. '\n' .. ARGV[base + 3]
+    if ARGV[5] ~= '0' then redis.call('SET', key, val, 'PX', ARGV[5])
+    else redis.call('SET', key, val) end
+    local at = tonumber(ARGV[base + 1])
+    if at > now then delay(at, ARGV[base], ARGV[base + 2], 0)
+    else xadd(ARGV[base], ARGV[base + 2], 0) end
+    out[#out + 1] = 1
+    any = true
+  end
+end
+if any then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+return out
+"""
+)
+
 # KEYS[1] group hash: member index -> result JSON, plus '~e' (expires at) and
 # '~f' (forget at) in client time (stem/_groupstate.py; '' for never).
 # ARGV: index, body, now, expires at, forget at, backstop px ('0': none).
@@ -510,6 +576,8 @@ SCRIPTS: dict[str, Script] = {
         _script("lease", LEASE),
         _script("set_state", SET_STATE),
         _script("set_state_many", SET_STATE_MANY),
+        _script("create_many", CREATE_MANY),
+        _script("create_publish", CREATE_PUBLISH, broker=True),
         _script("group_add", GROUP_ADD),
         _script("revoke", REVOKE),
         _script("changes", CHANGES),

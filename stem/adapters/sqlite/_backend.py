@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
 import trio
 
+from stem import _clock
+from stem._envelope import Envelope
+from stem._result import TaskResult
 from stem.contracts import Capabilities
 
 from ._broker import SQLiteBroker
@@ -48,6 +52,33 @@ class SQLiteBackend:
     _url: str
     _cancel: trio.CancelScope = attrs.field(factory=trio.CancelScope, init=False)
     _closed: bool = attrs.field(default=False, init=False)
+
+    async def create_and_publish(
+        self,
+        results: Sequence[TaskResult],
+        *,
+        ttl: float | None,
+        envelopes: Sequence[Envelope],
+    ) -> list[bool]:
+        """Create the QUEUED records of tasks that have none live and insert
+        those messages, in one write transaction (atomic across processes)."""
+        if not results:
+            return []
+        now = _clock.now()
+        records = self.results.rows(results, ttl=ttl, now=now)
+        messages = self.broker.rows(envelopes, now=now)
+
+        def run(conn: sqlite3.Connection) -> list[bool]:
+            flags = SQLiteResults.create_rows(conn, records, now)
+            chosen = [m for m, ok in zip(messages, flags, strict=True) if ok]
+            if chosen:
+                SQLiteBroker.insert_rows(conn, chosen)
+            return flags
+
+        flags = await self.db.write(run)
+        if any(flags):
+            self.broker.published()
+        return flags
 
     @classmethod
     def from_config(cls, config: SQLiteConfig, url: str) -> SQLiteBackend:

@@ -53,6 +53,8 @@ _INSERT = (
     "VALUES (?, ?, ?, ?, ?)"
 )
 _SUBSCRIBER_BUFFER = 256
+#: A row of ``messages``: queue, task id, priority, visible at, body.
+_Row = tuple[str, str, int, float, str | bytes]
 
 
 def _encode(env: Envelope) -> str:
@@ -172,8 +174,14 @@ class SQLiteBroker:
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         if not envelopes:
             return
-        now = _clock.now()
-        rows = [
+        rows = self.rows(envelopes, now=_clock.now())
+        await self.db.write(lambda conn: self.insert_rows(conn, rows))
+        self.published()
+
+    @staticmethod
+    def rows(envelopes: Sequence[Envelope], *, now: float) -> list[_Row]:
+        """``envelopes`` as rows of ``messages`` (encoded out of the thread)."""
+        return [
             (
                 env.queue,
                 env.id,
@@ -183,8 +191,14 @@ class SQLiteBroker:
             )
             for env in envelopes
         ]
-        names = sorted({env.queue for env in envelopes})
-        await self.db.write(lambda conn: self._insert(conn, rows, names))
+
+    @classmethod
+    def insert_rows(cls, conn: sqlite3.Connection, rows: Sequence[_Row]) -> None:
+        """Insert message rows (inside a write transaction)."""
+        cls._insert(conn, rows, sorted({row[0] for row in rows}))
+
+    def published(self) -> None:
+        """Wake this process's waiting claims (after a committed publish)."""
         self._signal.fire()
 
     async def publish_raw(self, queue: str, body: bytes) -> None:
@@ -194,9 +208,7 @@ class SQLiteBroker:
 
     @staticmethod
     def _insert(
-        conn: sqlite3.Connection,
-        rows: Sequence[tuple[str, str, int, float, str | bytes]],
-        queues: Sequence[str],
+        conn: sqlite3.Connection, rows: Sequence[_Row], queues: Sequence[str]
     ) -> None:
         conn.executemany(
             "INSERT OR IGNORE INTO queues (name) VALUES (?)", [(q,) for q in queues]

@@ -98,6 +98,65 @@ class SQLiteResults:
                 waiters.signal.fire()
         return stored
 
+    async def create(
+        self, results: Sequence[TaskResult], *, ttl: float | None = None
+    ) -> list[bool]:
+        """Store records only where the task has none live (one write
+        transaction: atomic across processes sharing the file)."""
+        if not results:
+            return []
+        now = _clock.now()
+        rows = self.rows(results, ttl=ttl, now=now)
+        return await self.db.write(lambda conn: self.create_rows(conn, rows, now))
+
+    @staticmethod
+    def rows(
+        results: Sequence[TaskResult], *, ttl: float | None, now: float
+    ) -> list[tuple[str, int, float | None, bytes]]:
+        """``results`` as rows of the ``results`` table (encoded here, out of
+        the database thread)."""
+        expires = _expiry(now, ttl)
+        return [
+            (r.task_id, int(r.state.is_terminal), expires, encode_result(r))
+            for r in results
+        ]
+
+    @staticmethod
+    def create_rows(
+        conn: sqlite3.Connection,
+        rows: Sequence[tuple[str, int, float | None, bytes]],
+        now: float,
+    ) -> list[bool]:
+        """Insert the rows whose task has no live record (run inside a write
+        transaction); an expired record is replaced. Returns the flags."""
+        ids = sorted({row[0] for row in rows})
+        taken: set[str] = set()
+        for part in _chunks(ids):
+            marks = ",".join("?" * len(part))
+            taken.update(
+                row[0]
+                for row in conn.execute(
+                    f"SELECT task_id FROM results WHERE task_id IN ({marks}) "
+                    f"AND {_LIVE}",
+                    (*part, now),
+                )
+            )
+        flags: list[bool] = []
+        fresh = []
+        for row in rows:
+            if row[0] in taken:
+                flags.append(False)
+                continue
+            taken.add(row[0])
+            fresh.append(row)
+            flags.append(True)
+        conn.executemany(
+            "INSERT OR REPLACE INTO results (task_id, terminal, expires_at, body) "
+            "VALUES (?, ?, ?, ?)",
+            fresh,
+        )
+        return flags
+
     @staticmethod
     def _get(conn: sqlite3.Connection, task_id: str, now: float) -> TaskResult | None:
         row = conn.execute(
