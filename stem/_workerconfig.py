@@ -79,6 +79,24 @@ def _parse_seconds(text: str) -> float:
     return value
 
 
+#: How a worker's queues share its claims (``WorkerConfig.queue_order``).
+QUEUE_ORDERS = ("round-robin", "priority")
+
+
+def _parse_queue_order(text: str) -> str:
+    order = text.strip().lower().replace("_", "-")
+    if order not in QUEUE_ORDERS:
+        raise ValueError(f"must be {' or '.join(QUEUE_ORDERS)}, got {text!r}")
+    return order
+
+
+def _check_queue_order(_inst: Any, _attr: Any, value: Any) -> None:
+    if value not in QUEUE_ORDERS:
+        raise ValueError(
+            f"queue_order must be {' or '.join(map(repr, QUEUE_ORDERS))}, got {value!r}"
+        )
+
+
 def _parse_autoscale(text: str) -> tuple[int, int]:
     low, sep, high = text.partition(",")
     if not sep:
@@ -145,9 +163,26 @@ class WorkerConfig:
         metadata=_spec(
             "STEM_QUEUES",
             ("--queue", "-Q"),
-            "Queue(s) to consume; repeat the option or separate names with commas.",
+            "Queue(s) to consume, in order; repeat the option or separate names "
+            "with commas. --queue-order says how they share the claims.",
             parse_queues,
             "QUEUE[,QUEUE...]",
+        ),
+    )
+    #: round-robin: each claim starts at the next queue (none starves);
+    #: priority: a later queue is claimed from only when the earlier are empty
+    queue_order: str = attrs.field(
+        default="round-robin",
+        validator=_check_queue_order,
+        metadata=_spec(
+            "STEM_QUEUE_ORDER",
+            ("--queue-order",),
+            "How the queues share the claims: round-robin (each claim starts at "
+            "the next queue, so no queue starves) or priority (a later queue is "
+            "claimed from only when the ones before it are empty; tasks already "
+            "prefetched from it still run first: --prefetch 0 makes it strict).",
+            _parse_queue_order,
+            "round-robin|priority",
         ),
     )
     concurrency: int = attrs.field(

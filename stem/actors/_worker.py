@@ -333,7 +333,7 @@ class Worker(Actor[WorkerMessage]):
                     logger.exception("claim failed unexpectedly; retrying in 1 s")
                     await trio.sleep(1.0)
                     continue
-                if len(queues) > 1:
+                if len(queues) > 1 and cfg.queue_order == "round-robin":
                     queues.append(queues.pop(0))  # fairness across queues
                 if not deliveries:
                     continue
