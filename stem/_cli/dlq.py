@@ -8,7 +8,9 @@ from typing import Any
 import click
 
 from .._clock import now
+from .._options import check_queue_name
 from ._common import (
+    EXIT_CONFIG,
     QUEUE,
     age,
     echo,
@@ -42,17 +44,17 @@ def dlq() -> None:
 
 
 @dlq.command("list")
-@click.argument("queue", type=QUEUE)
+@click.argument("queue", type=QUEUE, default="default")
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
 @url_option
 @json_option
 def dlq_list(queue: str, limit: int, offset: int, url: str, as_json: bool) -> None:
-    """List the dead letters of QUEUE, oldest first.
+    """List the dead letters of QUEUE (default: "default"), oldest first.
 
     \b
     Examples:
-      stem dlq list default
+      stem dlq list
       stem dlq list mail --limit 20 --offset 40 --json
     """
 
@@ -95,32 +97,42 @@ def _error_line(error: dict[str, Any] | None) -> str:
 
 
 @dlq.command("show")
-@click.argument("queue", type=QUEUE)
-@click.argument("task_id")
+@click.argument("args", nargs=-1, required=True, metavar="[QUEUE] TASK_ID")
 @url_option
 @json_option
-def dlq_show(queue: str, task_id: str, url: str, as_json: bool) -> None:
-    """Show one dead letter of QUEUE in full: arguments, error, traceback,
-    attempt history. TASK_ID is a task id (its newest entry is shown) or an
-    entry id from `stem dlq list` (for entries without a task id). Exits 1
-    if there is no such entry.
+def dlq_show(args: tuple[str, ...], url: str, as_json: bool) -> None:
+    """Show one dead letter in full: arguments, error, traceback, attempt
+    history. TASK_ID is a task id (its newest entry is shown) or an entry id
+    from `stem dlq list` (for entries without a task id); it is looked for in
+    every queue's dead letters, or in QUEUE's only. Exits 1 if there is no
+    such entry.
 
     \b
-    Example:
-      stem dlq show default 0190f1c2-... --json
+    Examples:
+      stem dlq show 0190f1c2-...
+      stem dlq show mail 0190f1c2-... --json
     """
+    if len(args) > 2:
+        fail("expected [QUEUE] TASK_ID", EXIT_CONFIG)
+    queue = _queue_name(args[0]) if len(args) == 2 else None
+    task_id = args[-1]
 
     async def go() -> Any:
         async with open_client(url) as client:
-            dead = client.dead_letters(queue)
-            found = await dead.get(task_id)
-            if found is None:
-                found = await dead.get_entry(task_id)
-            return found
+            names = [queue] if queue else sorted(await client.queues())
+            for name in names:
+                dead = client.dead_letters(name)
+                found = await dead.get(task_id)
+                if found is None:
+                    found = await dead.get_entry(task_id)
+                if found is not None:
+                    return found
+            return None
 
     entry = run(go)
     if entry is None:
-        fail(f"no dead letter {task_id} in queue {queue}")
+        where = f"queue {queue}" if queue else "any queue"
+        fail(f"no dead letter {task_id} in {where}")
     record = dead_letter_record(entry, full=True)
     if as_json:
         echo_json(record)
@@ -168,31 +180,75 @@ def dead_letter_record(entry: Any, *, full: bool = False) -> dict[str, Any]:
 
 
 @dlq.command("retry")
-@click.argument("queue", type=QUEUE)
-@click.argument("task_ids", nargs=-1, required=True)
+@click.argument("task_ids", nargs=-1, required=True, metavar="TASK_ID...")
+@click.option(
+    "--queue",
+    "-q",
+    type=QUEUE,
+    help="Only look in this queue's dead letters [default: every queue].",
+)
 @url_option
-def dlq_retry(queue: str, task_ids: tuple[str, ...], url: str) -> None:
-    """Put the dead letters TASK_IDS of QUEUE back on the queue.
+def dlq_retry(task_ids: tuple[str, ...], queue: str | None, url: str) -> None:
+    """Put the dead letters TASK_ID... back on their queues.
 
-    Each runs again as a fresh task (attempt 1, same id). Exits 1 if any id
-    was not found (the others are still retried).
+    Each is found in whichever queue's dead letters hold it (or in --queue)
+    and runs again as a fresh task (attempt 1, same id; its result reads
+    "queued" until the new run records its own). Exits 1 if any id was not
+    found (the others are still retried). The older form `stem dlq retry
+    QUEUE TASK_ID...` still works.
 
     \b
-    Example:
-      stem dlq retry default 0190f1c2-... 0190f1c3-...
+    Examples:
+      stem dlq retry 0190f1c2-... 0190f1c3-...
+      stem dlq retry 0190f1c2-... --queue mail
     """
 
-    async def go() -> list[str]:
+    async def go() -> tuple[list[tuple[str, str]], list[str]]:
         async with open_client(url) as client:
-            done: list[str] = await client.dead_letters(queue).replay(list(task_ids))
-            return done
+            ids, only = list(task_ids), queue
+            if only is None and len(ids) > 1 and await _names_a_queue(client, ids[0]):
+                only, ids = ids[0], ids[1:]  # the older QUEUE TASK_ID... form
+            done: list[tuple[str, str]] = []
+            for task_id in dict.fromkeys(ids):
+                names = [only] if only else await _holding(client, task_id)
+                for name in names:
+                    for replayed in await client.dead_letters(name).replay([task_id]):
+                        done.append((replayed, name))
+            return done, ids
 
-    done = run(go)
-    for task_id in done:
-        echo(f"retried {task_id}")
-    missing = [t for t in task_ids if t not in set(done)]
+    done, ids = run(go)
+    for task_id, name in done:
+        echo(f"retried {task_id} (queue {name})")
+    found = {task_id for task_id, _ in done}
+    missing = [t for t in ids if t not in found]
     if missing:
-        fail(f"no dead letter in queue {queue} for: {', '.join(missing)}")
+        where = f"queue {queue}" if queue else "any queue"
+        fail(f"no dead letter in {where} for: {', '.join(missing)}")
+
+
+async def _holding(client: Any, task_id: str) -> list[str]:
+    """The queues whose dead letters hold ``task_id``."""
+    names: list[str] = []
+    for name in sorted(await client.queues()):
+        if await client.dead_letters(name).get(task_id) is not None:
+            names.append(name)
+    return names
+
+
+async def _names_a_queue(client: Any, text: str) -> bool:
+    """Whether ``text`` names a known queue and is no dead letter's id."""
+    try:
+        check_queue_name(text)
+    except ValueError:
+        return False
+    return text in await client.queues() and not await _holding(client, text)
+
+
+def _queue_name(text: str) -> str:
+    try:
+        return check_queue_name(text)
+    except ValueError as exc:
+        fail(str(exc), EXIT_CONFIG)
 
 
 @dlq.command("replay")
