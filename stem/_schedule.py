@@ -47,6 +47,8 @@ _NAME = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,200}")
 MIN_EVERY = 1.0
 #: Where the check that a cron expression fires at all starts searching.
 _CRON_PROBE = datetime(2001, 1, 1)
+#: How many cron next-tick computations an entry remembers.
+_CRON_MEMO = 16
 #: Upper bound of cron candidates examined for one next-fire computation.
 _CRON_SEARCH_LIMIT = 100_000
 #: Windows (seconds before "now") searched for the latest missed cron tick.
@@ -263,6 +265,11 @@ class ScheduleEntry:
         default=None, kw_only=True, converter=_start_at
     )
     end_at: datetime | None = attrs.field(default=None, kw_only=True, converter=_end_at)
+    #: the last few cron ticks computed ("after" -> tick): beat asks for the
+    #: same next tick on every look at its entries, and croniter is slow
+    _cron_memo: dict[float, float | None] = attrs.field(
+        factory=dict, init=False, eq=False, repr=False
+    )
 
     def __attrs_post_init__(self) -> None:
         given = [k for k in ("cron", "every", "at") if getattr(self, k) is not None]
@@ -382,7 +389,18 @@ class ScheduleEntry:
     def _cron_next(self, after: float) -> float | None:
         """The first cron tick after ``after``; None when there is none
         (an expression that matches no date, or one stored before that was
-        checked, never fires rather than failing)."""
+        checked, never fires rather than failing). Memoized for the last
+        few ``after`` values (the computation is pure)."""
+        memo = self._cron_memo
+        if after in memo:
+            return memo[after]
+        tick = self._cron_search(after)
+        if len(memo) >= _CRON_MEMO:
+            del memo[next(iter(memo))]
+        memo[after] = tick
+        return tick
+
+    def _cron_search(self, after: float) -> float | None:
         assert self.cron is not None
         tz = ZoneInfo(self.timezone)
         wall = datetime.fromtimestamp(after, tz).replace(tzinfo=UTC, fold=0)

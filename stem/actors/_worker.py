@@ -36,7 +36,7 @@ from ._actor import Actor, ActorRef
 from ._autoscale import run_autoscaler
 from ._broker import Finish, Flush, StoreResults
 from ._control import Control
-from ._duties import heartbeat, watch_revocations
+from ._duties import Activity, heartbeat, timers_for, watch_revocations
 from ._leases import HeldDeliveries
 from ._limits import Deadlines
 from ._mailbox import Mailbox
@@ -45,6 +45,7 @@ from ._process import run_in_process
 from ._ratelimit import WorkerRateLimiter
 from ._ready import ReadyQueue
 from ._threads import ThreadRunner
+from ._workercontrol import WorkerControl
 from ._workerstate import (
     SHUTDOWN_MODES,
     ActiveTask,
@@ -70,7 +71,7 @@ logger = logging.getLogger("stem.worker")
 
 
 @attrs.define(eq=False)
-class Worker(Actor[WorkerMessage]):
+class Worker(WorkerControl, Actor[WorkerMessage]):
     """Executes tasks from ``config.queues`` with ``config.concurrency`` slots."""
 
     app: App
@@ -106,6 +107,9 @@ class Worker(Actor[WorkerMessage]):
         default=None, init=False
     )
     _slots_nursery: trio.Nursery | None = attrs.field(default=None, init=False)
+    #: what the heartbeat reports moved (in-process backends beat on change)
+    _activity: Activity = attrs.field(factory=Activity, init=False)
+    _waiting_claim: trio.CancelScope | None = attrs.field(default=None, init=False)
 
     @_leases.default
     def _make_leases(self) -> HeldDeliveries:
@@ -137,6 +141,7 @@ class Worker(Actor[WorkerMessage]):
         if cfg.autoscale is not None:
             self._idle_scopes = {}
         self._emit_worker("worker_init")
+        timers = timers_for(cfg, self.backend.capabilities)
         crashed = False
         try:
             with self._run_scope:
@@ -151,12 +156,13 @@ class Worker(Actor[WorkerMessage]):
                             self.worker_statistics,
                             started_at=self._started_at,
                             on_beat=partial(self._emit_worker, "worker_heartbeat"),
+                            activity=None if timers.beat_on_timer else self._activity,
                         )
                     )
                     helpers.start_soon(
                         watch_revocations,
                         self.backend.revocations,
-                        cfg.revocation_poll,
+                        timers.revocation_poll,
                         self.terminate,
                     )
                     helpers.start_soon(self._serve_mailbox, mailbox)
@@ -222,55 +228,6 @@ class Worker(Actor[WorkerMessage]):
                 case Inspect(reply=reply):
                     reply.send(self.worker_statistics())
 
-    async def wait_stopped(self) -> None:
-        """Return once this worker has stopped for good (asked to, remotely
-        or by leaving ``client.worker()``); a crash that the supervisor
-        restarts is not a stop."""
-        await self.state.stopped.wait()
-
-    def terminate(self, task_id: str, reason: str = "revoked") -> bool:
-        """Cancel the running attempt of ``task_id``; False if none runs here."""
-        running = self._running.get(task_id)
-        if running is None:
-            return False
-        running.cancel_reason = reason
-        running.scope.cancel()
-        return True
-
-    def shutdown(self, mode: ShutdownMode = "warm") -> None:
-        """Stop this worker: ``warm`` lets running tasks finish within the
-        grace period; ``soft`` cancels them at once and hands them back;
-        ``hard`` stops now (running attempts cancelled, held deliveries
-        handed back in one best-effort step, nothing else awaited)."""
-        if mode not in SHUTDOWN_MODES:
-            raise ValueError(f"shutdown mode must be one of {SHUTDOWN_MODES}")
-        if mode == "hard":
-            self._run_scope.cancel()
-            return
-        if mode == "soft":
-            self.state.grace = 0.0
-        self.state.stop_requested.set()
-
-    def pause(self, queue: str) -> bool:
-        """Stop claiming from ``queue`` (a claim already waiting may still
-        return one batch). False if this worker does not consume it."""
-        if queue not in self.config.queues:
-            return False
-        self._paused.add(queue)
-        return True
-
-    def resume(self, queue: str) -> bool:
-        """Claim from ``queue`` again. False if it was not paused here."""
-        if queue not in self._paused:
-            return False
-        self._paused.discard(queue)
-        self._resumed.set()
-        return True
-
-    @property
-    def paused(self) -> frozenset[str]:
-        return frozenset(self._paused)
-
     async def _begin_stop(self) -> None:
         """No new work: hand back what is held but not started."""
         self._stopping = True
@@ -301,6 +258,7 @@ class Worker(Actor[WorkerMessage]):
     async def _fetch(self, scope: trio.CancelScope) -> None:
         cfg = self.config
         queues = list(cfg.queues)
+        timers = timers_for(cfg, self.backend.capabilities)
         with scope:
             while True:
                 self._absorb()
@@ -315,23 +273,31 @@ class Worker(Actor[WorkerMessage]):
                         self._resumed = trio.Event()
                         await self._resumed.wait()
                         continue
-                try:
-                    deliveries = await self.backend.broker.claim(
-                        active,
-                        limit=free,
-                        lease=self._claim_lease,
-                        consumer=cfg.worker_id,
-                        wait=cfg.claim_wait,
-                    )
-                except BrokerUnavailable as exc:
-                    logger.warning("claim failed, retrying: %s", exc)
-                    await trio.sleep(1.0)
-                    continue
-                except Exception:
-                    # A backend's bug or a state it cannot read: the worker
-                    # (and its running tasks) stays up and tries again.
-                    logger.exception("claim failed unexpectedly; retrying in 1 s")
-                    await trio.sleep(1.0)
+                # A long in-process claim is cancelled (losing nothing) when a
+                # queue is paused or resumed, so it never serves a stale list.
+                with trio.CancelScope() as waiting:
+                    self._waiting_claim = waiting if timers.interruptible else None
+                    try:
+                        deliveries = await self.backend.broker.claim(
+                            active,
+                            limit=free,
+                            lease=self._claim_lease,
+                            consumer=cfg.worker_id,
+                            wait=timers.claim_wait,
+                        )
+                    except BrokerUnavailable as exc:
+                        logger.warning("claim failed, retrying: %s", exc)
+                        await trio.sleep(1.0)
+                        continue
+                    except Exception:
+                        # A backend's bug or a state it cannot read: the worker
+                        # (and its running tasks) stays up and tries again.
+                        logger.exception("claim failed unexpectedly; retrying in 1 s")
+                        await trio.sleep(1.0)
+                        continue
+                    finally:
+                        self._waiting_claim = None
+                if waiting.cancelled_caught:
                     continue
                 if len(queues) > 1 and cfg.queue_order == "round-robin":
                     queues.append(queues.pop(0))  # fairness across queues
@@ -525,6 +491,7 @@ class Worker(Actor[WorkerMessage]):
             attempt=env.attempt,
         )
         self._running[env.id] = running
+        self._activity.touch()
         ctx = TaskContext(
             task_id=env.id,
             name=env.name,
@@ -715,6 +682,7 @@ class Worker(Actor[WorkerMessage]):
 
     def _count(self, key: str) -> None:
         self._counts[key] = self._counts.get(key, 0) + 1
+        self._activity.touch()
 
     @property
     def started_at(self) -> float:

@@ -62,7 +62,7 @@ def test_sqlite_demo_runs_and_resumes_after_interrupt(tmp_path: Path) -> None:
     [
         ("canvas.py", "links: ['succeeded', 'succeeded', 'succeeded']"),
         ("reliability.py", "ping answered by ['w1', 'w2']"),
-        pytest.param("beat.py", "ping: 7 fires", marks=pytest.mark.slow),
+        ("beat.py", "ping: 7 fires"),
     ],
 )
 def test_feature_examples_run(tmp_path: Path, name: str, expected: str) -> None:

@@ -218,7 +218,10 @@ async def test_worker_lifecycle_signals_in_order(autojump_clock: Any) -> None:
         async with client.worker(
             concurrency=3, queues=["a", "b"], heartbeat_interval=1.0
         ) as worker:
-            await trio.sleep(2.5)
+            # In-process backends beat when the worker's counts change.
+            await trio.sleep(1.5)
+            await client.wait_for(await client.enqueue("noop", queue="a"), timeout=5)
+            await trio.sleep(1.5)
         await trio.testing.wait_all_tasks_blocked()
     kinds = [e.signal for e in events]
     assert kinds.count("worker_heartbeat") >= 2

@@ -25,7 +25,10 @@ from stem._errors import DecodeError
 from stem.contracts import DeadLetter, Delivery, QueueStats
 
 #: Longest single sleep of a waiting claim before it re-checks (seconds).
-_MAX_NAP = 60.0
+#: Longest nap of a waiting claim between looks: every publish, nack and due
+#: time wakes it sooner, so this only bounds a missed wake (and keeps an idle
+#: claim under MockClock to a few wake-ups per simulated hour).
+_MAX_NAP = 600.0
 
 _READY = 0
 _DELAYED = 1
