@@ -44,7 +44,7 @@ from ._instrument import Instrumentation, default_instrumentation
 from ._node import ClientNode
 from ._options import TaskOptions, check_priority, check_queue_name
 from ._result import TaskResult
-from ._signals import ActorEvent, PublishEvent
+from ._signals import ActorEvent, PublishEvent, TaskEvent
 from ._states import TaskState
 from ._urls import open_backend
 from ._workerconfig import WorkerConfig
@@ -561,9 +561,10 @@ class Client:
         reason: str = "revoked",
         expires: Duration = 86400.0,
     ) -> None:
-        """A queued or delayed task never runs and ends REVOKED; with
-        ``terminate`` a running attempt is cancelled too. The order persists
-        for ``expires`` seconds (workers restarted meanwhile honour it).
+        """A queued or delayed task never runs and ends REVOKED, and its
+        waiting message is deleted from its queue; with ``terminate`` a
+        running attempt is cancelled too. The order persists for ``expires``
+        seconds (workers restarted meanwhile honour it).
         ValueError for an empty id (or one with control characters)."""
         check_id(task_id)
         await self.backend.revocations.revoke(
@@ -605,6 +606,22 @@ class Client:
                 ),
                 timeout=60,
             )
+            if current.queue:
+                # Its waiting message goes too, so queue depths stop counting
+                # it (a copy already claimed is dropped by its worker).
+                await self.backend.broker.remove(current.queue, [task_id])
+            if self.bus.wants("task_revoked"):
+                self.bus.emit(
+                    TaskEvent(
+                        signal="task_revoked",
+                        at=now(),
+                        task_id=task_id,
+                        name=current.name,
+                        queue=current.queue,
+                        attempt=current.attempt,
+                        reason=reason,
+                    )
+                )
 
     def dead_letters(self, queue: str = "default") -> DeadLetters:
         return DeadLetters(self, check_queue_name(queue))

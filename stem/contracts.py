@@ -368,6 +368,11 @@ class Broker(Protocol):
     async def purge(self, queue: str) -> int:
         """Delete the queue's pending and delayed messages (not leased ones)."""
 
+    async def remove(self, queue: str, task_ids: Sequence[str]) -> int:
+        """Delete the pending and delayed messages of ``task_ids`` from
+        ``queue`` (a revoked task's); leased ones are kept, their worker
+        settles them. Returns how many were deleted."""
+
     async def broadcast(self, message: Mapping[str, Any]) -> None:
         """Send a JSON object to every current subscriber (remote control).
 

@@ -80,6 +80,9 @@ from ._checks_broker import (
     check_purge_queue_leaves_in_flight as check_purge_queue_leaves_in_flight,
 )
 from ._checks_broker import check_queue_routing as check_queue_routing
+from ._checks_broker import (
+    check_remove_deletes_waiting_messages_only as check_remove_deletes_waiting_messages_only,
+)
 from ._checks_broker import check_replay_dead_delay as check_replay_dead_delay
 from ._checks_broker import (
     check_replay_dead_dry_run_changes_nothing as check_replay_dead_dry_run_changes_nothing,

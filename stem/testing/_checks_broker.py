@@ -758,3 +758,21 @@ async def check_create_and_publish_single_winner(h: Harness) -> None:
     assert [d.task_id for d in deliveries] == [env.id]
     assert deliveries[0].envelope is not None
     assert deliveries[0].envelope.args == {"producer": wins[0]}
+
+
+async def check_remove_deletes_waiting_messages_only(h: Harness) -> None:
+    """remove deletes the pending and delayed messages of the named tasks (a
+    revoked task's), keeps a leased one and everything else, and tolerates
+    unknown ids, queues and undecodable bodies."""
+    a, b, c, d = h.envelope(), h.envelope(), h.envelope(delay=60), h.envelope()
+    await h.broker.publish([a, b, c, d])
+    await h.broker.publish_raw("default", b"{not an envelope")
+    [leased] = await _claim(h, limit=1)
+    assert leased.task_id == a.id
+    removed = await h.broker.remove("default", [a.id, b.id, c.id, "missing"])
+    assert removed == 2
+    assert await _stats(h) == (2, 0, 1, 0)  # d and the raw body; a leased
+    assert await h.broker.remove("default", []) == 0
+    assert await h.broker.remove("nowhere", [d.id]) == 0
+    rest = await _claim(h)
+    assert sorted(x.task_id for x in rest if x.envelope is not None) == [d.id]

@@ -522,6 +522,27 @@ class MemoryBroker:
         q.delayed.clear()
         return count
 
+    async def remove(self, queue: str, task_ids: Sequence[str]) -> int:
+        """Delete the pending and delayed messages of ``task_ids`` (marked
+        gone where they lie; leased ones are kept)."""
+        await trio.lowlevel.checkpoint()
+        q = self._queues.get(queue)
+        wanted = set(task_ids)
+        if q is None or not wanted:
+            return 0
+        count = 0
+        for ready_entry in q.ready:
+            msg = ready_entry[3]
+            if msg.state == _READY and msg.task_id in wanted:
+                msg.state = _GONE
+                count += 1
+        for delayed_entry in q.delayed:
+            msg = delayed_entry[2]
+            if msg.state == _DELAYED and msg.task_id in wanted:
+                msg.state = _GONE
+                count += 1
+        return count
+
     # ------------------------------------------------------------------ fan-out
 
     async def broadcast(self, message: Mapping[str, Any]) -> None:

@@ -168,6 +168,9 @@ class _Sql:
             FROM {s}.jobs WHERE queue = $1"""
         self.queues = f"SELECT name FROM {s}.queues ORDER BY name"
         self.purge = f"DELETE FROM {s}.jobs WHERE queue = $1 AND locked_until < $2"
+        self.remove = f"""
+            DELETE FROM {s}.jobs WHERE queue = $1 AND task_id = ANY($2::text[])
+            AND locked_until < $3"""
         self.notify = "SELECT pg_notify($1, $2)"
 
 
@@ -601,6 +604,19 @@ class PostgresBroker:
             return _count(await conn.execute(sql, queue, at))
 
         return await self.db.run(purge)
+
+    async def remove(self, queue: str, task_ids: Sequence[str]) -> int:
+        """Delete the unlocked (waiting) jobs of ``task_ids`` in ``queue``."""
+        ids = sorted(set(task_ids))
+        if not ids:
+            return 0
+        sql = self._sql.remove
+        at = now()
+
+        async def remove(conn: Any) -> int:
+            return _count(await conn.execute(sql, queue, ids, at))
+
+        return await self.db.run(remove)
 
     async def broadcast(self, message: Mapping[str, Any]) -> None:
         payload = dumps(dict(message), what="broadcast message")

@@ -489,6 +489,14 @@ class RedisBroker:
     async def purge(self, queue: str) -> int:
         return int(await self.conn.script("purge", self.keys.queue(queue), []))
 
+    async def remove(self, queue: str, task_ids: Sequence[str]) -> int:
+        """Delete the undelivered stream entries and delayed messages of
+        ``task_ids`` (one script; it reads the queue's waiting bodies)."""
+        ids = sorted(set(task_ids))
+        if not ids:
+            return 0
+        return int(await self.conn.script("remove", self.keys.queue(queue), ids))
+
     # ---------------------------------------------------------------- fan-out
 
     async def broadcast(self, message: Mapping[str, Any]) -> None:

@@ -328,6 +328,50 @@ redis.call('DEL', KEYS[11], KEYS[12])
 return done
 """
 
+# ARGV: task ids. Deletes the waiting messages of those tasks: stream entries
+# not yet delivered to the group (after its last-delivered id) and delayed
+# ones; delivered (leased) entries are kept. Reads each waiting body: a
+# revoke is rare, a scan of one queue is its cost. Returns how many.
+REMOVE = r"""
+local want = {}
+for _, id in ipairs(ARGV) do want[id] = true end
+local function wanted(body)
+  local ok, env = pcall(cjson.decode, body)
+  return ok and type(env) == 'table' and want[env['id']] == true
+end
+local done = 0
+for b = 1, 10 do
+  local s = KEYS[b]
+  if redis.call('EXISTS', s) == 1 then
+    local last = '0-0'
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do
+      local name, lid = nil, nil
+      for j = 1, #g, 2 do
+        if g[j] == 'name' then name = g[j + 1]
+        elseif g[j] == 'last-delivered-id' then lid = g[j + 1] end
+      end
+      if name == G and lid then last = lid end
+    end
+    for _, e in ipairs(redis.call('XRANGE', s, '(' .. last, '+')) do
+      local body = fields(e[2])
+      if body and wanted(body) then
+        redis.call('XDEL', s, e[1])
+        done = done + 1
+      end
+    end
+  end
+end
+for _, m in ipairs(redis.call('ZRANGE', KEYS[11], 0, -1)) do
+  local body = redis.call('HGET', KEYS[12], m)
+  if body and wanted(body) then
+    redis.call('ZREM', KEYS[11], m)
+    redis.call('HDEL', KEYS[12], m)
+    done = done + 1
+  end
+end
+return done
+"""
+
 # A key holding "expires|owner" (expires '' = never), expiry judged by the
 # client's ``now``; PX only frees memory. KEYS[1]; ARGV: op, owner, now,
 # expires, px ('0' = none). Returns {1 if changed, current holder or false}.
@@ -573,6 +617,7 @@ SCRIPTS: dict[str, Script] = {
         _script("purge_dead", PURGE_DEAD, broker=True),
         _script("stats", STATS, broker=True),
         _script("purge", PURGE, broker=True),
+        _script("remove", REMOVE, broker=True),
         _script("lease", LEASE),
         _script("set_state", SET_STATE),
         _script("set_state_many", SET_STATE_MANY),

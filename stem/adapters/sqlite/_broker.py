@@ -585,6 +585,29 @@ class SQLiteBroker:
         )
         return count
 
+    async def remove(self, queue: str, task_ids: Sequence[str]) -> int:
+        """Delete the waiting (never leased, or lease expired) messages of
+        ``task_ids`` from ``queue``."""
+        ids = sorted(set(task_ids))
+        if not ids:
+            return 0
+        now = _clock.now()
+
+        def run(conn: sqlite3.Connection) -> int:
+            count = 0
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                marks = ",".join("?" * len(part))
+                count += conn.execute(
+                    f"DELETE FROM messages WHERE queue = ? AND task_id IN ({marks}) "
+                    "AND (token IS NULL OR visible_at <= ?)",
+                    (queue, *part, now),
+                ).rowcount
+            return count
+
+        removed: int = await self.db.write(run)
+        return removed
+
     # ------------------------------------------------------------ broadcast
 
     async def broadcast(self, message: Mapping[str, Any]) -> None:
