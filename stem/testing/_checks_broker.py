@@ -688,16 +688,20 @@ def _queued(env: stem.Envelope) -> stem.TaskResult:
     )
 
 
+def _require_combined(h: Harness) -> None:
+    if not isinstance(h.backend, CombinedPublish):
+        skip(
+            f"backend {h.backend.capabilities.name!r} offers no create_and_publish "
+            "(stem.contracts.CombinedPublish): enqueueing by task id is then two "
+            "calls, not atomic across a crash"
+        )
+
+
 async def _enqueue(
     h: Harness, *envs: stem.Envelope, ttl: float | None = None
 ) -> list[bool]:
     backend = h.backend
-    if not isinstance(backend, CombinedPublish):
-        skip(
-            f"backend {backend.capabilities.name!r} offers no create_and_publish "
-            "(stem.contracts.CombinedPublish): enqueueing by task id is then two "
-            "calls, not atomic across a crash"
-        )
+    assert isinstance(backend, CombinedPublish)
     flags = await backend.create_and_publish(
         [_queued(e) for e in envs], ttl=ttl, envelopes=list(envs)
     )
@@ -708,6 +712,7 @@ async def check_create_and_publish_queues_an_id_once(h: Harness) -> None:
     """create_and_publish queues a message only if its task id has no live
     record: a second enqueue of a queued, running or finished (within its
     ttl) id queues nothing; after the ttl it queues again."""
+    _require_combined(h)
     first = h.envelope()
     assert await _enqueue(h, first) == [True]
     copy = h.envelope(task_id=first.id, args={"copy": 1})
@@ -742,6 +747,7 @@ async def check_create_and_publish_queues_an_id_once(h: Harness) -> None:
 
 async def check_create_and_publish_single_winner(h: Harness) -> None:
     """Producers racing to enqueue one task id queue exactly one message."""
+    _require_combined(h)
     env = h.envelope()
     wins: list[int] = []
 
