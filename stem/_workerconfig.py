@@ -250,7 +250,8 @@ class WorkerConfig:
             "BYTES",
         ),
     )
-    #: longest a claim waits for a message before it looks again
+    #: longest a claim waits for a message before it looks again (on a
+    #: backend shared by processes; an in-process one waits until woken)
     claim_wait: float = attrs.field(
         default=1.0, converter=seconds, validator=[check_seconds, _positive]
     )
