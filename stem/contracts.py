@@ -501,7 +501,8 @@ class ScheduleStore(Protocol):
     async def get(self, name: str) -> ScheduleRecord | None: ...
 
     async def list(self) -> builtins.list[ScheduleRecord]:
-        """Every entry, by name."""
+        """Every entry, by name; a stored entry that no longer decodes is
+        skipped with a warning (``get`` of it raises DecodeError)."""
 
     async def record_fire(
         self,

@@ -15,8 +15,14 @@ the backend puts in it, no single message stops a worker (issue 15).
   odd stream fields, streams without the consumer group, sorted-set
   members no script wrote), against a real ``stem worker`` process.
 
-Scenarios of beat, names and sync threads (issue 15 items 5-7) belong here
-too, in modules of their own (``test_beat_*.py``, ``test_names.py``,
-``test_threads.py``); ``tests/hostile/_poison.py`` holds the shared poison
-bodies and the worker-process harness they can reuse.
+- ``test_beat_schedules.py``: crons that never fire, intervals under the
+  minimum, names with control characters; beat isolates an entry that fails
+  or no longer decodes; `stem schedule` never prints a traceback.
+- ``test_names.py``: names matched whole, ids refused, log lines and CLI
+  output with control characters escaped.
+- ``test_threads.py``: hung sync tasks free their slots and are reported; an
+  async task blocking past its hard limit fails.
+
+``tests/hostile/_poison.py`` holds the shared poison bodies and the
+worker-process harness.
 """

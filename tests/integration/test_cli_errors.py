@@ -111,20 +111,44 @@ def test_a_corrupt_result_row_is_one_line(tmp_path: Path) -> None:
     assert "cannot be read" in line
 
 
+#: The real CLI entry point with a bug planted in `stem queues`.
+BUGGY_CLI = (
+    "import sys, stem._cli.queues as q\n"
+    "def bug(stats): raise RuntimeError('a bug in stem queues')\n"
+    "q.queue_record = bug\n"
+    "from stem.cli import main\n"
+    "sys.argv[0] = 'stem'\n"
+    "main()\n"
+)
+
+
 def test_an_unexpected_error_is_one_line_unless_stem_debug(tmp_path: Path) -> None:
-    """An error no command expects is one line naming it; STEM_DEBUG=1 shows
-    the traceback instead."""
+    """An error no command expects (here a planted bug) is one line naming
+    it, exit 1; STEM_DEBUG=1 shows the traceback instead."""
+    import subprocess
+
     url = f"sqlite:///{tmp_path}/s.db"
+    trio.run(enqueue_one, url)
 
-    async def store() -> None:
-        async with stem.Client.from_url(url) as client:
-            await client.backend.schedules.add("odd", {"name": "odd"})
+    def cli(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", BUGGY_CLI, "queues", "--url", url],
+            env={**env, "PATH": ""},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
-    trio.run(store)
-    with sqlite3.connect(tmp_path / "s.db") as conn:
-        conn.execute("UPDATE schedules SET definition = '{oops'")
-    quiet = run_stem("schedule", "list", "--url", url)
-    assert "STEM_DEBUG=1" in one_line_error(quiet, 1)
-    loud = run_stem("schedule", "list", "--url", url, env={"STEM_DEBUG": "1"})
+    line = one_line_error(cli({}), 1)
+    assert "unexpected error: RuntimeError: a bug in stem queues" in line
+    assert "STEM_DEBUG=1" in line
+    loud = cli({"STEM_DEBUG": "1"})
     assert loud.returncode == 1
     assert "Traceback" in loud.stderr
+    assert "a bug in stem queues" in loud.stderr
+
+
+async def enqueue_one(url: str) -> None:
+    async with stem.Client.from_url(url) as client:
+        await client.enqueue("job")

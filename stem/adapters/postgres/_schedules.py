@@ -16,7 +16,7 @@ import attrs
 import trio
 
 from stem._clock import now
-from stem._codec import decode_object, dumps
+from stem._codec import decode_object, dumps, readable
 from stem._errors import DecodeError
 from stem._schedstate import COLUMNS, conflict, exists, merged, not_found
 from stem.adapters._polling import wait_for_change
@@ -175,7 +175,9 @@ class PostgresSchedules(_Store):
         rows = await self._rows(
             f"SELECT {COLUMNS} FROM {self.s}.schedules ORDER BY name"
         )
-        return [_record(row) for row in rows]
+        # A row that no longer decodes is skipped with a warning: one bad row
+        # never hides the others from beat or `stem schedule list`.
+        return readable(_record, rows, "schedule entry")
 
     async def record_fire(
         self,

@@ -12,12 +12,12 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import trio
 
 from stem._clock import now
-from stem._codec import decode_object, dumps
+from stem._codec import decode_object, dumps, readable
 from stem._errors import DecodeError
 from stem._schedstate import conflict, exists, not_found
 from stem.adapters._polling import wait_for_change
@@ -220,7 +220,13 @@ class RedisSchedules:
             return list(zip(names, rows, strict=True))
 
         pairs = await self.conn.run(call)
-        return [_record(name, fields) for name, fields in pairs if fields]
+        # An entry that no longer decodes is skipped with a warning: one bad
+        # entry never hides the others from beat or `stem schedule list`.
+        return readable(
+            lambda pair: _record(*cast(tuple[str, Any], pair)),
+            [pair for pair in pairs if pair[1]],
+            "schedule entry",
+        )
 
     async def record_fire(
         self,

@@ -10,13 +10,13 @@ from __future__ import annotations
 import builtins
 import sqlite3
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import trio
 
 from stem import _clock
-from stem._codec import decode_object, dumps, loads
+from stem._codec import decode_object, dumps, loads, readable
 from stem._errors import DecodeError
 from stem._schedstate import COLUMNS, check_version, exists, merged, not_found
 from stem.contracts import ScheduleRecord
@@ -160,7 +160,11 @@ class SQLiteSchedules:
                 f"SELECT {COLUMNS} FROM schedules ORDER BY name"
             ).fetchall()
         )
-        return [_record(row) for row in rows]
+        # A row that no longer decodes is skipped with a warning: one bad row
+        # never hides the others from beat or `stem schedule list`.
+        return readable(
+            lambda row: _record(cast(Sequence[Any], row)), rows, "schedule entry"
+        )
 
     async def record_fire(
         self,

@@ -4,6 +4,7 @@ longer decode; beat isolates them and keeps firing the others (MockClock)."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +199,37 @@ def test_schedule_list_and_show_survive_unreadable_rows(tmp_path: Path) -> None:
     assert json.loads(shown.stdout)["next_fires"] == []
     dry = run_stem("schedule", "dry-run", "odd", "--url", url)
     assert "unreadable definition" in one_line_error(dry, 1)
+
+
+def test_a_row_that_no_longer_decodes_does_not_hide_the_others(
+    tmp_path: Path,
+) -> None:
+    """A SQLite schedule row whose definition is not JSON is skipped by the
+    store's list() with a warning (beat and `stem schedule list` see the
+    good entries); get() of it raises DecodeError."""
+    url = f"sqlite:///{tmp_path}/b.db"
+
+    def corrupt(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE schedules SET definition = '{oops' WHERE name='bad'")
+
+    async def go() -> tuple[list[str], Exception | None]:
+        async with stem.Client.from_url(url) as client:
+            store = client.backend.schedules
+            await store.add("bad", every("bad", 10.0).to_dict())
+            await store.add("good", every("good", 10.0).to_dict())
+            await client.backend.db.write(corrupt)
+            names = [r.name for r in await store.list()]
+            try:
+                await store.get("bad")
+            except stem.DecodeError as exc:
+                return names, exc
+            return names, None
+
+    names, error = trio.run(go)
+    assert names == ["good"]
+    assert error is not None
+    listed = run_stem("schedule", "list", "--url", url, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [d["name"] for d in json.loads(listed.stdout)] == ["good"]
+    assert "does not decode" in listed.stderr
+    assert "Traceback" not in listed.stderr
