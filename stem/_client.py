@@ -25,24 +25,21 @@ import attrs
 import trio
 
 from ._app import App, coerce_app
+from ._call import make_envelope
 from ._canvas_client import Canvas
 from ._clock import now
 from ._codec import (
     DEFAULT_MAX_MESSAGE_BYTES,
-    canonical_key,
-    dumps,
-    encode_envelope,
-    sized_args,
 )
 from ._deadletters import DeadLetters
-from ._durations import Duration, to_epoch, to_seconds
+from ._durations import Duration, to_seconds
 from ._envelope import Envelope
-from ._errors import EncodeError, WaitTimeout
-from ._handler import TaskHandler, check_task_name
+from ._errors import WaitTimeout
+from ._handler import TaskHandler
 from ._ids import check_id, new_id
 from ._instrument import Instrumentation, default_instrumentation
 from ._node import ClientNode
-from ._options import TaskOptions, check_priority, check_queue_name
+from ._options import check_queue_name
 from ._result import TaskResult
 from ._signals import ActorEvent, PublishEvent, TaskEvent
 from ._states import TaskState
@@ -324,69 +321,22 @@ class Client:
         Raises EncodeError (naming the argument) for args that cannot be
         encoded, ValueError/TypeError for invalid options.
         """
-        check_task_name(name)
-        if task_id is not None:
-            check_id(task_id)
-        handler = self.app.find_task(name)
-        opts = handler.task_options if handler is not None else TaskOptions()
-        clean_args, args_size = sized_args(args, max_bytes=self.max_message_bytes)
-        at = now()
-        if countdown is not None and eta is not None:
-            raise ValueError("pass countdown= or eta=, not both")
-        not_before: float | None = None
-        if countdown is not None:
-            not_before = at + to_seconds(countdown, name="countdown")
-        elif eta is not None:
-            not_before = to_epoch(eta, name="eta")
-        expires_at: float | None = None
-        if isinstance(expires, datetime):
-            expires_at = to_epoch(expires, name="expires")
-        elif expires is not None:
-            expires_at = (not_before or at) + to_seconds(expires, name="expires")
-        elif opts.expires is not None:
-            expires_at = (not_before or at) + opts.expires
-        if max_retries is not None and (
-            isinstance(max_retries, bool)
-            or not isinstance(max_retries, int)
-            or max_retries < 0
-        ):
-            raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
-        if headers is not None and (
-            not isinstance(headers, dict)
-            or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
-            )
-        ):
-            raise EncodeError("headers must be a dict of str to str")
-        env_meta: dict[str, Any] = dict(meta or {})
-        if unique_key is not None or opts.unique:
-            env_meta["unique_key"] = unique_key or canonical_key(name, clean_args)
-        envelope = Envelope(
-            id=task_id or new_id(),
-            name=name,
-            args=clean_args,
-            headers=dict(headers or {}),
-            queue=check_queue_name(queue if queue is not None else opts.queue),
-            priority=check_priority(
-                priority if priority is not None else opts.priority
-            ),
-            attempt=1,
-            max_retries=max_retries if max_retries is not None else opts.max_retries,
-            not_before=not_before,
-            enqueued_at=at,
-            expires=expires_at,
-            meta=env_meta,
+        return make_envelope(
+            self.app,
+            name,
+            args,
+            max_message_bytes=self.max_message_bytes,
+            queue=queue,
+            priority=priority,
+            countdown=countdown,
+            eta=eta,
+            expires=expires,
+            task_id=task_id,
+            unique_key=unique_key,
+            headers=headers,
+            max_retries=max_retries,
+            meta=meta,
         )
-        limit = self.max_message_bytes
-        if limit is not None:
-            # A character takes 1 to 4 bytes of UTF-8: only a message that
-            # may be near the limit is encoded whole to be measured.
-            size = args_size + 512
-            if env_meta:
-                size += len(dumps(env_meta, what="meta"))
-            if size * 4 > limit:
-                encode_envelope(envelope, max_bytes=limit)
-        return envelope
 
     async def enqueue(
         self,
