@@ -33,7 +33,8 @@ async def main(
     """Run a worker (and the rest of the runtime) until SIGINT or SIGTERM.
 
     Configuration comes from ``STEM_APP``, ``STEM_BROKER_URL``,
-    ``STEM_QUEUES``, ``STEM_CONCURRENCY``, ``STEM_GRACE_PERIOD``,
+    ``STEM_QUEUES``, ``STEM_QUEUE_ORDER``, ``STEM_CONCURRENCY``,
+    ``STEM_GRACE_PERIOD``,
     ``STEM_PREFETCH``, ``STEM_BEAT``, ``STEM_METRICS_PORT``; logs go to stderr
     (``STEM_LOG_LEVEL``, ``STEM_LOG_FORMAT=json``) unless the application
     configured logging itself. On a signal
