@@ -100,7 +100,9 @@ async def test_serve_exits_1_when_the_supervisor_gives_up(
     with pytest.raises(SystemExit) as exited:
         await serve(settings, e2e_app)
     assert exited.value.code == 1
-    [line] = [r for r in caplog.records if r.levelname == "CRITICAL"]
+    [line] = [
+        r for r in caplog.records if r.name == "stem.main" and r.levelname == "CRITICAL"
+    ]
     assert "gave up" in line.getMessage()
     assert "simulated bug in the claiming loop" in line.getMessage()
 
