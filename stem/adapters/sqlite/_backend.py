@@ -118,9 +118,20 @@ class SQLiteBackend:
         with self._cancel:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.broker.run_broadcast_poller)
+                nursery.start_soon(self.db.wake.run, self._woken)
                 while True:
                     await trio.sleep(REAP_INTERVAL)
                     await reap(self.db)
+
+    def _woken(self, kinds: frozenset[int]) -> None:
+        """Another process on this file committed ``kinds`` (``_wake.KINDS``)."""
+        self.broker.woken(kinds)
+        if ord("r") in kinds:
+            self.results.woken()
+        if ord("w") in kinds:
+            self.workflows.woken()
+        if ord("s") in kinds:
+            self.schedules.woken()
 
     async def aclose(self) -> None:
         """Stop the background tasks and close the connection (idempotent)."""
@@ -135,11 +146,12 @@ async def open_backend(url: str, **options: Any) -> AsyncIterator[SQLiteBackend]
     """Open ``sqlite:///relative.db``, ``sqlite:////abs/path.db`` or
     ``sqlite:///:memory:``; creates the file and migrates its schema.
 
-    Options (query string or keyword): ``poll_interval`` (cross-process
-    wake-up poll, seconds, default 0.05), ``busy_timeout`` (seconds a writer
-    waits for another process's lock, default 10), ``synchronous`` (default
-    NORMAL: a committed task survives a process crash; FULL also survives
-    power loss).
+    Options (query string or keyword): ``poll_interval`` (the fallback poll
+    for other processes' writes, which normally wake this one through a
+    datagram socket beside the file, see ``_wake``; seconds, default 0.05),
+    ``busy_timeout`` (seconds a writer waits for another process's lock,
+    default 10), ``synchronous`` (default NORMAL: a committed task survives a
+    process crash; FULL also survives power loss).
     """
     config = parse_url(url, **options)
     backend = SQLiteBackend.from_config(config, url)

@@ -197,14 +197,23 @@ class SQLiteBroker:
         """Insert message rows (inside a write transaction)."""
         cls._insert(conn, rows, sorted({row[0] for row in rows}))
 
+    def woken(self, kinds: frozenset[int]) -> None:
+        """Another process committed ``kinds`` (see ``_wake.KINDS``)."""
+        if ord("q") in kinds:
+            self._signal.fire()
+        if ord("b") in kinds:
+            self._poke.fire()
+
     def published(self) -> None:
-        """Wake this process's waiting claims (after a committed publish)."""
+        """Wake waiting claims, here and in the other processes on this file
+        (after a committed publish)."""
         self._signal.fire()
+        self.db.notify(b"q")
 
     async def publish_raw(self, queue: str, body: bytes) -> None:
         rows = [(queue, guess_task_id(body), 0, _clock.now(), bytes(body))]
         await self.db.write(lambda conn: self._insert(conn, rows, [queue]))
-        self._signal.fire()
+        self.published()
 
     @staticmethod
     def _insert(
@@ -360,7 +369,7 @@ class SQLiteBroker:
             lambda conn: conn.execute(sql, params).rowcount
         )
         if changed and requeue:
-            self._signal.fire()
+            self.published()
         return changed > 0
 
     async def extend(self, deliveries: Sequence[Delivery], lease: float) -> list[bool]:
@@ -521,7 +530,7 @@ class SQLiteBroker:
 
         chosen = await (self.db.read(run) if dry_run else self.db.write(run))
         if chosen and not dry_run:
-            self._signal.fire()
+            self.published()
         return chosen
 
     async def purge_dead(
@@ -623,6 +632,7 @@ class SQLiteBroker:
 
         await self.db.write(run)
         self._poke.fire()
+        self.db.notify(b"b")
 
     @asynccontextmanager
     async def subscribe(

@@ -25,6 +25,7 @@ from stem._errors import BrokerUnavailable
 
 from ._config import SQLiteConfig
 from ._schema import migrate
+from ._wake import Wake
 
 T = TypeVar("T")
 
@@ -44,11 +45,20 @@ class Database:
         self.url = url
         self._conn: sqlite3.Connection | None = None
         self._limiter = trio.CapacityLimiter(1)
+        #: wakes the other processes on this file (none for ``:memory:``)
+        self.wake = Wake(config.path)
 
     # ------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
         await self._hop(self._open_sync)
+        if not self.config.in_memory:
+            self.wake.open()
+
+    def notify(self, kinds: bytes) -> None:
+        """Wake the other processes on this file: ``kinds`` (see
+        :data:`stem.adapters.sqlite._wake.KINDS`) changed in a committed write."""
+        self.wake.notify(kinds)
 
     def _open_sync(self) -> None:
         cfg = self.config
@@ -105,6 +115,7 @@ class Database:
             return
 
     async def aclose(self) -> None:
+        self.wake.close()
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(self._close_sync, limiter=self._limiter)
 

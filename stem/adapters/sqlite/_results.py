@@ -96,7 +96,14 @@ class SQLiteResults:
             waiters = self._waiters.get(task_id)
             if waiters is not None:
                 waiters.signal.fire()
+        if any(r.state.is_terminal for r in results):
+            self.db.notify(b"r")
         return stored
+
+    def woken(self) -> None:
+        """Another process stored terminal results: every waiter looks."""
+        for waiters in self._waiters.values():
+            waiters.signal.fire()
 
     async def create(
         self, results: Sequence[TaskResult], *, ttl: float | None = None

@@ -93,7 +93,7 @@ class SQLiteSchedules:
             return record
 
         record = await self.db.write(run)
-        self._signal.fire()
+        self._changed()
         return record
 
     async def update(
@@ -135,7 +135,7 @@ class SQLiteSchedules:
 
         record = await self.db.write(run)
         if changed:
-            self._signal.fire()
+            self._changed()
         return record
 
     async def remove(self, name: str) -> bool:
@@ -148,7 +148,7 @@ class SQLiteSchedules:
 
         removed = await self.db.write(run)
         if removed:
-            self._signal.fire()
+            self._changed()
         return removed
 
     async def get(self, name: str) -> ScheduleRecord | None:
@@ -188,6 +188,14 @@ class SQLiteSchedules:
             return _select(conn, name)
 
         return await self.db.write(run)
+
+    def _changed(self) -> None:
+        self._signal.fire()
+        self.db.notify(b"s")
+
+    def woken(self) -> None:
+        """Another process changed the entries."""
+        self._signal.fire()
 
     async def revision(self) -> int:
         return await self.db.read(_revision)

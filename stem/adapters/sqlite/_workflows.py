@@ -143,7 +143,12 @@ class SQLiteWorkflows:
         result = await self.db.write(fn)
         if fire:
             self._signal.fire()
+            self.db.notify(b"w")
         return result
+
+    def woken(self) -> None:
+        """Another process changed workflow runs."""
+        self._signal.fire()
 
     async def _change(
         self,
