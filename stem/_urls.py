@@ -18,9 +18,13 @@ _SCHEMES = {
     "sqlite": "stem.adapters.sqlite",
     "redis": "stem.adapters.redis",
     "rediss": "stem.adapters.redis",
+    "redis+cluster": "stem.adapters.redis",
+    "rediss+cluster": "stem.adapters.redis",
     "postgres": "stem.adapters.postgres",
     "postgresql": "stem.adapters.postgres",
 }
+#: schemes whose URLs name several hosts (``h1:p1,h2:p2``)
+_MULTI_HOST = frozenset({"redis+cluster", "rediss+cluster"})
 _EXTRAS = {"stem.adapters.redis": "redis", "stem.adapters.postgres": "postgres"}
 
 
@@ -32,8 +36,11 @@ def open_backend(url: str, **options: Any) -> AbstractAsyncContextManager[Backen
             f"invalid backend URL {url!r}: expected memory://, sqlite:///path.db, "
             "redis://host:port/db or postgresql://user@host/db"
         )
-    split_url(url)  # a malformed host or port is a ConfigError, for every scheme
     scheme = url.split("://", 1)[0].lower()
+    if scheme not in _MULTI_HOST:
+        # a malformed host or port is a ConfigError, for every scheme (the
+        # cluster schemes' adapter checks each of their host:port seeds)
+        split_url(url)
     module_name = _SCHEMES.get(scheme)
     if module_name is None:
         raise ConfigError(

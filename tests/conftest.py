@@ -10,5 +10,6 @@ pytest_plugins = [
     "tests.fixtures_memory",
     "tests.fixtures_sqlite",
     "tests.fixtures_redis",
+    "tests.fixtures_redis_cluster",
     "tests.fixtures_postgres",
 ]

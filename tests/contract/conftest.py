@@ -6,7 +6,7 @@ import pytest
 
 from stem.testing import BackendFactory
 
-BACKENDS = ["memory", "sqlite", "redis", "postgres"]
+BACKENDS = ["memory", "sqlite", "redis", "redis_cluster", "postgres"]
 
 
 @pytest.fixture(params=BACKENDS, ids=BACKENDS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,7 +22,16 @@ from stem._result import TaskResult
 from stem.contracts import Capabilities
 
 from ._broker import RedisBroker
-from ._conn import Conn, Keys, Settings, fmt, make_client, parse_url, px
+from ._conn import (
+    Conn,
+    Keys,
+    Settings,
+    fmt,
+    make_client,
+    make_cluster,
+    parse_url,
+    px,
+)
 from ._hub import Hub
 from ._results import RedisResults
 from ._schedules import RedisSchedules
@@ -38,9 +48,13 @@ CAPABILITIES = Capabilities(
 )
 
 
+CLUSTER_CAPABILITIES = attrs.evolve(CAPABILITIES, name="redis-cluster")
+
+
 @attrs.define(eq=False)
-class RedisBackend:
-    """Every store of :class:`stem.contracts.Backend` on one Redis namespace.
+class RedisStores:
+    """Every store of :class:`stem.contracts.Backend` on one Redis namespace
+    (a single Redis or a Redis Cluster).
 
     Opened by :func:`open_backend`; closing it closes both connection pools
     and stops the pub/sub listener."""
@@ -59,6 +73,7 @@ class RedisBackend:
     capabilities: Capabilities = CAPABILITIES
     _scope: trio.CancelScope | None = None
     _sub_client: aioredis.Redis | None = None
+    _listeners: dict[tuple[str, int], aioredis.Redis] = attrs.field(factory=dict)
     _closed: bool = False
 
     @property
@@ -68,6 +83,26 @@ class RedisBackend:
     @property
     def namespace(self) -> str:
         return self.settings.namespace
+
+    async def aclose(self) -> None:
+        """Stop the listener and close every connection (shielded)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._scope is not None:
+            self._scope.cancel()
+        with trio.CancelScope(shield=True):
+            await self.conn.aclose()
+            if self._sub_client is not None:
+                await Conn(self.settings, self._sub_client).aclose()
+            for client in self._listeners.values():
+                await Conn(self.settings, client).aclose()
+
+
+@attrs.define(eq=False)
+class RedisBackend(RedisStores):
+    """The backend on one Redis: every store, plus ``create_and_publish``
+    (:class:`stem.contracts.CombinedPublish`)."""
 
     async def create_and_publish(
         self,
@@ -107,27 +142,63 @@ class RedisBackend:
         self.broker.published(created)
         return flags
 
-    async def aclose(self) -> None:
-        """Stop the listener and close every connection (shielded)."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._scope is not None:
-            self._scope.cancel()
-        with trio.CancelScope(shield=True):
-            await self.conn.aclose()
-            if self._sub_client is not None:
-                await Conn(self.settings, self._sub_client).aclose()
+
+@attrs.define(eq=False)
+class RedisClusterBackend(RedisStores):
+    """The backend on a Redis Cluster (``redis+cluster://``). It does not
+    offer ``create_and_publish``: a task's record and its queue live in
+    different slots, which no script or transaction can span, so the
+    BrokerActor creates the record, then publishes (and takes the record
+    back if the publish fails)."""
+
+    capabilities: Capabilities = CLUSTER_CAPABILITIES
 
 
-def _build(settings: Settings) -> RedisBackend:
-    client = make_client(settings, blocking=False)
-    sub = make_client(settings, blocking=True)
+@attrs.define(eq=False)
+class _Listeners:
+    """The pub/sub client of the next cluster node to listen on, round the
+    nodes the cluster client knows (and the seeds): a classic PUBLISH
+    reaches every node of a cluster, replicas included."""
+
+    settings: Settings
+    cluster: Any
+    clients: dict[tuple[str, int], aioredis.Redis]
+    #: where the round starts: random, so the listeners of many processes
+    #: spread over the nodes
+    turn: int = attrs.field(factory=lambda: random.randrange(1 << 16))
+
+    def __call__(self) -> aioredis.Redis:
+        nodes = [(node.host, int(node.port)) for node in self.cluster.get_nodes()]
+        nodes += [seed for seed in self.settings.seeds if seed not in nodes]
+        address = nodes[self.turn % len(nodes)]
+        self.turn += 1
+        client = self.clients.get(address)
+        if client is None:
+            client = self.clients[address] = make_client(
+                self.settings, blocking=True, node=address
+            )
+        return client
+
+
+def _build(settings: Settings) -> RedisStores:
+    if settings.cluster:
+        client: Any = make_cluster(settings)
+        listeners: dict[tuple[str, int], aioredis.Redis] = {}
+        pick = _Listeners(settings, client, listeners)
+        sub = None
+        keys = Keys(settings.namespace, db=0)
+        hub = Hub(pick(), keys, redact(settings.url), pick=pick)
+        kind: type[RedisStores] = RedisClusterBackend
+    else:
+        client = make_client(settings, blocking=False)
+        sub = make_client(settings, blocking=True)
+        db = client.connection_pool.connection_kwargs.get("db", 0)
+        keys = Keys(settings.namespace, db=int(db or 0))
+        hub = Hub(sub, keys, redact(settings.url))
+        listeners = {}
+        kind = RedisBackend
     conn = Conn(settings, client)
-    db = client.connection_pool.connection_kwargs.get("db", 0)
-    keys = Keys(settings.namespace, db=int(db or 0))
-    hub = Hub(sub, keys, redact(settings.url))
-    return RedisBackend(
+    return kind(
         settings=settings,
         conn=conn,
         hub=hub,
@@ -140,11 +211,12 @@ def _build(settings: Settings) -> RedisBackend:
         limiter=RedisLimiter(conn, keys),
         workflows=RedisWorkflows(conn, keys, hub),
         sub_client=sub,
+        listeners=listeners,
     )
 
 
 @asynccontextmanager
-async def _open(settings: Settings) -> AsyncIterator[RedisBackend]:
+async def _open(settings: Settings) -> AsyncIterator[RedisStores]:
     backend = _build(settings)
     try:
         try:
@@ -172,14 +244,17 @@ async def _open(settings: Settings) -> AsyncIterator[RedisBackend]:
 
 
 @asynccontextmanager
-async def open_backend(url: str, **options: Any) -> AsyncIterator[RedisBackend]:
+async def open_backend(url: str, **options: Any) -> AsyncIterator[RedisStores]:
     """Open the Redis backend named by ``url``.
 
     ``redis://[[user]:password@]host[:port][/db][?namespace=stem]`` or
-    ``rediss://`` for TLS. Options (keyword or query): ``namespace`` (key
-    prefix, default ``"stem"``), ``retry_for`` (seconds a failing command is
-    retried before :class:`stem.BrokerUnavailable`, default 3),
-    ``connect_timeout`` (2), ``command_timeout`` (5), ``max_connections`` (64).
+    ``rediss://`` for TLS; ``redis+cluster://host:port[,host:port...]`` (or
+    ``rediss+cluster://``, or ``?cluster=true``) for a Redis Cluster named
+    by its seed nodes (a :class:`RedisClusterBackend`). Options (keyword or
+    query): ``namespace`` (key prefix, default ``"stem"``), ``retry_for``
+    (seconds a failing command is retried before
+    :class:`stem.BrokerUnavailable`, default 3), ``connect_timeout`` (2),
+    ``command_timeout`` (5), ``max_connections`` (64).
 
     Uses the trio-asyncio loop of the current Trio run, or opens one for its
     own lifetime when none is open.

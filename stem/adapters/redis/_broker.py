@@ -26,6 +26,7 @@ from typing import Any
 
 import attrs
 import trio
+from redis.crc import key_slot
 
 from stem import _redelivery
 from stem._clock import now
@@ -161,7 +162,7 @@ class RedisBroker:
 
     async def _publish(self, by_queue: dict[str, list[str]]) -> None:
         async def send() -> None:
-            pipe = self.conn.client.pipeline(transaction=True)
+            pipe = self.conn.pipeline(atomic=True)
             self.queue_publish(pipe, by_queue)
             await pipe.execute()
 
@@ -251,7 +252,7 @@ class RedisBroker:
         self, queue: str, limit: int, until: float, at: float, consumer: str
     ) -> Awaitable[Any]:
         keys = self.keys.queue(queue)
-        return self.conn.client.evalsha(
+        call: Awaitable[Any] = self.conn.client.evalsha(
             SCRIPTS["claim"].sha,
             len(keys),
             *keys,
@@ -260,6 +261,7 @@ class RedisBroker:
             fmt(until),
             consumer,
         )
+        return call
 
     @staticmethod
     def _delivery(
@@ -308,7 +310,7 @@ class RedisBroker:
             return
 
         async def send() -> None:
-            pipe = self.conn.client.pipeline(transaction=False)
+            pipe = self.conn.pipeline(atomic=False)
             for queue, args in by_queue.items():
                 evalsha(pipe, "ack", self.keys.queue(queue), args)
             await pipe.execute()
@@ -329,7 +331,7 @@ class RedisBroker:
         names = list(by_queue)
 
         async def send() -> list[Any]:
-            pipe = self.conn.client.pipeline(transaction=False)
+            pipe = self.conn.pipeline(atomic=False)
             for queue in names:
                 evalsha(pipe, "extend", self.keys.queue(queue), by_queue[queue])
             result: list[Any] = await pipe.execute()
@@ -374,8 +376,27 @@ class RedisBroker:
         """Remove the leased message and record ``entry`` in one script."""
         entry = _redelivery.filed(entry, delivery)
         keys = self.keys.queue(delivery.queue, dead_queue=entry.queue)
+        if self.conn.cluster and key_slot(keys[0].encode()) != key_slot(
+            keys[-1].encode()
+        ):
+            return await self._dead_letter_across(delivery, entry)
         args = [*_parse_receipt(delivery.receipt), entry.task_id, _encode_dead(entry)]
         return await self.conn.script("dead", keys, args) is not None
+
+    async def _dead_letter_across(self, delivery: Delivery, entry: DeadLetter) -> bool:
+        """Dead-letter into another queue's slot on a cluster: record the
+        entry there, then settle the message if its receipt still holds
+        (else take the entry back). A crash between the two leaves the entry
+        and a message that comes back after its lease: at least once, never
+        lost."""
+        dead_keys = self.keys.queue(entry.queue)
+        added = await self.conn.script("dead_add", dead_keys, [_encode_dead(entry)])
+        own = self.keys.queue(delivery.queue)
+        settled = await self.conn.script("ack", own, [delivery.receipt])
+        if int(settled):
+            return True
+        await self.conn.script("purge_dead", dead_keys, [added])
+        return False
 
     # ---------------------------------------------------------------- dead
 
@@ -443,7 +464,7 @@ class RedisBroker:
         keys = self.keys
 
         async def send() -> list[Any]:
-            pipe = self.conn.client.pipeline(transaction=True)
+            pipe = self.conn.pipeline(atomic=True)
             pipe.sadd(keys.queues, queue)
             evalsha(pipe, "replay", keys.queue(queue), args)
             result: list[Any] = await pipe.execute()

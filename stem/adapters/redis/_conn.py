@@ -6,15 +6,17 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlunsplit
 
 import attrs
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 import trio
 import trio_asyncio
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 
 from stem._errors import BrokerUnavailable, ConfigError
 from stem._redact import redact
@@ -32,6 +34,11 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     rexc.ReadOnlyError,
     rexc.TryAgainError,
     rexc.MasterDownError,
+    # Redis Cluster: a failover in progress, a slot moving or not yet served
+    rexc.ClusterDownError,
+    rexc.MovedError,
+    rexc.AskError,
+    rexc.SlotNotCoveredError,
     OSError,
     asyncio.TimeoutError,
 )
@@ -55,21 +62,81 @@ class Settings:
     connect_timeout: float = 2.0
     command_timeout: float = 5.0
     max_connections: int = 64
+    #: Redis Cluster (``redis+cluster://``): the seed nodes, else empty
+    seeds: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def cluster(self) -> bool:
+        return bool(self.seeds)
+
+
+#: URL schemes of Redis Cluster and the plain scheme of each
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _cluster_parts(url: str) -> tuple[SplitResult, tuple[tuple[str, int], ...]]:
+    """``redis+cluster://[user:password@]host:port[,host:port...]/...``: the
+    URL with its first seed only (and the plain scheme), and every seed."""
+    scheme, _, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    if not slash:
+        netloc, query_mark, tail = rest.partition("?")
+        tail = query_mark + tail
+    else:
+        tail = "/" + tail
+    userinfo, at, hosts = netloc.rpartition("@")
+    seeds: list[tuple[str, int]] = []
+    for host in hosts.split(","):
+        one = split_url(f"redis://{host.strip()}")
+        if not one.hostname or one.path or one.query:
+            raise ConfigError(
+                f"invalid redis cluster node {host!r} in {redact(url)!r}: "
+                "expected host:port, as in redis+cluster://h1:7000,h2:7001"
+            )
+        seeds.append((one.hostname, one.port or 6379))
+    plain = CLUSTER_SCHEMES.get(scheme.lower(), scheme.lower())
+    first = f"{userinfo}{at}{hosts.split(',')[0].strip()}"
+    return split_url(f"{plain}://{first}{tail}"), tuple(seeds)
 
 
 def parse_url(url: str, options: dict[str, Any]) -> Settings:
     """Split Stem's options (``namespace``, ``retry_for``) from redis-py's.
     A malformed host or port, or a database that is not a number
-    (``redis://host/notadb``), is a ConfigError."""
-    parts = split_url(url)
+    (``redis://host/notadb``), is a ConfigError.
+
+    ``redis+cluster://h1:p1,h2:p2`` (or ``rediss+cluster://`` for TLS, or
+    ``?cluster=true`` on a ``redis://`` URL) names a Redis Cluster by its
+    seed nodes; a cluster has database 0 only."""
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    seeds: tuple[tuple[str, int], ...] = ()
+    if scheme in CLUSTER_SCHEMES:
+        parts, seeds = _cluster_parts(url)
+    else:
+        parts = split_url(url)
     if parts.scheme not in ("redis", "rediss"):
         raise ConfigError(f"not a redis URL: {redact(url)!r}")
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    cluster = options.pop("cluster", query.pop("cluster", None))
+    if cluster is not None and str(cluster).lower() not in (
+        *_TRUE,
+        "0",
+        "false",
+        "no",
+        "off",
+    ):
+        raise ConfigError(f"option cluster must be true or false, got {cluster!r}")
+    if not seeds and cluster is not None and str(cluster).lower() in _TRUE:
+        seeds = ((parts.hostname or "localhost", parts.port or 6379),)
     database = parts.path.strip("/") or query.get("db", "0")
     if not database.isdigit() or not database.isascii():
         raise ConfigError(
             f"invalid redis database {database!r} in {redact(url)!r}: expected "
             "a number, as in redis://host:6379/0"
+        )
+    if seeds and int(database) != 0:
+        raise ConfigError(
+            f"a redis cluster has database 0 only, got {database!r} in {redact(url)!r}"
         )
     namespace = str(options.pop("namespace", query.pop("namespace", "stem")))
     if (
@@ -109,18 +176,44 @@ def parse_url(url: str, options: dict[str, Any]) -> Settings:
         client_url=client_url,
         namespace=namespace,
         max_connections=int(max_conn),
+        seeds=seeds,
         **numbers,
     )
 
 
-def make_client(settings: Settings, *, blocking: bool) -> aioredis.Redis:
+def make_cluster(settings: Settings) -> RedisCluster:
+    """The Redis Cluster command client (its own retries off, as below; it
+    refreshes its slot map after a connection error or a MOVED reply)."""
+    cluster: RedisCluster = RedisCluster.from_url(
+        settings.client_url,
+        startup_nodes=[ClusterNode(host, port) for host, port in settings.seeds],
+        socket_timeout=settings.command_timeout,
+        socket_connect_timeout=settings.connect_timeout,
+        retry=Retry(NoBackoff(), 0),
+        max_connections=settings.max_connections,
+        decode_responses=False,
+    )
+    return cluster
+
+
+def make_client(
+    settings: Settings, *, blocking: bool, node: tuple[str, int] | None = None
+) -> aioredis.Redis:
     """A client whose own retries are off (Stem retries, with a bound).
 
     ``blocking`` clients (pub/sub) have no read timeout: a quiet channel is not
-    an error (redis-py's default ``socket_timeout`` would break it).
+    an error (redis-py's default ``socket_timeout`` would break it). ``node``
+    names one node of a cluster to talk to directly.
     """
+    url = settings.client_url
+    if node is not None:
+        parts = split_url(url)
+        userinfo = parts.netloc.rpartition("@")[0]
+        host = f"[{node[0]}]" if ":" in node[0] else node[0]
+        netloc = f"{userinfo}@{host}:{node[1]}" if userinfo else f"{host}:{node[1]}"
+        url = urlunsplit(parts._replace(netloc=netloc))
     client: aioredis.Redis = aioredis.Redis.from_url(
-        settings.client_url,
+        url,
         socket_timeout=None if blocking else settings.command_timeout,
         socket_connect_timeout=settings.connect_timeout,
         retry=Retry(NoBackoff(), 0),
@@ -138,20 +231,65 @@ def aio(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
 
 @attrs.define(eq=False)
 class Conn:
-    """The command client with bounded retries and error mapping."""
+    """The command client with bounded retries and error mapping.
+
+    On Redis Cluster ``client`` is redis-py's ``RedisCluster``: every command
+    and script goes to the master of its keys' slot, and a pipeline is split
+    by node. ``pipeline`` and ``node_client`` hide the difference."""
 
     settings: Settings
-    client: aioredis.Redis
+    client: Any  # aioredis.Redis, or RedisCluster on a cluster
     _scripts_loaded: bool = False
+    _nodes: dict[tuple[str, int], aioredis.Redis] = attrs.field(factory=dict)
 
     @property
     def redacted(self) -> str:
         return redact(self.settings.url)
 
+    @property
+    def cluster(self) -> bool:
+        return self.settings.cluster
+
     def unavailable(self, exc: BaseException) -> BrokerUnavailable:
         return BrokerUnavailable(
             f"redis at {self.redacted} is unavailable: {type(exc).__name__}: {exc}"
         )
+
+    def pipeline(self, *, atomic: bool) -> Any:
+        """A pipeline (one round trip per node). ``atomic``: MULTI/EXEC on a
+        single Redis; on a cluster, whose transactions cannot span slots,
+        each command (each script) is atomic on its own."""
+        if self.cluster:
+            return self.client.pipeline(transaction=False)
+        return self.client.pipeline(transaction=atomic)
+
+    def node_client(self, key: str) -> aioredis.Redis:
+        """A plain client for WATCH/MULTI transactions on ``key``'s slot: the
+        command client on a single Redis; on a cluster, a client of the
+        master currently serving the slot (all keys a transaction touches
+        must share that slot). Call it again after a failure: the cluster
+        client refreshes its slot map after a connection error."""
+        if not self.cluster:
+            client: aioredis.Redis = self.client
+            return client
+        node = self.client.get_node_from_key(key)
+        address = (node.host, int(node.port))
+        found = self._nodes.get(address)
+        if found is None:
+            found = self._nodes[address] = make_client(
+                self.settings, blocking=False, node=address
+            )
+        return found
+
+    async def refresh(self) -> None:
+        """On a cluster, re-read the slot map (after a failure: a failover
+        may have moved slots to a replica). A failure here is left to the
+        next command's retry."""
+        if self.cluster:
+            try:
+                await aio(self.client.nodes_manager.initialize)()
+            except (TimeoutError, rexc.RedisError, OSError):
+                pass
 
     async def run(
         self, make: Callable[[], Awaitable[T]], *, until: float | None = None
@@ -181,6 +319,8 @@ class Conn:
                     raise self.unavailable(exc) from exc
                 await trio.sleep(pause)
                 pause = min(pause * 2, 0.5)
+                if self.cluster:
+                    await self.refresh()
             except asyncio.CancelledError as exc:
                 # The asyncio side cancelled (loop closing): let a pending Trio
                 # cancellation win, else report the backend as gone.
@@ -189,6 +329,11 @@ class Conn:
 
     async def load_scripts(self) -> None:
         async def load() -> None:
+            if self.cluster:
+                # SCRIPT LOAD goes to every master (no pipelining on a cluster)
+                for script in SCRIPTS.values():
+                    await self.client.script_load(script.source)
+                return
             pipe = self.client.pipeline(transaction=False)
             for script in SCRIPTS.values():
                 pipe.script_load(script.source)
@@ -207,15 +352,37 @@ class Conn:
 
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):
-            try:
-                await aio(self.client.aclose)()
-            except TRANSIENT_OR_CANCELLED:
-                pass
+            for client in [self.client, *self._nodes.values()]:
+                try:
+                    await aio(client.aclose)()
+                except TRANSIENT_OR_CANCELLED:
+                    pass
+
+
+def slot_groups(keys: Sequence[str], *, cluster: bool, size: int) -> list[list[int]]:
+    """Indexes of ``keys`` in chunks of at most ``size`` for multi-key
+    script calls: consecutive on a single Redis; on a cluster, each chunk's
+    keys share one hash slot (a script may touch one slot only)."""
+    if not cluster:
+        return [
+            list(range(start, min(start + size, len(keys))))
+            for start in range(0, len(keys), size)
+        ]
+    by_slot: dict[int, list[int]] = {}
+    for index, key in enumerate(keys):
+        by_slot.setdefault(key_slot(key.encode()), []).append(index)
+    return [
+        group[start : start + size]
+        for group in by_slot.values()
+        for start in range(0, len(group), size)
+    ]
 
 
 def evalsha(pipe: Any, name: str, keys: Sequence[str], args: Sequence[Any]) -> None:
-    """Queue one script call on a pipeline."""
-    pipe.evalsha(SCRIPTS[name].sha, len(keys), *keys, *args)
+    """Queue one script call on a pipeline (by ``execute_command``: redis-py
+    refuses ``evalsha`` by name on a cluster pipeline, though it routes the
+    command by its keys' slot)."""
+    pipe.execute_command("EVALSHA", SCRIPTS[name].sha, len(keys), *keys, *args)
 
 
 def fmt(value: float) -> str:

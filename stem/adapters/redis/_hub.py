@@ -13,7 +13,7 @@ a hint and a lost one costs at most a safety nap.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -45,6 +45,9 @@ class Hub:
     client: aioredis.Redis
     keys: Keys
     redacted: str
+    #: on a cluster: the client of the next node to listen on (any node
+    #: hears every PUBLISH), asked again at each reconnect
+    pick: Callable[[], aioredis.Redis] | None = None
     broadcast_buffer: int = 256
     pubsub: Any = None
     channels: dict[str, _Channel] = attrs.field(factory=dict)
@@ -165,6 +168,8 @@ class Hub:
                 send.close()
 
     async def _connect(self) -> None:
+        if self.pick is not None:
+            self.client = self.pick()
         self.pubsub = self.client.pubsub()
         for entry in self.channels.values():
             entry.confirmed = trio.Event()

@@ -24,7 +24,7 @@ from stem._errors import DecodeError
 from stem._groupstate import expired_error, group_deadlines, group_phase
 from stem._result import TaskResult
 
-from ._conn import Conn, Keys, evalsha, fmt, px
+from ._conn import Conn, Keys, evalsha, fmt, px, slot_groups
 from ._hub import Hub
 
 MAX_NAP = 2.0
@@ -48,6 +48,18 @@ def parse_result(value: Any, at: float) -> TaskResult | None:
     if gone:
         return None
     return decode_result(body)
+
+
+def _in_order(
+    count: int, order: Sequence[Sequence[int]], replies: Sequence[Any]
+) -> list[bool]:
+    """The flags of script replies (one list of flags per call, the call
+    storing the records ``order[i]``) in the order of the records."""
+    flags = [False] * count
+    for indexes, reply in zip(order, replies, strict=True):
+        for index, flag in zip(indexes, reply, strict=True):
+            flags[index] = bool(int(flag))
+    return flags
 
 
 def _opt_time(value: bytes | str | None) -> float | None:
@@ -84,12 +96,13 @@ class RedisResults:
         if not results:
             return []
 
-        async def send() -> list[Any]:
-            pipe = self.conn.client.pipeline(transaction=False)
-            self.queue_set_state(pipe, results, ttl=ttl)
-            return list(await pipe.execute())
+        async def send() -> tuple[list[list[int]], list[Any]]:
+            pipe = self.conn.pipeline(atomic=False)
+            order = self.queue_set_state(pipe, results, ttl=ttl)
+            return order, list(await pipe.execute())
 
-        return self.set_state_done(results, await self.conn.run(send))
+        order, replies = await self.conn.run(send)
+        return self.set_state_done(results, replies, order)
 
     async def create(
         self, results: Sequence[TaskResult], *, ttl: float | None = None
@@ -102,20 +115,20 @@ class RedisResults:
         expires = fmt(at + ttl) if ttl is not None else ""
         expiry = px(ttl)
 
+        keys = [self.keys.result(r.task_id) for r in results]
+        order = slot_groups(keys, cluster=self.conn.cluster, size=_CHUNK)
+
         async def send() -> list[Any]:
-            pipe = self.conn.client.pipeline(transaction=False)
-            for start in range(0, len(results), _CHUNK):
-                chunk = results[start : start + _CHUNK]
+            pipe = self.conn.pipeline(atomic=False)
+            for chunk in order:
                 args: list[Any] = [fmt(at), expires, expiry]
-                for result in chunk:
+                for index in chunk:
+                    result = results[index]
                     args += ["1" if result.is_terminal else "0", encode_result(result)]
-                keys = [self.keys.result(r.task_id) for r in chunk]
-                evalsha(pipe, "create_many", keys, args)
+                evalsha(pipe, "create_many", [keys[i] for i in chunk], args)
             return list(await pipe.execute())
 
-        flags = [
-            bool(int(flag)) for reply in await self.conn.run(send) for flag in reply
-        ]
+        flags = _in_order(len(results), order, await self.conn.run(send))
         for result, stored in zip(results, flags, strict=True):
             if stored and result.is_terminal:
                 self.hub.wake_result(result.task_id)
@@ -123,36 +136,40 @@ class RedisResults:
 
     def queue_set_state(
         self, pipe: Any, results: Sequence[TaskResult], *, ttl: float | None
-    ) -> int:
-        """Add the commands storing ``results`` to ``pipe``; returns how many
-        replies they produce (pass those to :meth:`set_state_done`)."""
+    ) -> list[list[int]]:
+        """Add the commands storing ``results`` to ``pipe``; returns the
+        indexes of the results each script call stores (one reply per call:
+        pass both to :meth:`set_state_done`)."""
         at = now()
         expires = fmt(at + ttl) if ttl is not None else ""
         expiry = px(ttl)
         keys = self.keys
-        calls = 0
+        names = [keys.result(r.task_id) for r in results]
         # One script call per chunk (not one per record): packing a command
-        # costs far more in redis-py than one more argument does.
-        for start in range(0, len(results), _CHUNK):
-            chunk = results[start : start + _CHUNK]
+        # costs far more in redis-py than one more argument does. On a
+        # cluster a chunk holds the records of one slot only.
+        order = slot_groups(names, cluster=self.conn.cluster, size=_CHUNK)
+        for chunk in order:
             args: list[Any] = [fmt(at), expires, expiry]
-            for result in chunk:
+            for index in chunk:
+                result = results[index]
                 args += [
                     "1" if result.is_terminal else "0",
                     encode_result(result),
                     keys.done(result.task_id),
                 ]
-            evalsha(
-                pipe, "set_state_many", [keys.result(r.task_id) for r in chunk], args
-            )
-            calls += 1
-        return calls
+            evalsha(pipe, "set_state_many", [names[i] for i in chunk], args)
+        return order
 
     def set_state_done(
-        self, results: Sequence[TaskResult], replies: Sequence[Any]
+        self,
+        results: Sequence[TaskResult],
+        replies: Sequence[Any],
+        order: Sequence[Sequence[int]],
     ) -> list[bool]:
-        """Flags from the replies of :meth:`queue_set_state`; wakes waiters."""
-        flags = [bool(int(flag)) for reply in replies for flag in reply]
+        """Flags from the replies of :meth:`queue_set_state` (in the order of
+        ``results``); wakes waiters."""
+        flags = _in_order(len(results), order, replies)
         for result, stored in zip(results, flags, strict=True):
             if stored and result.is_terminal:
                 self.hub.wake_result(result.task_id)
@@ -169,7 +186,7 @@ class RedisResults:
         keys = [self.keys.result(task_id) for task_id in task_ids]
 
         async def send() -> list[Any]:
-            pipe = self.conn.client.pipeline(transaction=False)
+            pipe = self.conn.pipeline(atomic=False)
             for key in keys:
                 pipe.get(key)
             replies: list[Any] = await pipe.execute()

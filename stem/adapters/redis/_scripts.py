@@ -246,6 +246,17 @@ redis.call('HSET', KEYS[16], entry, ARGV[6])
 return entry
 """
 
+# The record half of DEAD, for a dead-letter queue in another cluster slot
+# than the message's (no script may span two slots). ARGV: entry (JSON).
+# Returns the entry id.
+DEAD_ADD = r"""
+local seq = redis.call('INCR', KEYS[17])
+local entry = '#' .. seq
+redis.call('ZADD', KEYS[15], seq, entry)
+redis.call('HSET', KEYS[16], entry, ARGV[1])
+return entry
+"""
+
 # ARGV: start, stop (ZRANGE indexes). Returns {ids, entries}.
 LIST_DEAD = r"""
 local ids = redis.call('ZRANGE', KEYS[15], ARGV[1], ARGV[2])
@@ -612,6 +623,7 @@ SCRIPTS: dict[str, Script] = {
         _script("extend", EXTEND, broker=True),
         _script("nack", NACK, broker=True),
         _script("dead", DEAD, broker=True),
+        _script("dead_add", DEAD_ADD, broker=True),
         _script("list_dead", LIST_DEAD, broker=True),
         _script("replay", REPLAY, broker=True),
         _script("purge_dead", PURGE_DEAD, broker=True),

@@ -166,7 +166,7 @@ class RedisHeartbeats:
         hash_key, zset_key = self.keys.heartbeats
 
         async def send() -> None:
-            pipe = self.conn.client.pipeline(transaction=True)
+            pipe = self.conn.pipeline(atomic=True)
             pipe.hdel(hash_key, worker_id)
             pipe.zrem(zset_key, worker_id)
             await pipe.execute()

@@ -137,7 +137,9 @@ class RedisWorkflows:
         the writes run in MULTI/EXEC; repeated on a conflicting change."""
 
         async def attempt() -> Any:
-            async with self.conn.client.pipeline(transaction=True) as typed:
+            async with self.conn.node_client(self._tag).pipeline(
+                transaction=True
+            ) as typed:
                 pipe: Any = typed
                 while True:
                     try:
@@ -216,7 +218,7 @@ class RedisWorkflows:
         client = self.conn.client
         while len(found) < limit:
             ids: list[bytes] = await self.conn.run(
-                partial(client.zrange, self._created, start, start + page - 1)  # type: ignore[arg-type]
+                partial(client.zrange, self._created, start, start + page - 1)
             )
             if not ids:
                 break
