@@ -39,6 +39,7 @@ from ._logging import TaskLogFormatter as TaskLogFormatter
 from ._logging import configure_logging as configure_logging
 from ._main import main as main
 from ._options import TaskOptions as TaskOptions
+from ._progress import Progress as Progress
 from ._ratelimit import RateLimit as RateLimit
 from ._result import ErrorInfo as ErrorInfo
 from ._result import TaskResult as TaskResult

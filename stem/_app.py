@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from fnmatch import fnmatchcase
 from typing import Any
 
 from ._errors import DuplicateTask, UnknownTask
 from ._handler import FunctionTask, TaskHandler, task
+from ._options import DEFAULT_QUEUE, check_queue_name
 from ._signals import Signals
 
 
@@ -16,6 +18,15 @@ class App:
     ``App(tasks=[EmailTask(), generate], workflows=[...], schedules=[...])``.
     Task names must be unique; ``app.task(...)`` is a decorator that makes and
     registers a task in one step.
+
+    ``routes={"reports.*": "slow", "email.send": "mail"}`` sends tasks whose
+    name matches a glob (``fnmatch``, case-sensitive; the first matching
+    pattern in order wins) to a queue, as Celery's ``task_routes``. The queue
+    a call lands on: enqueue's ``queue=`` (or a signature's), else the task's
+    own ``TaskOptions(queue=...)`` when it names one other than "default",
+    else the first matching route, else "default". Routes also apply to task
+    names this app does not register (a producer-only app). Invalid routes
+    raise TypeError/ValueError here.
     """
 
     def __init__(
@@ -24,9 +35,12 @@ class App:
         *,
         workflows: Iterable[Any] = (),
         schedules: Iterable[Any] = (),
+        routes: Mapping[str, str] | None = None,
         name: str = "stem",
     ) -> None:
         self.name = name
+        #: (glob, queue) pairs, in the order given
+        self.routes: tuple[tuple[str, str], ...] = check_routes(routes)
         #: lifecycle signals: ``app.signals.task_failed.connect(fn)``
         self.signals = Signals()
         self._tasks: dict[str, TaskHandler[Any]] = {}
@@ -93,6 +107,20 @@ class App:
     def has_task(self, name: str) -> bool:
         return name in self._tasks
 
+    def queue_for(self, name: str) -> str:
+        """The queue a call of task ``name`` lands on when enqueue names
+        none: the task's own queue option if it is not "default", else the
+        first route whose glob matches ``name``, else "default"."""
+        handler = self._tasks.get(name)
+        if handler is not None:
+            own = handler.task_options.queue
+            if own != DEFAULT_QUEUE:
+                return own
+        for pattern, queue in self.routes:
+            if fnmatchcase(name, pattern):
+                return queue
+        return DEFAULT_QUEUE
+
     def __iter__(self) -> Iterator[TaskHandler[Any]]:
         return iter(self._tasks.values())
 
@@ -144,6 +172,35 @@ class App:
 
     def __repr__(self) -> str:
         return f"<App {self.name!r}: {len(self._tasks)} tasks>"
+
+
+def check_routes(routes: object) -> tuple[tuple[str, str], ...]:
+    """``routes`` as (glob, queue) pairs; TypeError/ValueError saying what
+    is wrong with an invalid one."""
+    if routes is None:
+        return ()
+    if not isinstance(routes, Mapping):
+        raise TypeError(
+            "routes must be a mapping of task-name glob to queue, e.g. "
+            f'{{"reports.*": "slow"}}; got {type(routes).__name__}'
+        )
+    checked: list[tuple[str, str]] = []
+    for pattern, queue in routes.items():
+        if (
+            not isinstance(pattern, str)
+            or not pattern
+            or len(pattern) > 200
+            or not pattern.isprintable()
+        ):
+            raise ValueError(
+                f"routes: {pattern!r:.60} is not a task-name glob (1-200 "
+                "printable characters, e.g. 'reports.*')"
+            )
+        try:
+            checked.append((pattern, check_queue_name(queue)))
+        except ValueError as exc:
+            raise ValueError(f"routes[{pattern!r}]: {exc}") from None
+    return tuple(checked)
 
 
 def coerce_app(

@@ -44,6 +44,8 @@ def make_envelope(
         check_id(task_id)
     handler = app.find_task(name)
     opts = handler.task_options if handler is not None else TaskOptions()
+    # enqueue's queue= > the task's own queue > the app's routes > "default"
+    queue = app.queue_for(name) if queue is None else queue
     clean_args, args_size = sized_args(args, max_bytes=max_message_bytes)
     at = now()
     if countdown is not None and eta is not None:
@@ -81,7 +83,7 @@ def make_envelope(
         name=name,
         args=clean_args,
         headers=dict(headers or {}),
-        queue=check_queue_name(queue if queue is not None else opts.queue),
+        queue=check_queue_name(queue),
         priority=check_priority(priority if priority is not None else opts.priority),
         attempt=1,
         max_retries=max_retries if max_retries is not None else opts.max_retries,

@@ -24,7 +24,9 @@ from ._canvas import (
     failure_of,
     member_ids,
 )
+from ._clock import now
 from ._durations import Duration
+from ._progress import Progress
 from ._result import TaskResult
 from ._states import TaskState
 from .actors import ActorRef
@@ -77,6 +79,23 @@ class CanvasHandle:
             if any(m is not None and m.state is not TaskState.QUEUED for m in members):
                 return TaskState.RUNNING
         return TaskState.QUEUED
+
+    async def progress(self) -> Progress | None:
+        """How far the canvas got: ``done`` direct members finished out of
+        ``total`` (a chain's steps, a group's or chord's members), with
+        ``info={"running": n}``; None for a handle without member ids (one
+        rebuilt from an id alone). Each member's own ``ctx.progress`` report
+        is on its record (:meth:`results`)."""
+        members = await self.results()
+        if not members:
+            return None
+        done = sum(1 for m in members if m is not None and m.is_terminal)
+        running = sum(
+            1 for m in members if m is not None and m.state is TaskState.RUNNING
+        )
+        return Progress(
+            done=done, total=len(members), info={"running": running}, at=now()
+        )
 
     async def results(self) -> list[TaskResult | None]:
         """One record per direct member, in member order (a chain's steps, a

@@ -18,6 +18,7 @@ from ._canvas import META_KEY as CANVAS_KEY
 from ._canvas import check_canvas_meta
 from ._envelope import Envelope
 from ._errors import DecodeError, EncodeError
+from ._progress import Progress
 from ._result import ErrorInfo, TaskResult
 from ._states import TaskState
 from .contracts import Revocation, WorkerInfo
@@ -414,6 +415,11 @@ def result_to_dict(result: TaskResult) -> dict[str, Any]:
         "queue": result.queue,
         "updated_at": result.updated_at,
         "meta": result.meta,
+        **(
+            {"progress": result.progress.to_dict()}
+            if result.progress is not None
+            else {}
+        ),
     }
 
 
@@ -443,6 +449,7 @@ def result_from_dict(data: Any) -> TaskResult:
         raise DecodeError("result field 'updated_at' must be a time")
     if not isinstance(meta, dict):
         raise DecodeError("result field 'meta' must be an object")
+    progress = data.get("progress")
     return TaskResult(
         task_id=task_id,
         state=parsed,
@@ -453,6 +460,7 @@ def result_from_dict(data: Any) -> TaskResult:
         queue=queue,
         updated_at=float(updated_at),
         meta=meta,
+        progress=None if progress is None else Progress.from_dict(progress),
     )
 
 

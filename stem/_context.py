@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -10,6 +11,7 @@ import trio
 
 from ._envelope import Envelope
 from ._producer import Producer
+from ._progress import Progress
 
 _TASK_LOGGER = logging.getLogger("stem.task")
 
@@ -37,6 +39,8 @@ class TaskContext:
     soft_deadline: float | None = None
     hard_deadline: float | None = None
     cancel_scope: trio.CancelScope | None = None
+    #: where ``progress`` reports go (the worker's throttled writer)
+    reporter: Callable[[Progress], None] | None = attrs.field(default=None, repr=False)
     _log: logging.LoggerAdapter[logging.Logger] | None = attrs.field(
         default=None, init=False
     )
@@ -76,3 +80,29 @@ class TaskContext:
         if self.client is None:
             raise RuntimeError("this task context has no client to enqueue with")
         return await self.client.enqueue(name, args, **kw)
+
+    def progress(
+        self, done: float, total: float | None = None, info: Any = None
+    ) -> None:
+        """Report how far the task got: ``done`` out of ``total`` (None:
+        unknown), with optional JSON ``info``.
+
+        Never blocks, and may be called as often as the task likes, from an
+        async handler or a sync one's thread: the worker stores the latest
+        report on the task's result record at most once a second per task
+        (the last report always lands; the outcome record keeps it) and
+        emits ``task_progress`` for each write. Raises TypeError/ValueError
+        for a negative or non-numeric ``done``/``total`` and EncodeError for
+        ``info`` that is not JSON (or over 4 KiB). RuntimeError in a context
+        without a worker (``execution="process"`` tasks cannot report).
+        """
+        report = Progress(done=done, total=total, info=info)
+        if self.reporter is None:
+            raise RuntimeError(
+                "this task context cannot report progress (no worker behind "
+                "it: execution='process' tasks cannot report)"
+            )
+        if trio.lowlevel.in_trio_run():
+            self.reporter(report)
+        else:  # a sync handler in its worker thread
+            trio.from_thread.run_sync(self.reporter, report)

@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 
+from ._progress import Progress
 from ._states import TaskState
 
 
@@ -53,6 +54,8 @@ class TaskResult:
 
     ``attempt`` counts from 1. ``error`` is set for FAILED (and for RETRYING,
     with the error that caused the retry); a later write clears it.
+    ``progress`` is the attempt's latest ``ctx.progress(...)`` report (kept
+    on the final record; None when the task reported none).
     """
 
     task_id: str
@@ -64,6 +67,7 @@ class TaskResult:
     queue: str = ""
     updated_at: float = 0.0
     meta: dict[str, Any] = attrs.field(factory=dict)
+    progress: Progress | None = None
 
     @property
     def ok(self) -> bool:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar, overload
 
 import attrs
 
+from ._progress import Progress
 from ._result import ErrorInfo
 
 
@@ -45,6 +46,7 @@ class TaskEvent(Event):
     queue_wait: float | None = None  # seconds from due time to start
     retry_in: float | None = None
     reason: str = ""
+    progress: Progress | None = None  # task_progress: the report stored
 
 
 @attrs.frozen(kw_only=True)
@@ -96,6 +98,7 @@ SIGNALS: Mapping[str, type[Event]] = {
     "task_received": TaskEvent,
     "task_prerun": TaskEvent,
     "task_postrun": TaskEvent,
+    "task_progress": TaskEvent,
     "task_retry": TaskEvent,
     "task_succeeded": TaskEvent,
     "task_failed": TaskEvent,

@@ -273,6 +273,13 @@ class WorkerConfig:
         converter=seconds,
         validator=check_seconds,
     )
+    #: a running task's progress reports are stored at most once per this
+    #: many seconds per task (the last report always lands)
+    progress_interval: float = attrs.field(
+        default=1.0,
+        converter=seconds,
+        validator=[check_seconds, _positive],
+    )
     autoscale_interval: float = attrs.field(
         default=1.0,
         converter=seconds,

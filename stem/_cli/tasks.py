@@ -45,7 +45,8 @@ def tasks_ls(app_spec: str | None, as_json: bool) -> None:
     app = get_app(app_spec, required=True)
     assert app is not None
     records = [
-        task_record(name, handler) for name, handler in sorted(app.tasks.items())
+        task_record(name, handler, app.queue_for(name))
+        for name, handler in sorted(app.tasks.items())
     ]
     if as_json:
         echo_json(records)
@@ -83,12 +84,13 @@ def _secs(value: float | None) -> str:
     return "-" if value is None else f"{value:g}s"
 
 
-def task_record(name: str, handler: Any) -> dict[str, Any]:
+def task_record(name: str, handler: Any, queue: str) -> dict[str, Any]:
+    """One task's row; ``queue`` is where a call lands (after routes)."""
     opts = handler.task_options
     rate = opts.rate_limit
     return {
         "name": name,
-        "queue": opts.queue,
+        "queue": queue,
         "max_retries": opts.max_retries,
         "priority": opts.priority,
         "rate_limit": None if rate is None else f"{rate.limit:g}/{rate.period:g}s",
@@ -250,6 +252,8 @@ def result(task_id: str, wait: float | None, url: str, as_json: bool) -> None:
     echo(f"attempt: {record['attempt']}")
     if record["updated_at"]:
         echo(f"updated: {record['updated_at_iso']}")
+    if res.progress is not None:
+        echo(f"progress: {res.progress.describe()}")
     if record["state"] == "succeeded":
         echo(f"value:   {json.dumps(record['value'], default=str)}")
     if record["error"]:
@@ -271,6 +275,7 @@ def result_record(res: Any) -> dict[str, Any]:
         "updated_at": res.updated_at,
         "updated_at_iso": iso(res.updated_at) if res.updated_at else None,
         "meta": dict(res.meta),
+        "progress": None if res.progress is None else res.progress.to_dict(),
     }
 
 

@@ -22,7 +22,8 @@ async def run_in_process(handler: TaskHandler[Any], ctx: TaskContext, args: Any)
 
     Cancellation (a hard time limit, terminate, shutdown) kills the process,
     so even a CPU-bound loop stops. The handler and its arguments must be
-    picklable; the context it sees has no client and no cancel scope.
+    picklable; the context it sees has no client, no cancel scope and
+    cannot report progress.
     """
     try:
         import trio_parallel  # type: ignore[import-untyped,unused-ignore]
@@ -30,7 +31,7 @@ async def run_in_process(handler: TaskHandler[Any], ctx: TaskContext, args: Any)
         raise ConfigError(
             "execution='process' needs trio-parallel: pip install 'trio-stem[process]'"
         ) from exc
-    snapshot = attrs.evolve(ctx, client=None, cancel_scope=None)
+    snapshot = attrs.evolve(ctx, client=None, cancel_scope=None, reporter=None)
     return await trio_parallel.run_sync(
         _target(handler), snapshot, args, kill_on_cancel=True
     )

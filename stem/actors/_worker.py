@@ -25,6 +25,7 @@ from stem._errors import BrokerUnavailable, EncodeError
 from stem._instrument import NOOP, Instrumentation
 from stem._options import DEFAULT_VISIBILITY_TIMEOUT, TaskOptions
 from stem._producer import Producer
+from stem._progress import Progress
 from stem._result import ErrorInfo, TaskResult
 from stem._signals import TaskEvent, WorkerEvent
 from stem._states import TaskState
@@ -42,6 +43,7 @@ from ._limits import Deadlines
 from ._mailbox import Mailbox
 from ._outbox import Outbox
 from ._process import run_in_process
+from ._progress import ProgressWriter
 from ._ratelimit import WorkerRateLimiter
 from ._ready import ReadyQueue
 from ._threads import ThreadRunner
@@ -110,6 +112,7 @@ class Worker(WorkerControl, Actor[WorkerMessage]):
     #: what the heartbeat reports moved (in-process backends beat on change)
     _activity: Activity = attrs.field(factory=Activity, init=False)
     _waiting_claim: trio.CancelScope | None = attrs.field(default=None, init=False)
+    _progress: ProgressWriter = attrs.field(init=False)
 
     @_leases.default
     def _make_leases(self) -> HeldDeliveries:
@@ -118,6 +121,14 @@ class Worker(WorkerControl, Actor[WorkerMessage]):
     @_outbox.default
     def _make_outbox(self) -> Outbox:
         return Outbox(self.broker)
+
+    @_progress.default
+    def _make_progress(self) -> ProgressWriter:
+        return ProgressWriter(
+            send=self._outbox.tell,
+            emit=self._emit_task,
+            interval=self.config.progress_interval,
+        )
 
     # -- life cycle ---------------------------------------------------------
 
@@ -148,6 +159,7 @@ class Worker(WorkerControl, Actor[WorkerMessage]):
                 async with trio.open_nursery() as helpers:
                     helpers.start_soon(self._leases.renew_forever, self._absorb)
                     helpers.start_soon(self._outbox.forward_forever)
+                    helpers.start_soon(self._progress.write_forever)
                     await helpers.start(
                         partial(
                             heartbeat,
@@ -506,6 +518,11 @@ class Worker(WorkerControl, Actor[WorkerMessage]):
             soft_deadline=limits.soft,
             hard_deadline=limits.hard,
             cancel_scope=scope,
+            reporter=self._progress.begin(
+                env,
+                meta={"worker_id": self.config.worker_id},
+                ttl=opts.result_ttl,
+            ),
         )
         if self.bus.wants("task_prerun"):
             self._emit_task("task_prerun", env.id, env.name, env.queue, env.attempt)
@@ -529,6 +546,7 @@ class Worker(WorkerControl, Actor[WorkerMessage]):
                     error = exc
         finally:
             self._running.pop(env.id, None)
+            progress = self._progress.end(env.id)
         ended = trio.current_time()
         if running.cancel_reason is None:
             cancelled = scope.cancelled_caught
@@ -555,11 +573,16 @@ class Worker(WorkerControl, Actor[WorkerMessage]):
             except EncodeError as exc:
                 error = exc
         if error is None:
-            return self._succeed(delivery, value, opts, runtime)
-        return self._fail(delivery, error, opts, runtime)
+            return self._succeed(delivery, value, opts, runtime, progress)
+        return self._fail(delivery, error, opts, runtime, progress)
 
     def _succeed(
-        self, delivery: Delivery, value: Any, opts: TaskOptions, runtime: float
+        self,
+        delivery: Delivery,
+        value: Any,
+        opts: TaskOptions,
+        runtime: float,
+        progress: Progress | None = None,
     ) -> TaskResult | None:
         env = delivery.envelope
         assert env is not None
@@ -581,7 +604,8 @@ class Worker(WorkerControl, Actor[WorkerMessage]):
                 at=now(),
                 ttl=opts.result_ttl,
                 on_done=self._outbox.settled,
-            )
+            ),
+            progress,
         )
 
     def _fail(
@@ -590,6 +614,7 @@ class Worker(WorkerControl, Actor[WorkerMessage]):
         error: BaseException,
         opts: TaskOptions,
         runtime: float,
+        progress: Progress | None = None,
     ) -> TaskResult | None:
         env = delivery.envelope
         assert env is not None
@@ -620,7 +645,7 @@ class Worker(WorkerControl, Actor[WorkerMessage]):
                     runtime=runtime,
                     reason=outcome.reason,
                 )
-        return self._finish(outcome.finish)
+        return self._finish(outcome.finish, progress)
 
     def _dead(self, delivery: Delivery, reason: str, info: ErrorInfo) -> None:
         self._count("dead_lettered")
@@ -659,7 +684,14 @@ class Worker(WorkerControl, Actor[WorkerMessage]):
             )
         )
 
-    def _finish(self, finish: Finish) -> TaskResult | None:
+    def _finish(
+        self, finish: Finish, progress: Progress | None = None
+    ) -> TaskResult | None:
+        """Send an outcome; its record keeps the attempt's last progress."""
+        if progress is not None and finish.result is not None:
+            finish = attrs.evolve(
+                finish, result=attrs.evolve(finish.result, progress=progress)
+            )
         self._count("processed")
         self._finishing.add(finish.delivery.receipt)
         if finish.on_done is None:

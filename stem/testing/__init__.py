@@ -160,6 +160,7 @@ from ._checks_stores import check_result_forget as check_result_forget
 from ._checks_stores import (
     check_result_overwrite_clears_error as check_result_overwrite_clears_error,
 )
+from ._checks_stores import check_result_progress as check_result_progress
 from ._checks_stores import check_result_set_get as check_result_set_get
 from ._checks_stores import (
     check_result_terminal_is_final as check_result_terminal_is_final,

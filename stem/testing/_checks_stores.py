@@ -92,6 +92,38 @@ async def check_result_terminal_is_final(h: Harness) -> None:
     assert got.error is None
 
 
+async def check_result_progress(h: Harness) -> None:
+    """A record's progress (``ctx.progress``) round-trips through set_state,
+    get and get_many; a later report replaces it, the terminal record keeps
+    its own, and a report written after the terminal record changes
+    nothing."""
+    first = stem.Progress(done=3, total=10, info={"stage": "scan", "é": [1]}, at=5.0)
+    await h.results.set_state([_result("p", TaskState.RUNNING, progress=first)])
+    got = await h.results.get("p")
+    assert got is not None
+    assert got.progress == first
+    assert got.progress.fraction == 0.3
+    later = stem.Progress(done=7.5, at=6.0)  # total unknown, no info
+    await h.results.set_state([_result("p", TaskState.RUNNING, progress=later)])
+    (many,) = await h.results.get_many(["p"])
+    assert many is not None
+    assert many.progress == later
+    last = stem.Progress(done=10, total=10, at=7.0)
+    await h.results.set_state(
+        [_result("p", TaskState.SUCCEEDED, value="ok", progress=last)]
+    )
+    assert await h.results.set_state(
+        [_result("p", TaskState.RUNNING, progress=first)]
+    ) == [False]
+    got = await h.results.get("p")
+    assert got is not None
+    assert (got.state, got.value, got.progress) == (TaskState.SUCCEEDED, "ok", last)
+    await h.results.set_state([_result("q", TaskState.RUNNING)])
+    plain = await h.results.get("q")
+    assert plain is not None
+    assert plain.progress is None
+
+
 async def check_result_wait_woken_by_write(h: Harness) -> None:
     """wait is woken by the terminal write from another task (no clock
     movement), not by a non-terminal one."""

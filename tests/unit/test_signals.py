@@ -27,6 +27,7 @@ ISSUE_SIGNALS = {
     "task_received": TaskEvent,
     "task_prerun": TaskEvent,
     "task_postrun": TaskEvent,
+    "task_progress": TaskEvent,
     "task_retry": TaskEvent,
     "task_succeeded": TaskEvent,
     "task_failed": TaskEvent,
