@@ -56,6 +56,8 @@ from ._signals import Subscription as Subscription
 from ._signals import TaskEvent as TaskEvent
 from ._signals import WorkerEvent as WorkerEvent
 from ._signals import WorkflowEvent as WorkflowEvent
+from ._signing import Signing as Signing
+from ._signing import SigningKey as SigningKey
 from ._states import TaskState as TaskState
 from ._version import __version__ as __version__
 from ._wfcontext import WorkflowContext as WorkflowContext

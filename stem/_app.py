@@ -10,6 +10,7 @@ from ._errors import DuplicateTask, UnknownTask
 from ._handler import FunctionTask, TaskHandler, task
 from ._options import DEFAULT_QUEUE, check_queue_name
 from ._signals import Signals
+from ._signing import Signing
 
 
 class App:
@@ -27,6 +28,9 @@ class App:
     else the first matching route, else "default". Routes also apply to task
     names this app does not register (a producer-only app). Invalid routes
     raise TypeError/ValueError here.
+
+    ``signing=stem.Signing(...)`` signs what this app's clients publish and
+    verifies what its workers run (docs/security.md).
     """
 
     def __init__(
@@ -37,10 +41,15 @@ class App:
         schedules: Iterable[Any] = (),
         routes: Mapping[str, str] | None = None,
         name: str = "stem",
+        signing: Signing | None = None,
     ) -> None:
+        if signing is not None and not isinstance(signing, Signing):
+            raise TypeError(f"signing must be a stem.Signing, got {signing!r:.80}")
         self.name = name
         #: (glob, queue) pairs, in the order given
         self.routes: tuple[tuple[str, str], ...] = check_routes(routes)
+        #: the keys and policy of signed messages (None: nothing is signed)
+        self.signing = signing
         #: lifecycle signals: ``app.signals.task_failed.connect(fn)``
         self.signals = Signals()
         self._tasks: dict[str, TaskHandler[Any]] = {}
@@ -169,6 +178,17 @@ class App:
     @property
     def schedules(self) -> Mapping[str, Any]:
         return dict(self._schedules)
+
+    def with_signing(self, signing: Signing | None) -> App:
+        """A copy of this app (same tasks, workflows, schedules, routes and
+        signals) that signs and verifies with ``signing``."""
+        copy = App(name=self.name, signing=signing)
+        copy.routes = self.routes
+        copy.signals = self.signals
+        copy._tasks = dict(self._tasks)
+        copy._workflows = {name: dict(v) for name, v in self._workflows.items()}
+        copy._schedules = dict(self._schedules)
+        return copy
 
     def __repr__(self) -> str:
         return f"<App {self.name!r}: {len(self._tasks)} tasks>"

@@ -38,7 +38,7 @@ def make_envelope(
     """The envelope of a call of task ``name`` (``app`` gives the task's own
     options). Raises EncodeError (naming the argument) for args that cannot
     be encoded or a message over ``max_message_bytes``, ValueError/TypeError
-    for invalid options."""
+    for invalid options. With ``app.signing`` the envelope is signed."""
     check_task_name(name)
     if task_id is not None:
         check_id(task_id)
@@ -92,6 +92,8 @@ def make_envelope(
         expires=expires_at,
         meta=env_meta,
     )
+    if app.signing is not None:
+        envelope = app.signing.sign_envelope(envelope)
     limit = max_message_bytes
     if limit is not None:
         # A character takes 1 to 4 bytes of UTF-8: only a message that

@@ -14,6 +14,7 @@ import attrs
 from ._app import App
 from ._errors import ConfigError
 from ._handler import TaskHandler
+from ._signing import Signing
 from ._workerconfig import WorkerConfig, parse_option
 
 
@@ -69,6 +70,20 @@ class Settings:
                 )
             kw["metrics_port"] = int(port)
         return cls(**kw)
+
+
+def with_env_signing(
+    app: App | None, environ: Mapping[str, str] | None = None
+) -> App | None:
+    """``app`` signing with the keys of ``STEM_SIGNING_KEYS`` (and
+    ``STEM_SIGNING_ACTIVE``, ``STEM_REQUIRE_SIGNED``) when that is set: the
+    environment wins over the app's own ``signing=``. Without an app, an app
+    with no tasks that signs (for the CLI's control commands). ConfigError
+    naming the variable when one is malformed."""
+    signing = Signing.from_env(os.environ if environ is None else environ)
+    if signing is None:
+        return app
+    return (app or App()).with_signing(signing)
 
 
 def parse_queues(text: str, *, var: str = "queues") -> tuple[str, ...]:

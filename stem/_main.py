@@ -14,7 +14,7 @@ import trio
 
 from ._app import App
 from ._client import Client
-from ._config import Settings, load_app
+from ._config import Settings, load_app, with_env_signing
 from ._errors import ConfigError
 from ._instrument import Instrumentation
 from ._logging import configure_logging
@@ -35,7 +35,8 @@ async def main(
     Configuration comes from ``STEM_APP``, ``STEM_BROKER_URL``,
     ``STEM_QUEUES``, ``STEM_QUEUE_ORDER``, ``STEM_CONCURRENCY``,
     ``STEM_GRACE_PERIOD``,
-    ``STEM_PREFETCH``, ``STEM_BEAT``, ``STEM_METRICS_PORT``; logs go to stderr
+    ``STEM_PREFETCH``, ``STEM_BEAT``, ``STEM_METRICS_PORT``,
+    ``STEM_SIGNING_KEYS`` (docs/security.md); logs go to stderr
     (``STEM_LOG_LEVEL``, ``STEM_LOG_FORMAT=json``) unless the application
     configured logging itself. On a signal
     it stops taking work, lets running tasks finish within the grace period
@@ -44,7 +45,8 @@ async def main(
     """
     try:
         settings = settings or Settings.from_env(environ)
-        app = load_app(settings.app)
+        app = with_env_signing(load_app(settings.app), environ)
+        assert app is not None
         metrics_port = _metrics_port(os.environ if environ is None else environ)
     except ConfigError as exc:
         print(f"stem: {exc}", file=sys.stderr)
@@ -152,8 +154,24 @@ async def _serve(settings: Settings, app: App, metrics_port: int | None) -> None
                         ",".join(settings.queues),
                         settings.concurrency,
                     )
+                    _log_signing(app)
                     await _until_stopped(signals, worker)
                 extras.cancel_scope.cancel()
+
+
+def _log_signing(app: App) -> None:
+    """Say how this node signs and what it accepts (key ids, never keys)."""
+    signing = app.signing
+    if signing is None:
+        logger.info("signing: off (tasks and control requests are not signed)")
+        return
+    active = signing.signing_key
+    logger.info(
+        "signing: signs with %s; verifies %s; unsigned messages are %s",
+        f"key {active.id!r}" if active is not None else "no key",
+        ", ".join(signing.key_ids()),
+        "refused" if signing.require_signed else "accepted",
+    )
 
 
 async def _until_stopped(signals: Any, worker: Worker) -> None:

@@ -20,7 +20,7 @@ from rich.text import Text
 
 from .._app import App
 from .._client import Client
-from .._config import Settings, load_app
+from .._config import Settings, load_app, with_env_signing
 from .._errors import BrokerUnavailable, ConfigError, StemError
 from .._ids import check_id
 from .._options import check_queue_name
@@ -113,7 +113,7 @@ def get_app(spec: str | None, *, required: bool = False) -> App | None:
     if not spec and not required:
         return None
     try:
-        return load_app(spec, var="--app/STEM_APP")
+        return with_env_signing(load_app(spec, var="--app/STEM_APP"))
     except ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
 
@@ -190,9 +190,13 @@ def _report(exc: BaseException) -> NoReturn:
 
 @asynccontextmanager
 async def open_client(url: str, app: App | None = None) -> AsyncIterator[Any]:
-    """``async with stem.Client.from_url(url, app=app) as client``."""
-
-    async with Client.from_url(url, app=app) as client:
+    """``async with stem.Client.from_url(url, app=app) as client``, signing
+    with ``STEM_SIGNING_KEYS`` when that is set."""
+    try:
+        signed = with_env_signing(app)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    async with Client.from_url(url, app=signed) as client:
         yield client
 
 

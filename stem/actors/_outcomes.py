@@ -23,6 +23,7 @@ from stem._envelope import Envelope
 from stem._errors import Retry, TimeLimitExceeded
 from stem._options import TaskOptions
 from stem._result import ErrorInfo, TaskResult
+from stem._signing import Signing
 from stem._states import TaskState
 from stem.contracts import DeadLetter, Delivery
 
@@ -151,12 +152,22 @@ def failed(
 TOO_LARGE = "message-too-large"
 
 
+#: the dead-letter reason of a task message whose signature is missing
+#: (under ``require_signed``) or does not verify
+SIGNATURE_INVALID = "signature-invalid"
+
+
 def refusal(
-    delivery: Delivery, registered: bool, max_bytes: int
+    delivery: Delivery,
+    registered: bool,
+    max_bytes: int,
+    signing: Signing | None = None,
 ) -> tuple[str, ErrorInfo] | None:
     """Why ``delivery`` cannot run at all (a dead-letter reason and the
     error), or None: its body did not decode, is larger than ``max_bytes``,
-    or names a task this worker does not have (``registered`` False)."""
+    its signature is missing (when ``signing`` requires one) or does not
+    verify, or it names a task this worker does not have (``registered``
+    False)."""
     env = delivery.envelope
     if env is None:
         message = delivery.decode_error or "undecodable message"
@@ -169,6 +180,12 @@ def refusal(
                 f"max_message_bytes ({max_bytes})"
             ),
         )
+    if signing is not None:
+        problem = signing.check_envelope(env)
+        if problem is not None:
+            return SIGNATURE_INVALID, ErrorInfo(
+                type="stem.SignatureInvalid", message=problem
+            )
     if not registered:
         return "unregistered-task", ErrorInfo(
             type="stem.UnknownTask",
@@ -179,7 +196,9 @@ def refusal(
 
 def rejected(delivery: Delivery, reason: str, info: ErrorInfo, *, at: float) -> Finish:
     """Dead-letter a delivery that cannot run at all (undecodable, too
-    large, unknown). A message too large keeps only its first bytes."""
+    large, unknown). A message too large keeps only its first bytes. A
+    message whose signature fails records no result: its id may be forged,
+    and a FAILED record would settle the real task of that id."""
     env = delivery.envelope
     kept, raw = env, delivery.raw
     if reason == TOO_LARGE and env is not None:
@@ -196,6 +215,6 @@ def rejected(delivery: Delivery, reason: str, info: ErrorInfo, *, at: float) -> 
         raw=raw,
     )
     result = None
-    if env is not None:
+    if env is not None and reason != SIGNATURE_INVALID:
         result = record(env, TaskState.FAILED, at, error=info, meta={"reason": reason})
     return Finish(delivery=delivery, action="dead", result=result, dead=entry)

@@ -429,7 +429,10 @@ class Worker(WorkerControl, Actor[WorkerMessage]):
         env = delivery.envelope
         handler = self.app.find_task(env.name) if env is not None else None
         refused = _outcomes.refusal(
-            delivery, handler is not None, self.config.max_message_bytes
+            delivery,
+            handler is not None,
+            self.config.max_message_bytes,
+            self.app.signing,
         )
         if refused is not None:
             self._dead(delivery, *refused)

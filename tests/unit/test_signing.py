@@ -1,0 +1,211 @@
+"""Signing keys, the bytes a signature covers, and STEM_SIGNING_KEYS
+(stem._signing; pure, no backend)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import attrs
+import pytest
+
+import stem
+from stem._codec import decode_envelope, encode_envelope
+from stem._redelivery import fresh_for_replay
+from stem._signing import SIGNATURE_HEADER, Signing, SigningKey
+
+SECRET = b"0123456789abcdef0123456789abcdef"
+KEY = SigningKey.hmac("k1", SECRET)
+
+
+def signed_env(signing: Signing | None = None, **call: Any) -> stem.Envelope:
+    @stem.task("job")
+    async def job(ctx: stem.TaskContext, args: dict[str, Any]) -> None:
+        return None
+
+    app = stem.App(tasks=[job], signing=signing or Signing(keys=[KEY]))
+    client = stem.Client(app=app)
+    return client.build_envelope("job", {"a": 1, "text": "naïve"}, **call)
+
+
+def test_a_retry_a_replay_trace_headers_and_the_wire_keep_a_signature_valid() -> None:
+    """What a retry, a hand-back, a dead-letter replay, a publisher's trace
+    context and an encode/decode round trip change leaves the signature
+    valid."""
+    signing = Signing(keys=[KEY], require_signed=True)
+    env = signed_env(signing, expires=60.0, meta={"workflow_run": "r1"})
+    assert env.headers[SIGNATURE_HEADER].startswith("hmac-sha256:k1:")
+    retried = env.next_attempt(not_before=env.enqueued_at + 5, error={"type": "E"})
+    retried = retried.next_attempt(not_before=None, error={"type": "E"})
+    replayed = fresh_for_replay(retried, queue="other", at=1e9, delay=3)
+    traced = attrs.evolve(
+        replayed,
+        headers={
+            **replayed.headers,
+            "traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01",
+        },
+        priority=7,
+    )
+    wire = decode_envelope(encode_envelope(traced))
+    for candidate in (env, retried, replayed, traced, wire):
+        assert signing.check_envelope(candidate) is None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"id": "another-id"},
+        {"name": "other.task"},
+        {"args": {"a": 2, "text": "naïve"}},
+        {"max_retries": 9},
+        {"expires": 1.0},
+        {"meta": {"canvas": [{"k": "chain", "rest": []}]}},
+        {"meta": {"workflow_run": "r2"}},
+    ],
+)
+def test_changing_what_decides_execution_breaks_the_signature(
+    change: dict[str, Any],
+) -> None:
+    """A change to the id, name, args, max_retries, expiry, meta or user
+    headers makes the signature fail."""
+    signing = Signing(keys=[KEY])
+    env = signed_env(signing, meta={"workflow_run": "r1"})
+    tampered = attrs.evolve(env, **change)
+    assert "does not match" in (signing.check_envelope(tampered) or "")
+    headers = {**env.headers, "tenant": "someone-else"}
+    assert signing.check_envelope(attrs.evolve(env, headers=headers)) is not None
+
+
+def test_unsigned_messages_pass_only_without_require_signed() -> None:
+    """Unsigned is refused under require_signed and accepted without it; a
+    bad signature, an unknown key or a garbled token is always refused."""
+    env = signed_env()
+    unsigned = attrs.evolve(env, headers={})
+    lenient, strict = Signing(keys=[KEY]), Signing(keys=[KEY], require_signed=True)
+    assert lenient.check_envelope(unsigned) is None
+    assert strict.check_envelope(unsigned) == "the message is not signed"
+    other = Signing(keys=[SigningKey.hmac("k2", SECRET)])
+    assert "unknown key 'k1'" in (other.check_envelope(env) or "")
+    for token in (
+        "",
+        "x",
+        "hmac-sha256:k1:",
+        "hmac-sha256:k1:!!!",
+        "ed25519:k1:AAAA",
+        5,
+    ):
+        bad = attrs.evolve(env, headers={SIGNATURE_HEADER: token})  # type: ignore[dict-item]
+        assert lenient.check_envelope(bad) is not None
+
+
+def test_rotation_accepts_every_key_and_signs_with_the_active_one() -> None:
+    """Several keys verify at once; only the active one signs."""
+    old, new = KEY, SigningKey.hmac("k2", b"another secret of enough bytes!!")
+    before = Signing(keys=[old])
+    during = Signing(keys=[old, new], active="k2")
+    after = Signing(keys=[new])
+    from_old = signed_env(before)
+    from_new = signed_env(during)
+    assert from_new.headers[SIGNATURE_HEADER].startswith("hmac-sha256:k2:")
+    assert during.check_envelope(from_old) is None
+    assert during.check_envelope(from_new) is None
+    assert after.check_envelope(from_new) is None
+    assert after.check_envelope(from_old) is not None
+
+
+def test_bad_configuration_is_refused_with_a_clear_error() -> None:
+    """Short secrets, bad ids, duplicate ids, an unknown or public active key
+    are ConfigErrors; a key's repr never shows its secret."""
+    with pytest.raises(stem.ConfigError, match="at least 16 bytes"):
+        SigningKey.hmac("k", b"short")
+    with pytest.raises(stem.ConfigError, match="key id"):
+        SigningKey.hmac("bad id:", SECRET)
+    with pytest.raises(stem.ConfigError, match="two signing keys"):
+        Signing(keys=[KEY, KEY])
+    with pytest.raises(stem.ConfigError, match="not among"):
+        Signing(keys=[KEY], active="nope")
+    with pytest.raises(stem.ConfigError, match="at least one key"):
+        Signing(keys=[])
+    assert SECRET.decode() not in repr(KEY)
+    assert SECRET.decode() not in repr(Signing(keys=[KEY]))
+
+
+def test_ed25519_keys_sign_and_public_keys_only_verify() -> None:
+    """An Ed25519 private key signs, its public key verifies and cannot be
+    the active key; PEM and raw forms are both read."""
+    pytest.importorskip("cryptography")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    private = Ed25519PrivateKey.generate()
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    signer = Signing(keys=[SigningKey.ed25519_private("ed", pem)])
+    env = signed_env(signer)
+    assert env.headers[SIGNATURE_HEADER].startswith("ed25519:ed:")
+    public = SigningKey.ed25519_public("ed", public_pem)
+    verifier = Signing(keys=[public], require_signed=True)
+    assert verifier.signing_key is None
+    assert verifier.check_envelope(env) is None
+    assert verifier.check_envelope(attrs.evolve(env, args={"a": 3})) is not None
+    # the verifier signs nothing: what it builds goes out unsigned
+    assert SIGNATURE_HEADER not in signed_env(verifier).headers
+    with pytest.raises(stem.ConfigError, match="cannot sign"):
+        Signing(keys=[public], active="ed")
+    with pytest.raises(stem.ConfigError, match="signing key 'x'"):
+        SigningKey.ed25519_public("x", b"too short")
+
+
+def test_control_messages_are_signed_over_every_field() -> None:
+    """A control message's signature covers every field but itself."""
+    signing = Signing(keys=[KEY], require_signed=True)
+    body = signing.sign_control({"kind": "stem.control", "command": "ping", "args": {}})
+    assert signing.check_control(body) == (None, "k1")
+    assert signing.check_control({**body, "command": "shutdown"})[0] is not None
+    unsigned = {k: v for k, v in body.items() if k != "sig"}
+    assert signing.check_control(unsigned)[0] == "the request is not signed"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def test_stem_signing_keys_from_the_environment() -> None:
+    """STEM_SIGNING_KEYS lists id=secret items (HMAC by default, Ed25519 by
+    kind); STEM_SIGNING_ACTIVE and STEM_REQUIRE_SIGNED set the policy;
+    errors name the variable and never show a secret."""
+    assert Signing.from_env({}) is None
+    other = b"a second secret, thirty-two byte"
+    signing = Signing.from_env(
+        {
+            "STEM_SIGNING_KEYS": f"k1={_b64(SECRET)}, k2=hmac:{_b64(other)}",
+            "STEM_SIGNING_ACTIVE": "k2",
+            "STEM_REQUIRE_SIGNED": "1",
+        }
+    )
+    assert signing is not None
+    assert signing.key_ids() == ["k1", "k2"]
+    assert signing.signing_key is not None and signing.signing_key.id == "k2"
+    assert signing.require_signed
+    bad = [
+        ({"STEM_SIGNING_KEYS": "k1"}, "must be 'id=secret'"),
+        ({"STEM_SIGNING_KEYS": "k1=hmac:%%%"}, "not base64"),
+        ({"STEM_SIGNING_KEYS": f"k1=rsa:{_b64(SECRET)}"}, "unknown key kind"),
+        ({"STEM_SIGNING_KEYS": f"k1={_b64(b'short')}"}, "at least 16 bytes"),
+        ({"STEM_REQUIRE_SIGNED": "1"}, "STEM_SIGNING_KEYS is not"),
+        ({"STEM_REQUIRE_SIGNED": "maybe"}, "STEM_REQUIRE_SIGNED"),
+        (
+            {"STEM_SIGNING_KEYS": f"k1={_b64(SECRET)}", "STEM_SIGNING_ACTIVE": "k9"},
+            "not among",
+        ),
+    ]
+    for environ, message in bad:
+        with pytest.raises(stem.ConfigError, match=message) as info:
+            Signing.from_env(environ)
+        assert _b64(SECRET) not in str(info.value)
