@@ -28,7 +28,9 @@ async def test_the_cli_signs_with_the_keys_of_the_environment(tmp_path: Path) ->
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     task_id = proc.stdout.strip()
-    strict = stem.Signing(keys=[stem.SigningKey.hmac("cli-1", SECRET)], require_signed=True)
+    strict = stem.Signing(
+        keys=[stem.SigningKey.hmac("cli-1", SECRET)], require_signed=True
+    )
     async with open_backend(url) as backend:
         [delivery] = await backend.broker.claim(
             ["default"], limit=1, lease=30, consumer="test"
