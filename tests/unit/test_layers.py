@@ -20,6 +20,8 @@ OPTIONAL = {
     "stem._otel",
     "stem._prometheus",
     "stem._metrics",
+    "cryptography.hazmat.primitives",
+    "cryptography.hazmat.primitives.asymmetric",
 }
 
 
