@@ -36,7 +36,7 @@ from ._durations import Duration, to_seconds
 from ._envelope import Envelope
 from ._errors import WaitTimeout
 from ._handler import TaskHandler
-from ._ids import check_id, new_id
+from ._ids import check_id
 from ._instrument import Instrumentation, default_instrumentation
 from ._node import ClientNode
 from ._options import check_queue_name
@@ -64,7 +64,7 @@ from .actors._broker import (
     StoreResults,
 )
 from .actors._canvas import CanvasHook, CanvasMessage, start_canvas
-from .actors._control import REQUEST, RemoteControl
+from .actors._control import RemoteControl
 from .actors._eventbus import EventBus
 from .actors._worker import Stop, Worker, WorkerState
 from .actors._workflow import workflow_finish_hook
@@ -280,7 +280,7 @@ class Client:
     def control(self) -> RemoteControl:
         """Remote control of live workers: ``await client.control.ping()``
         (see docs/reliability.md)."""
-        return RemoteControl(self.backend)
+        return RemoteControl(self.backend, self.app.signing)
 
     @property
     def canvas(self) -> Canvas:
@@ -527,14 +527,8 @@ class Client:
         )
         if terminate and self.backend.capabilities.broadcast:
             # Running attempts stop now, not at the workers' next poll.
-            await self.backend.broker.broadcast(
-                {
-                    "kind": REQUEST,
-                    "request_id": new_id(),
-                    "command": "revoke",
-                    "args": {"task_id": task_id, "terminate": True, "reason": reason},
-                    "destination": None,
-                }
+            await self.control.send(
+                "revoke", {"task_id": task_id, "terminate": True, "reason": reason}
             )
         current = await self.backend.results.get(task_id)
         if current is not None and current.state in (

@@ -10,9 +10,18 @@ with a live heartbeat answered or the timeout passed.
 Wire format (JSON objects, under the 7,900-byte broadcast limit)::
 
     {"kind": "stem.control", "request_id": ..., "command": "ping",
-     "args": {...}, "destination": null | [worker ids]}
+     "args": {...}, "destination": null | [worker ids],
+     "origin": "host pid 123", "issued_at": 1750000000.0, "sig": ...}
     {"kind": "stem.control.reply", "request_id": ..., "worker_id": ...,
-     "command": "ping", "ok": true, "data": {...}, "error": null}
+     "command": "ping", "ok": true, "data": {...}, "error": null, "sig": ...}
+
+With signing (``app.signing``) requests and replies carry ``sig`` (see
+``stem._signing``). A worker ignores, with a warning, a request whose
+signature does not verify, an unsigned one under ``require_signed``, and a
+signed one older than ``max_age`` or whose id it has seen (a replay); a
+client ignores replies that fail the same way. Every command a worker
+obeys is logged (logger ``stem.control``, INFO) with its origin and the key
+that signed it.
 
 Commands: ``ping``, ``stats``, ``active``, ``revoke`` (``task_id``,
 ``terminate``, ``reason``), ``pause`` / ``resume`` (``queue``), ``shutdown``
@@ -22,6 +31,8 @@ Commands: ``ping``, ``stats``, ``active``, ``revoke`` (``task_id``,
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +44,8 @@ from stem._codec import dumps
 from stem._errors import BrokerUnavailable
 from stem._ids import new_id
 from stem._signals import ControlEvent
+from stem._signing import Signing
+from stem._text import escape_control
 
 if TYPE_CHECKING:
     from stem.contracts import Backend
@@ -70,6 +83,8 @@ class Control:
 
     worker: Worker
     handled: int = attrs.field(default=0, init=False)
+    #: signed request ids seen, with when each may be forgotten (replays)
+    _seen: dict[str, float] = attrs.field(factory=dict, init=False)
 
     @property
     def _bus(self) -> EventBus:
@@ -90,7 +105,69 @@ class Control:
                 me = self.worker.config.worker_id
                 if dest is not None and me not in dest:
                     continue
+                origin = self._admit(message, command, request_id)
+                if origin is None:
+                    continue
+                logger.info(
+                    "obeying control command %r (request %s) from %s",
+                    command,
+                    request_id,
+                    origin,
+                )
                 await self._handle(backend, command, request_id, args)
+
+    def _admit(
+        self, message: Mapping[str, Any], command: str, request_id: str
+    ) -> str | None:
+        """Where a request comes from (its claimed origin and the key that
+        signed it), or None (logged) when it must be ignored."""
+        signing = self.worker.app.signing
+        claimed = message.get("origin")
+        origin = (
+            repr(escape_control(claimed[:100]))
+            if isinstance(claimed, str)
+            else "an unnamed sender"
+        )
+        if signing is None:
+            return f"{origin} (signing off)"
+        problem, key_id = signing.check_control(message)
+        if problem is None and key_id:
+            problem = self._stale(message, request_id, signing)
+        if problem is not None:
+            logger.warning(
+                "ignored control command %r (request %.60s) from %s: %s",
+                command,
+                request_id,
+                origin,
+                problem,
+            )
+            return None
+        if not key_id:
+            return f"{origin}, unsigned"
+        return f"{origin}, signed by key {key_id!r}"
+
+    def _stale(
+        self, message: Mapping[str, Any], request_id: str, signing: Signing
+    ) -> str | None:
+        """Why a signed request is a replay (too old, from the future, or
+        seen before), or None."""
+        at = now()
+        for rid in [r for r, until in self._seen.items() if until <= at]:
+            del self._seen[rid]
+        issued = message.get("issued_at")
+        if isinstance(issued, bool) or not isinstance(issued, int | float):
+            return "a signed request needs its issued_at time"
+        if not -signing.max_age <= at - issued <= signing.max_age:
+            return (
+                f"issued {at - issued:.0f} s ago, outside the {signing.max_age:g} s "
+                "a signed request is valid (a replay, or clocks apart)"
+            )
+        if request_id in self._seen:
+            return "a replay of a request already obeyed"
+        if len(self._seen) >= _MAX_SEEN:
+            del self._seen[next(iter(self._seen))]
+        self._seen[request_id] = issued + signing.max_age
+        return None
 
     async def _handle(
         self,
@@ -114,8 +191,12 @@ class Control:
             "command": command,
             **reply,
         }
+        signing = self.worker.app.signing
+        fitted = _fit(body)
+        if signing is not None:
+            fitted = signing.sign_control(fitted)
         try:
-            await backend.broker.broadcast(_fit(body))
+            await backend.broker.broadcast(fitted)
         except BrokerUnavailable as exc:
             logger.warning("could not reply to %r: %s", command, exc)
         except Exception:
@@ -182,6 +263,10 @@ class Control:
 
 #: the longest request id a worker answers (ids are made by ``new_id``)
 _MAX_REQUEST_ID = 200
+#: signed request ids a worker remembers (within ``max_age``) at most
+_MAX_SEEN = 10_000
+#: what a request says about where it comes from
+_ORIGIN = f"{socket.gethostname()} pid {os.getpid()}"[:100]
 
 
 def parse_request(
@@ -240,6 +325,7 @@ class RemoteControl:
     """
 
     backend: Backend
+    signing: Signing | None = None
 
     async def ping(
         self, *, timeout: float = 1.0, destination: Sequence[str] | None = None
@@ -329,14 +415,8 @@ class RemoteControl:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
         if isinstance(destination, str):
             destination = [destination]
-        request_id = new_id()
-        request = {
-            "kind": REQUEST,
-            "request_id": request_id,
-            "command": command,
-            "args": dict(args or {}),
-            "destination": None if destination is None else list(destination),
-        }
+        request = self.request(command, args, destination=destination)
+        request_id = request["request_id"]
         expected = {w.worker_id for w in await self.backend.heartbeats.workers()}
         if destination is not None:
             expected &= set(destination)
@@ -354,6 +434,17 @@ class RemoteControl:
                     data, error = message.get("data"), message.get("error")
                     if not isinstance(worker_id, str) or not worker_id:
                         continue  # not a worker's reply
+                    if self.signing is not None:
+                        problem, _ = self.signing.check_control(message)
+                        if problem is not None:
+                            logger.warning(
+                                "ignored a reply to %r claiming to be from "
+                                "worker %r: %s",
+                                command,
+                                escape_control(worker_id[:100]),
+                                problem,
+                            )
+                            continue
                     replies[worker_id] = ControlReply(
                         worker_id=worker_id,
                         command=command,
@@ -364,3 +455,37 @@ class RemoteControl:
                     if expected and expected <= replies.keys():
                         break
         return [replies[w] for w in sorted(replies)]
+
+    def request(
+        self,
+        command: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        destination: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """A request body for ``command``: a fresh id, this process as its
+        origin, the time it is issued, signed when the app signs."""
+        request = {
+            "kind": REQUEST,
+            "request_id": new_id(),
+            "command": command,
+            "args": dict(args or {}),
+            "destination": None if destination is None else list(destination),
+            "origin": _ORIGIN,
+            "issued_at": now(),
+        }
+        return request if self.signing is None else self.signing.sign_control(request)
+
+    async def send(
+        self,
+        command: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        destination: Sequence[str] | None = None,
+    ) -> None:
+        """Broadcast ``command`` without waiting for replies."""
+        if command not in COMMANDS:
+            raise ValueError(f"unknown command {command!r}; known: {COMMANDS}")
+        await self.backend.broker.broadcast(
+            self.request(command, args, destination=destination)
+        )
