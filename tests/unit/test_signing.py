@@ -209,3 +209,23 @@ def test_stem_signing_keys_from_the_environment() -> None:
         with pytest.raises(stem.ConfigError, match=message) as info:
             Signing.from_env(environ)
         assert _b64(SECRET) not in str(info.value)
+
+
+def test_with_signing_copies_the_app_and_leaves_it_unchanged() -> None:
+    """app.with_signing gives a copy with the same tasks, workflows,
+    schedules, routes and signals that signs; the original stays unsigned."""
+
+    @stem.task("copy.job")
+    async def job(ctx: stem.TaskContext, args: dict[str, Any]) -> None:
+        return None
+
+    app = stem.App(tasks=[job], routes={"copy.*": "slow"}, name="mine")
+    signing = Signing(keys=[KEY])
+    copy = app.with_signing(signing)
+    assert (copy.signing, app.signing) == (signing, None)
+    assert copy.tasks == app.tasks and copy.routes == app.routes
+    assert copy.signals is app.signals and copy.name == "mine"
+    env = stem.Client(app=copy).build_envelope("copy.job")
+    assert env.queue == "slow" and SIGNATURE_HEADER in env.headers
+    with pytest.raises(TypeError, match="stem.Signing"):
+        stem.App(signing="k1=secret")  # type: ignore[arg-type]
