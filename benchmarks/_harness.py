@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -177,6 +178,29 @@ async def _worker_main(args: argparse.Namespace) -> None:
                 while len(PICKUPS) < args.count:
                     await trio.sleep(0.05)
             print(json.dumps(PICKUPS), flush=True)
+        elif args.mode == "share":
+            # One of several workers sharing a queue: run until SIGTERM, then
+            # print how many deliveries this one settled and when (stem's
+            # clock) it settled its last one.
+            async with client.worker(
+                concurrency=args.concurrency, prefetch=args.prefetch
+            ) as worker:
+                print("READY", flush=True)
+                processed, last = 0, 0.0
+                with trio.open_signal_receiver(signal.SIGTERM) as signals:
+                    async with trio.open_nursery() as nursery:
+
+                        async def stop_on_signal() -> None:
+                            async for _ in signals:
+                                nursery.cancel_scope.cancel()
+
+                        nursery.start_soon(stop_on_signal)
+                        while True:
+                            seen = worker.worker_statistics().processed
+                            if seen != processed:
+                                processed, last = seen, stem.now()
+                            await trio.sleep(0.002)
+            print(json.dumps({"processed": processed, "last": last}), flush=True)
         elif args.mode == "serve":
             async with client.worker(concurrency=args.concurrency):
                 print("READY", flush=True)

@@ -3,16 +3,27 @@ drained by one worker at concurrency 50. Prints the drain time per backend
 against the ideal (total sleep / 50) and the efficiency (ideal / measured),
 medians of --runs runs.
 
+``--workers 2`` (SQLite, Redis, Postgres) shares the queue between two worker
+processes: the tasks are published due 1 s later, so both workers are idle
+and waiting when they become claimable; the drain runs from that moment to
+the last settlement in either worker, the ideal is total sleep / (50 x
+workers), and each worker's share of the tasks is printed. A worker that
+hoards tasks in its prefetch while the other idles shows as a lower
+efficiency and an uneven share.
+
 Usage: .venv/bin/python benchmarks/sleepy.py [--backend redis] [-n 1000]
+       [--workers 2] [--prefetch N]
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -32,6 +43,8 @@ from benchmarks._harness import (
 from benchmarks.bench_app import app
 
 CONCURRENCY = 50
+#: tasks are published due this much later when workers share the queue
+SHARED_START = 1.0
 
 
 async def one_run(backend: str, total: int) -> tuple[float, float]:
@@ -61,12 +74,82 @@ async def one_run(backend: str, total: int) -> tuple[float, float]:
     return seconds, ideal
 
 
+async def shared_run(
+    backend: str, total: int, workers: int, prefetch: int
+) -> tuple[float, float, list[int]]:
+    """(drain seconds, ideal seconds, tasks per worker) of ``workers`` worker
+    processes sharing one queue, on a fresh store."""
+    rng = random.Random(1234)
+    sleeps = [rng.uniform(10, 50) for _ in range(total)]
+    ideal = sum(sleeps) / 1000 / CONCURRENCY / workers
+    with fresh_url(backend) as url:
+        procs = [
+            spawn_worker(url, "share", concurrency=CONCURRENCY, prefetch=prefetch)
+            for _ in range(workers)
+        ]
+        try:
+            async with stem.Client.from_url(url, app=app) as client:
+                due = stem.now() + SHARED_START
+                for start in range(0, total, 100):
+                    await client.publish(
+                        [
+                            client.build_envelope(
+                                "bench.sleep", {"ms": ms}, countdown=due - stem.now()
+                            )
+                            for ms in sleeps[start : start + 100]
+                        ]
+                    )
+                while True:
+                    stats = await client.queue_stats("default")
+                    if stats.pending + stats.delayed + stats.in_flight == 0:
+                        break
+                    await trio.sleep(0.05)
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+        results = [await trio.to_thread.run_sync(worker_result, p) for p in procs]
+    seconds = max(r["last"] for r in results) - due
+    return seconds, ideal, [int(r["processed"]) for r in results]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     common_args(parser)
     parser.add_argument("-n", type=int, default=1000, help="tasks per run")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes sharing the queue"
+    )
+    parser.add_argument(
+        "--prefetch", type=int, default=-1, help="with --workers (-1: default)"
+    )
     args = parser.parse_args()
-    figures: dict[str, dict[str, float]] = {}
+    figures: dict[str, dict[str, Any]] = {}
+    if args.workers > 1:
+        for backend in args.backend or BACKENDS[1:]:
+            shared = [
+                trio.run(shared_run, backend, args.n, args.workers, args.prefetch)
+                for _ in range(args.runs)
+            ]
+            seconds = median([r[0] for r in shared])
+            ideal = shared[0][1]
+            shares = [r[2] for r in shared]
+            figures[backend] = {
+                "seconds": round(seconds, 3),
+                "ideal_seconds": round(ideal, 3),
+                "efficiency": round(ideal / seconds, 3),
+                "shares": shares,
+            }
+            if not args.json:
+                print(
+                    f"{backend:9s} {args.n} sleepy tasks on {args.workers} workers "
+                    f"(prefetch {args.prefetch}) in {seconds:6.3f} s (ideal "
+                    f"{ideal:.3f} s, efficiency {ideal / seconds:.0%}); tasks per "
+                    f"worker in each run: {shares}",
+                    flush=True,
+                )
+        if args.json:
+            emit({"sleepy_shared": figures}, True)
+        return
     for backend in args.backend or BACKENDS:
         runs = [trio.run(one_run, backend, args.n) for _ in range(args.runs)]
         seconds = median([r[0] for r in runs])

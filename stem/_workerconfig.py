@@ -203,9 +203,9 @@ class WorkerConfig:
         metadata=_spec(
             "STEM_PREFETCH",
             ("--prefetch",),
-            "Tasks claimed ahead of free slots (-1: as many as the slots). "
-            "Raise it (e.g. 200) for floods of short tasks; keep it low for "
-            "long tasks shared by many workers.",
+            "Tasks claimed ahead of free slots (-1: adaptive, about 20 ms of "
+            "work: as many as the slots for long tasks, up to 200 for short "
+            "ones). 0 holds only what runs.",
             _parse_int,
             "N",
         ),
@@ -303,10 +303,15 @@ class WorkerConfig:
 
     # -- derived values (each resolved here, once) ---------------------------
 
-    def capacity_for(self, slots: int) -> int:
+    def capacity_for(self, slots: int, *, adaptive: int | None = None) -> int:
         """Deliveries held at most with ``slots`` slots: the running ones
-        plus the prefetch (``prefetch=-1`` means as many as the slots)."""
-        return slots + (slots if self.prefetch < 0 else self.prefetch)
+        plus the prefetch. ``prefetch=-1`` (the default) adapts: it is the
+        worker's ``adaptive`` depth (about 20 ms of expected work, from the
+        slots up to 200; see ``stem/actors/_prefetch.py``), or as many as
+        the slots when none is given."""
+        if self.prefetch >= 0:
+            return slots + self.prefetch
+        return slots + (slots if adaptive is None else adaptive)
 
     @property
     def capacity(self) -> int:

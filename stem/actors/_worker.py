@@ -42,6 +42,7 @@ from ._leases import HeldDeliveries
 from ._limits import Deadlines
 from ._mailbox import Mailbox
 from ._outbox import Outbox
+from ._prefetch import AdaptivePrefetch
 from ._process import run_in_process
 from ._progress import ProgressWriter
 from ._ratelimit import WorkerRateLimiter
@@ -113,6 +114,8 @@ class Worker(WorkerControl, Actor[WorkerMessage]):
     _activity: Activity = attrs.field(factory=Activity, init=False)
     _waiting_claim: trio.CancelScope | None = attrs.field(default=None, init=False)
     _progress: ProgressWriter = attrs.field(init=False)
+    #: the default prefetch's runtime estimate (``prefetch=-1``)
+    _pace: AdaptivePrefetch = attrs.field(factory=AdaptivePrefetch, init=False)
 
     @_leases.default
     def _make_leases(self) -> HeldDeliveries:
@@ -275,7 +278,7 @@ class Worker(WorkerControl, Actor[WorkerMessage]):
             while True:
                 self._absorb()
                 free = self._capacity_now() - len(self._leases)
-                if free <= 0:
+                if free <= 0 or (free < self._claim_at() and len(self._ready)):
                     await self._outbox.wait_settled()
                     continue
                 active = queues
@@ -323,8 +326,16 @@ class Worker(WorkerControl, Actor[WorkerMessage]):
                 await trio.lowlevel.checkpoint()
 
     def _capacity_now(self) -> int:
-        """Deliveries to hold: the current slots plus the prefetch."""
-        return self.config.capacity_for(self._slot_count)
+        """Deliveries to hold: the current slots plus the prefetch (by
+        default as deep as the tasks are short, see ``_prefetch``)."""
+        slots = self._slot_count
+        return self.config.capacity_for(slots, adaptive=self._pace.depth(slots))
+
+    def _claim_at(self) -> int:
+        """The smallest claim worth making while deliveries still wait."""
+        if self.config.prefetch >= 0:
+            return 1
+        return self._pace.claim_at(self._slot_count)
 
     async def _drop_revoked(self, deliveries: list[Delivery]) -> None:
         ids = [d.task_id for d in deliveries if d.envelope is not None]
@@ -556,6 +567,7 @@ class Worker(WorkerControl, Actor[WorkerMessage]):
             limited = limits.error(opts, env, cancelled=cancelled, ended=ended)
             error = limited or error
         runtime = ended - limits.started
+        self._pace.observe(runtime)
         if scope.cancelled_caught and running.cancel_reason is not None:
             if running.cancel_reason == "shutdown":
                 self._hand_back(delivery)

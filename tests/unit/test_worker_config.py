@@ -18,10 +18,13 @@ from stem.adapters.memory import open_backend
 
 
 def test_prefetch_minus_one_means_as_many_as_the_slots() -> None:
-    """prefetch=-1 is resolved in one place: capacity is twice the slots."""
+    """prefetch=-1 is resolved in one place: the worker's adaptive depth, or
+    as many as the slots without one; a fixed prefetch ignores the depth."""
     cfg = stem.WorkerConfig(concurrency=4)
     assert cfg.capacity == 8
     assert cfg.capacity_for(2) == 4
+    assert cfg.capacity_for(2, adaptive=40) == 42
+    assert stem.WorkerConfig(prefetch=3).capacity_for(2, adaptive=40) == 5
     assert stem.WorkerConfig(concurrency=4, prefetch=0).capacity == 4
     assert stem.WorkerConfig(concurrency=4, prefetch=50).capacity_for(1) == 51
 
