@@ -39,6 +39,13 @@ async def pickup(ctx: stem.TaskContext, args: dict[str, Any]) -> None:
     PICKUPS.append(stem.now() - ctx.envelope.enqueued_at)
 
 
+@stem.task("bench.echo")
+async def echo(ctx: stem.TaskContext, args: dict[str, Any]) -> int:
+    """Sleep 2 ms and return ``args["n"]`` (the soak's task)."""
+    await trio.sleep(0.002)
+    return int(args["n"])
+
+
 @stem.task("bench.hold", visibility_timeout=HOLD_LEASE)
 async def hold(ctx: stem.TaskContext, args: dict[str, Any]) -> int:
     """Sleep ``args["s"]`` seconds and return ``args["n"]``."""
@@ -46,5 +53,5 @@ async def hold(ctx: stem.TaskContext, args: dict[str, Any]) -> int:
     return int(args["n"])
 
 
-app = stem.App([noop, sleep, pickup])
+app = stem.App([noop, sleep, pickup, echo])
 recovery_app = stem.App([hold])

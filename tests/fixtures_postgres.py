@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 import pytest
 
-from tests._servers import free_port, missing
+from tests._servers import TlsFiles, free_port, missing
 
 
 def _bindir() -> Path | None:
@@ -53,6 +53,9 @@ class PostgresCluster:
     bindir: Path
     datadir: Path
     port: int
+    #: With ``tls``: ``ssl=on``, TCP only through ``hostssl`` lines, the role
+    #: named by the client certificate logs in with ``cert`` (mTLS).
+    tls: TlsFiles | None = None
 
     @property
     def url(self) -> str:
@@ -70,11 +73,42 @@ class PostgresCluster:
             )
 
     def _options(self) -> str:
-        return (
+        options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} "
             f"-c unix_socket_directories={self.datadir} -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off "
             "-c max_connections=300"
+        )
+        if self.tls is not None:
+            options += (
+                " -c ssl=on -c ssl_cert_file=server.pem -c ssl_key_file=server.key"
+                " -c ssl_ca_file=ca.pem"
+            )
+        return options
+
+    def _install_tls(self, tls: TlsFiles) -> None:
+        for source, name in (
+            (tls.server_cert, "server.pem"),
+            (tls.server_key, "server.key"),
+            (tls.ca, "ca.pem"),
+        ):
+            target = self.datadir / name
+            shutil.copyfile(source, target)
+            target.chmod(0o600)
+            if os.geteuid() == 0:
+                shutil.chown(target, "postgres", "postgres")
+        (self.datadir / "pg_hba.conf").write_text(
+            "local all all trust\n"
+            f"hostssl all {tls.client_name} 127.0.0.1/32 cert\n"
+            "hostssl all all 127.0.0.1/32 trust\n"
+        )
+
+    def psql(self, sql: str) -> None:
+        """Run ``sql`` as postgres over the cluster's Unix socket."""
+        self._run(
+            "psql",
+            *("-h", str(self.datadir), "-p", str(self.port), "-U", "postgres"),
+            *("-d", "postgres", "-v", "ON_ERROR_STOP=1", "-qc", sql),
         )
 
     def init(self) -> None:
@@ -93,6 +127,8 @@ class PostgresCluster:
             "UTF8",
             "--no-sync",
         )
+        if self.tls is not None:
+            self._install_tls(self.tls)
 
     def start(self) -> None:
         self._run(
@@ -134,16 +170,20 @@ class PostgresCluster:
         )
 
 
-def _start_cluster() -> PostgresCluster:
+def _start_cluster(tls: TlsFiles | None = None) -> PostgresCluster:
     bindir = _bindir()
     if bindir is None:
         missing("PostgreSQL binaries (initdb, pg_ctl) not found")
     # Not under pytest's tmp dir: that one is private to root, and initdb
     # runs as user postgres.
     base = Path(tempfile.mkdtemp(prefix="stem-pg-"))
-    cluster = PostgresCluster(bindir=bindir, datadir=base / "data", port=free_port())
+    cluster = PostgresCluster(
+        bindir=bindir, datadir=base / "data", port=free_port(), tls=tls
+    )
     cluster.init()
     cluster.start()
+    if tls is not None:
+        cluster.psql(f'CREATE ROLE "{tls.client_name}" LOGIN SUPERUSER')
     return cluster
 
 
@@ -158,12 +198,13 @@ def postgres_server() -> Iterator[PostgresCluster]:
 
 
 @pytest.fixture
-def postgres_cluster_factory() -> Iterator[Callable[[], PostgresCluster]]:
-    """Start private clusters (for tests that restart or stop the server)."""
+def postgres_cluster_factory() -> Iterator[Callable[..., PostgresCluster]]:
+    """Start private clusters (for tests that restart or stop the server);
+    ``make(tls=files)`` starts one that takes TLS connections only."""
     started: list[PostgresCluster] = []
 
-    def make() -> PostgresCluster:
-        cluster = _start_cluster()
+    def make(tls: TlsFiles | None = None) -> PostgresCluster:
+        cluster = _start_cluster(tls)
         started.append(cluster)
         return cluster
 
