@@ -1,6 +1,7 @@
 """Stem: background jobs, schedules and durable workflows on Trio."""
 
 from ._app import App as App
+from ._blocking import BlockingClient as BlockingClient
 from ._canvas import Chain as Chain
 from ._canvas import Chord as Chord
 from ._canvas import Group as Group

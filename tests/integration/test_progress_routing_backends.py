@@ -4,6 +4,7 @@ while it runs and on its final record."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,10 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return "memory://"
     if kind == "sqlite":
         return f"sqlite:///{tmp_path}/progress.db?poll_interval=0.02"
-    fixture = "redis_url" if kind == "redis" else "postgres_url"
-    value: str = request.getfixturevalue(fixture)
+    if kind == "redis":
+        base: str = request.getfixturevalue("redis_url")
+        return f"{base}?namespace=p{uuid.uuid4().hex[:12]}"
+    value: str = request.getfixturevalue("postgres_url")  # a fresh schema
     return value
 
 
