@@ -35,6 +35,7 @@ from ._deadletters import DeadLetters
 from ._durations import Duration, to_seconds
 from ._envelope import Envelope
 from ._errors import WaitTimeout
+from ._eventstream import open_event_stream, shared_event_log, start_relay
 from ._handler import TaskHandler
 from ._ids import check_id
 from ._instrument import Instrumentation, default_instrumentation
@@ -66,9 +67,10 @@ from .actors._broker import (
 from .actors._canvas import CanvasHook, CanvasMessage, start_canvas
 from .actors._control import RemoteControl
 from .actors._eventbus import EventBus
+from .actors._eventrelay import node_origin
 from .actors._worker import Stop, Worker, WorkerState
 from .actors._workflow import workflow_finish_hook
-from .contracts import Backend, QueueStats, Revocation, WorkerInfo
+from .contracts import Backend, EventStore, QueueStats, Revocation, WorkerInfo
 
 logger = logging.getLogger("stem.client")
 
@@ -133,6 +135,8 @@ class Client:
         self._bus: EventBus | None = None
         self._workers: list[Worker] = []
         self._node: ClientNode | None = None
+        #: names this process in the event log (``Event.origin``)
+        self.origin = node_origin()
         self._canvas: tuple[ActorRef[CanvasMessage], CanvasHook] | None = None
         self._workflows_api: Workflows | None = None
         self._workflow_hook: FinishHook | None = None
@@ -646,6 +650,7 @@ class Client:
             return incarnation[0]
 
         child_name = f"worker:{config.worker_id}"
+        await self._start_relay(node)
         ref = await node.start_child(
             ChildSpec(
                 child_name,
@@ -716,7 +721,25 @@ class Client:
         :class:`stem.actors._beat.BeatConfig` fields (``lease_ttl``, ...).
         """
         chosen = self.app.schedules.values() if entries is None else entries
-        return open_beat(self._require_node(), list(chosen), **config)
+        return self._relayed(open_beat(self._require_node(), list(chosen), **config))
+
+    @asynccontextmanager
+    async def _relayed(
+        self, inner: AbstractAsyncContextManager[BeatHandle]
+    ) -> AsyncIterator[BeatHandle]:
+        await self._start_relay(self._require_node())
+        async with inner as handle:
+            yield handle
+
+    def event_log(self) -> EventStore | None:
+        """The backend's event log when other processes can share it (None
+        on the in-memory backend, or a backend without one)."""
+        return shared_event_log(self.backend)
+
+    async def _start_relay(self, node: ClientNode) -> None:
+        """A worker or beat node relays its events to the event log (only
+        while someone listens: see stem/actors/_eventrelay.py)."""
+        await start_relay(node, self.bus, self.event_log(), self.origin)
 
     def add_finish_hook(self, hook: FinishHook) -> None:
         """Run ``hook`` on every batch of finished deliveries of this client's
@@ -726,8 +749,17 @@ class Client:
 
     def events(self, *signals: str, buffer: int = 1000) -> Any:
         """``async with client.events("task_failed") as events:`` a bounded
-        stream of signal payloads (all signals when none are named)."""
-        return self.bus.stream(signals or None, buffer=buffer)
+        stream of signal payloads (all signals when none are named): this
+        process's, and on a backend shared by processes (not memory) those
+        that other processes' workers, beat and workflow engines relay
+        (``event.origin`` names their node). Unknown names raise ValueError."""
+        return open_event_stream(
+            self.bus,
+            self.event_log(),
+            signals=signals or None,
+            buffer=buffer,
+            own_origin=self.origin,
+        )
 
 
 async def _first(*waits: Callable[[], Awaitable[object]]) -> None:

@@ -20,10 +20,15 @@ from ._result import ErrorInfo
 
 @attrs.frozen(kw_only=True)
 class Event:
-    """Base of every signal payload: which signal, and when (epoch seconds)."""
+    """Base of every signal payload: which signal, and when (epoch seconds).
+
+    ``origin`` is empty for an event of this process; an event read from the
+    backend's event log (another process's) carries the node that emitted it
+    (``hostname:pid:id``)."""
 
     signal: str
     at: float
+    origin: str = ""
 
 
 @attrs.frozen(kw_only=True)

@@ -743,6 +743,56 @@ class CombinedPublish(Protocol):
     ) -> list[bool]: ...
 
 
+@attrs.frozen(kw_only=True)
+class StoredEvent:
+    """One record of a backend's event log. ``cursor`` orders it (later
+    records have larger cursors, across every writer); ``body`` is the record
+    as it was appended, which a reader decodes totally (a foreign writer may
+    have put anything there)."""
+
+    cursor: int
+    body: bytes
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """The lifecycle-event log that every process sharing a backend sees
+    (``backend.events``), bounded, and the register of who is listening.
+
+    Workers, beat and workflow engines append events only while
+    :meth:`listeners` says someone listens, so a platform nobody watches
+    pays one small read every few seconds. Only the newest ``capacity``
+    records are kept; older ones are dropped as new ones arrive.
+    """
+
+    capacity: int
+
+    async def append(self, bodies: Sequence[bytes]) -> int:
+        """Store records in order, in one atomic write, and drop those past
+        ``capacity``; returns the cursor of the last one (the newest cursor
+        when ``bodies`` is empty)."""
+
+    async def read(
+        self, after: int, *, limit: int = 100, wait: float = 0.0
+    ) -> builtins.list[StoredEvent]:
+        """Records whose cursor is larger than ``after``, oldest first, at
+        most ``limit``. With none there, waits up to ``wait`` seconds for the
+        first (returning ``[]`` if none came). Cancelling it loses nothing."""
+
+    async def last_cursor(self) -> int:
+        """The cursor of the newest record appended (0 before the first):
+        read after it to see only what comes next."""
+
+    async def listen(self, listener: str, *, ttl: float) -> None:
+        """Say ``listener`` listens for ``ttl`` more seconds (renew it before
+        that passes)."""
+
+    async def unlisten(self, listener: str) -> None: ...
+
+    async def listeners(self) -> int:
+        """How many listeners are live (their ttl has not passed)."""
+
+
 @runtime_checkable
 class Backend(Protocol):
     """One backend: every store, opened from one URL."""
@@ -774,6 +824,7 @@ __all__ = [
     "CombinedPublish",
     "DeadLetter",
     "Delivery",
+    "EventStore",
     "HeartbeatStore",
     "LockStore",
     "QueueStats",
@@ -786,6 +837,7 @@ __all__ = [
     "ScheduleNotFound",
     "ScheduleRecord",
     "ScheduleStore",
+    "StoredEvent",
     "WorkerInfo",
     "WorkflowRun",
     "WorkflowStep",

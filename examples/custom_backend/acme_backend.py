@@ -73,6 +73,7 @@ class AcmeBackend:
         self.heartbeats = borrowed.heartbeats
         self.limiter = borrowed.limiter
         self.workflows = borrowed.workflows
+        self.events = borrowed.events
         # Enqueue in one atomic step (stem.contracts.CombinedPublish): create
         # the QUEUED records of unknown task ids and publish those messages.
         self.create_and_publish = borrowed.create_and_publish

@@ -104,6 +104,11 @@ from ._checks_broker import (
 from ._checks_broker import (
     check_waiting_consumers_share_one_message as check_waiting_consumers_share_one_message,
 )
+from ._checks_events import check_events_append_read as check_events_append_read
+from ._checks_events import check_events_bounded as check_events_bounded
+from ._checks_events import check_events_foreign_bodies as check_events_foreign_bodies
+from ._checks_events import check_events_listeners as check_events_listeners
+from ._checks_events import check_events_read_waits as check_events_read_waits
 from ._checks_hostile import (
     check_claim_hands_out_poison as check_claim_hands_out_poison,
 )

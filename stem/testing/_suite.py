@@ -10,6 +10,7 @@ import trio.testing
 
 from . import (
     _checks_broker,
+    _checks_events,
     _checks_hostile,
     _checks_schedules,
     _checks_stores,
@@ -22,6 +23,7 @@ _MODULES: tuple[ModuleType, ...] = (
     _checks_broker,
     _checks_hostile,
     _checks_stores,
+    _checks_events,
     _checks_schedules,
     _checks_workflows,
 )

@@ -298,7 +298,7 @@ async def test_rows_written_before_migration_4_stay_readable(
         member,
         at + 600,
     )
-    assert await migrate(url) == [4]
+    assert (await migrate(url))[0] == 4  # and any later ones
     versions = await _psql(url, f"SELECT run_id, version FROM {s}.wf_runs ORDER BY 1")
     assert [tuple(row) for row in versions] == [("bad", 1), ("r", 2)]  # type: ignore[arg-type]
     async with open_backend(url) as backend:

@@ -14,6 +14,7 @@ from stem._result import TaskResult
 from stem.contracts import Capabilities
 
 from ._broker import MemoryBroker
+from ._events import MemoryEvents
 from ._results import MemoryResultBackend
 from ._schedules import MemorySchedules
 from ._stores import (
@@ -52,6 +53,7 @@ class MemoryBackend:
         self.heartbeats = MemoryHeartbeatStore()
         self.limiter = MemoryRateLimitStore()
         self.workflows = MemoryWorkflowStore()
+        self.events = MemoryEvents()
 
     @property
     def url(self) -> str:

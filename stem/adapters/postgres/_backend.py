@@ -17,6 +17,7 @@ from stem.contracts import Capabilities
 from ._broker import PostgresBroker
 from ._config import PostgresConfig, parse_url
 from ._db import CONNECTION_ERRORS, REFUSED_ERRORS, Db, refused, unavailable
+from ._events import PostgresEvents
 from ._notify import Hub
 from ._results import PostgresResults
 from ._schedules import PostgresSchedules
@@ -52,6 +53,7 @@ class PostgresBackend:
     heartbeats: PostgresHeartbeats
     limiter: PostgresLimiter
     workflows: PostgresWorkflows
+    events: PostgresEvents
     capabilities: Capabilities = CAPABILITIES
     _cancel: trio.CancelScope | None = None
 
@@ -194,6 +196,7 @@ async def _open(config: PostgresConfig) -> AsyncIterator[PostgresBackend]:
             heartbeats=PostgresHeartbeats(config=config, db=db),
             limiter=PostgresLimiter(config=config, db=db),
             workflows=PostgresWorkflows(config=config, db=db, hub=hub),
+            events=PostgresEvents(config=config, db=db),
         )
         stack.push_async_callback(backend.aclose)
         async with trio.open_nursery() as nursery:

@@ -201,6 +201,20 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "UPDATE {s}.groups SET forget_at = expires_at",
         ),
     ),
+    (
+        5,
+        "the event log and its listeners",
+        (
+            """CREATE TABLE {s}.events (
+                id bigserial PRIMARY KEY,
+                body bytea NOT NULL
+            )""",
+            """CREATE TABLE {s}.event_listeners (
+                name text PRIMARY KEY,
+                expires_at double precision NOT NULL
+            )""",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]

@@ -219,6 +219,7 @@ async def reap(config: PostgresConfig, db: Db) -> None:
         f"DELETE FROM {s}.groups WHERE forget_at IS NOT NULL AND forget_at <= $1"
     )
     statements.append(f"DELETE FROM {s}.workers WHERE expires_at <= $1")
+    statements.append(f"DELETE FROM {s}.event_listeners WHERE expires_at <= $1")
     statements.append(
         f"DELETE FROM {s}.revocations WHERE expires_at IS NOT NULL "
         f"AND expires_at <= $1 AND version < "

@@ -32,6 +32,7 @@ from ._conn import (
     parse_url,
     px,
 )
+from ._events import RedisEvents
 from ._hub import Hub
 from ._results import RedisResults
 from ._schedules import RedisSchedules
@@ -70,6 +71,7 @@ class RedisStores:
     heartbeats: RedisHeartbeats
     limiter: RedisLimiter
     workflows: RedisWorkflows
+    events: RedisEvents
     capabilities: Capabilities = CAPABILITIES
     _scope: trio.CancelScope | None = None
     _sub_client: aioredis.Redis | None = None
@@ -210,6 +212,7 @@ def _build(settings: Settings) -> RedisStores:
         heartbeats=RedisHeartbeats(conn, keys),
         limiter=RedisLimiter(conn, keys),
         workflows=RedisWorkflows(conn, keys, hub),
+        events=RedisEvents(conn, keys),
         sub_client=sub,
         listeners=listeners,
     )

@@ -18,6 +18,7 @@ from stem.contracts import Capabilities
 from ._broker import SQLiteBroker
 from ._config import SQLiteConfig, parse_url
 from ._db import Database
+from ._events import SQLiteEvents
 from ._results import SQLiteResults
 from ._schedules import SQLiteSchedules
 from ._stores import (
@@ -49,6 +50,7 @@ class SQLiteBackend:
     heartbeats: SQLiteHeartbeats
     limiter: SQLiteRateLimits
     workflows: SQLiteWorkflows
+    events: SQLiteEvents
     _url: str
     _cancel: trio.CancelScope = attrs.field(factory=trio.CancelScope, init=False)
     _closed: bool = attrs.field(default=False, init=False)
@@ -106,6 +108,7 @@ class SQLiteBackend:
             heartbeats=SQLiteHeartbeats(db=db),
             limiter=SQLiteRateLimits(db=db),
             workflows=SQLiteWorkflows(db=db, poll_interval=config.poll_interval),
+            events=SQLiteEvents(db=db, poll_interval=config.poll_interval),
             url=url,
         )
 

@@ -176,6 +176,18 @@ MIGRATIONS: tuple[str, ...] = (
         SELECT group_id, COUNT(*), MAX(expires_at), MAX(expires_at)
         FROM group_members GROUP BY group_id;
     """,
+    # 6: the event log (lifecycle events relayed across processes, pruned to
+    # its capacity on every append) and who listens to it.
+    """
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        body BLOB NOT NULL
+    );
+    CREATE TABLE event_listeners (
+        name TEXT PRIMARY KEY,
+        expires_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -251,7 +251,7 @@ async def reap(db: Database) -> None:
                 f"DELETE FROM {table} WHERE expires_at IS NOT NULL AND expires_at <= ?",
                 (now,),
             )
-        for table in ("locks", "workers"):
+        for table in ("locks", "workers", "event_listeners"):
             conn.execute(f"DELETE FROM {table} WHERE expires_at <= ?", (now,))
         # Members of expired groups; the group records stay until their
         # forget time, so late members are still refused (stem._groupstate).
