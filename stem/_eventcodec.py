@@ -17,6 +17,7 @@ import attrs
 
 from ._codec import decode_object, dumps, error_from_dict, loads
 from ._errors import DecodeError
+from ._progress import Progress
 from ._result import ErrorInfo
 from ._signals import SIGNALS, Event
 
@@ -55,6 +56,8 @@ def _plain(name: str, value: Any) -> Any:
         return loads(text) if len(text) <= MAX_VALUE_BYTES else None
     if isinstance(value, ErrorInfo):
         return {k: _cut(v) for k, v in value.to_dict().items()}
+    if isinstance(value, Progress):
+        return value.to_dict()
     if isinstance(value, tuple):
         return [str(v) for v in value]
     if isinstance(value, str):
@@ -133,6 +136,15 @@ def _error(value: Any) -> ErrorInfo | None:
         raise TypeError from None
 
 
+def _progress(value: Any) -> Progress | None:
+    if value is None:
+        return None
+    try:
+        return Progress.from_dict(value)
+    except DecodeError:
+        raise TypeError from None
+
+
 def _any(value: Any) -> Any:
     return value
 
@@ -147,6 +159,7 @@ _READERS: Mapping[str, Callable[[Any], Any]] = {
     "bool": _bool,
     "tuple[str, ...]": _strs,
     "ErrorInfo | None": _error,
+    "Progress | None": _progress,
     "Any": _any,
 }
 

@@ -19,6 +19,7 @@ from stem._eventcodec import (
     decode_event,
     encode_event,
 )
+from stem._progress import Progress
 from stem._signals import SIGNALS, ScheduleEvent, TaskEvent, WorkerEvent
 from stem.actors._eventbus import EventBus
 from stem.actors._eventrelay import EventRelay
@@ -40,6 +41,7 @@ def test_a_task_event_round_trips_with_its_origin() -> None:
         error=ErrorInfo(type="ValueError", message="bad", traceback="tb"),
         value={"a": [1, 2]},
         runtime=0.25,
+        progress=Progress(done=3, total=10, info={"stage": "b"}, at=5.0),
     )
     back = decode_event(encode_event(event, origin="host:1:abc"))
     assert back == TaskEvent(**{**_fields(event), "origin": "host:1:abc"})
