@@ -94,6 +94,10 @@ class RedisClusterServers:
             str(node_dir / "nodes.conf"),
             "--cluster-node-timeout",
             str(self.node_timeout_ms),
+            "--repl-diskless-sync-delay",
+            "0",
+            "--logfile",
+            str(node_dir / "redis.log"),
             "--save",
             "",
             "--appendonly",
@@ -168,6 +172,15 @@ class RedisClusterServers:
         reply = _command(port, "CLUSTER", "NODES").decode(errors="replace")
         return [line.split() for line in reply.splitlines()[1:] if line.strip()]
 
+    def replicas_synced(self) -> bool:
+        """Every live replica has its link to its master up (a replica that
+        never synced cannot be promoted)."""
+        for port in self.alive():
+            reply = _command(port, "INFO", "replication").decode(errors="replace")
+            if "role:slave" in reply and "master_link_status:up" not in reply:
+                return False
+        return True
+
     def alive(self) -> list[int]:
         return [p for p, proc in self.processes.items() if proc.poll() is None]
 
@@ -197,7 +210,8 @@ class RedisClusterServers:
 
     def wait_ok(self, *, deadline: float) -> None:
         """Until every live node says ``cluster_state:ok`` with every slot
-        assigned and ok, and there are ``masters`` masters."""
+        assigned and ok, there are ``masters`` masters and every replica is
+        in sync with its master."""
         last = ""
         while time.monotonic() < deadline:
             try:

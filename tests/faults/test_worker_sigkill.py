@@ -1,7 +1,8 @@
 """Worker processes killed with SIGKILL: nothing is lost, and only tasks in
 flight on the killed worker run twice; a task outliving its lease is never run
-twice while its worker lives. Run on SQLite (one file), Redis and Postgres
-with real ``stem worker`` processes (tests/e2e_app.py records executions)."""
+twice while its worker lives. Run on SQLite (one file), Redis, Redis Cluster
+and Postgres with real ``stem worker`` processes (tests/e2e_app.py records
+executions)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ CONCURRENCY = 10
 CLAIM_LEASE = 30.0
 
 
-@pytest.fixture(params=["sqlite", "redis", "postgres"])
+@pytest.fixture(params=["sqlite", "redis", "redis_cluster", "postgres"])
 def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty store on each backend, shared by separate processes."""
     if request.param == "sqlite":
@@ -42,6 +43,10 @@ def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         request.applymarker(pytest.mark.redis)
         server = request.getfixturevalue("redis_server")
         return f"{server.url}?namespace=k{uuid.uuid4().hex[:10]}"
+    if request.param == "redis_cluster":
+        request.applymarker(pytest.mark.redis)
+        cluster = request.getfixturevalue("redis_cluster")
+        return f"{cluster.url}?namespace=k{uuid.uuid4().hex[:10]}"
     request.applymarker(pytest.mark.postgres)
     url: str = request.getfixturevalue("postgres_url")
     return url
