@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib
 import json as _json
 import logging
-import re
 import sys
 from collections.abc import Callable
 from contextvars import ContextVar, Token
@@ -30,14 +29,13 @@ from typing import IO, Any
 import attrs
 
 from ._envelope import Envelope
-from ._redact import redact
+from ._redact import redact_text as redact_text
 from ._text import escape_control
 
 #: value of a field that does not apply to a record (not about a task)
 MISSING = "-"
 
 _FIELDS = ("task_id", "task_name", "attempt", "queue", "worker_id")
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
 _traceback_formatter = logging.Formatter()
 
 
@@ -79,14 +77,6 @@ def unbind_task(token: Token[TaskLogContext | None]) -> None:
 def current_task() -> TaskLogContext | None:
     """The task whose attempt the current context runs, if any."""
     return _current.get()
-
-
-def redact_text(text: str) -> str:
-    """``text`` with the password of every URL in it replaced by ``***``."""
-    if "://" not in text or "@" not in text:
-        return text
-
-    return _URL.sub(lambda match: redact(match.group(0)), text)
 
 
 _trace: Any = None  # opentelemetry.trace, imported on first use

@@ -130,7 +130,9 @@ def _find(exc: BaseException, kind: type[E]) -> E | None:
 
 async def _serve(settings: Settings, app: App, metrics_port: int | None) -> None:
     async with AsyncExitStack() as stack:
-        instrumentation = await _open_instrumentation(stack, metrics_port)
+        instrumentation = await _open_instrumentation(
+            stack, metrics_port, settings.worker.metrics_host
+        )
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with (
                 Client(
@@ -210,7 +212,7 @@ def _maybe_beat(client: Client, settings: Settings) -> AbstractAsyncContextManag
 
 
 async def _open_instrumentation(
-    stack: AsyncExitStack, metrics_port: int | None
+    stack: AsyncExitStack, metrics_port: int | None, host: str
 ) -> Instrumentation | None:
     """None (the client's default) unless a metrics endpoint is asked for."""
     if metrics_port is None:
@@ -223,7 +225,9 @@ async def _open_instrumentation(
             f"--metrics-port needs the otel extra (pip install 'trio-stem[otel]'): "
             f"{exc}"
         ) from exc
-    endpoint = await stack.enter_async_context(open_metrics_endpoint(metrics_port))
+    endpoint = await stack.enter_async_context(
+        open_metrics_endpoint(metrics_port, host)
+    )
     logger.info("metrics for Prometheus at %s", endpoint.url)
     return OtelInstrumentation(
         meter_provider=endpoint.meter_provider, tracing=tracing_configured()

@@ -23,6 +23,7 @@ Metrics are in :mod:`stem._metrics`.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -43,6 +44,7 @@ from ._envelope import Envelope
 from ._instrument import AttemptScope, Instrumentation
 from ._logging import bind_task, unbind_task
 from ._metrics import StemMetrics
+from ._redact import redact_text
 from ._result import TaskResult
 from ._signals import Signals
 from ._states import TaskState
@@ -94,13 +96,14 @@ class _Attempt(AttemptScope):
             span.set_attribute("stem.task.revoke_reason", str(result.meta["reason"]))
         error = result.error
         if result.state in (TaskState.FAILED, TaskState.RETRYING) and error:
-            span.set_status(StatusCode.ERROR, f"{error.type}: {error.message}")
+            message = redact_text(error.message)
+            span.set_status(StatusCode.ERROR, f"{error.type}: {message}")
             span.add_event(
                 "exception",
                 {
                     "exception.type": error.type,
-                    "exception.message": error.message,
-                    "exception.stacktrace": error.traceback,
+                    "exception.message": message,
+                    "exception.stacktrace": redact_text(error.traceback or ""),
                     "exception.escaped": result.state is TaskState.FAILED,
                 },
             )
@@ -256,8 +259,17 @@ class OtelInstrumentation(Instrumentation):
                 if isinstance(exc, trio.Cancelled):
                     span.set_attribute("stem.task.state", "cancelled")
                 else:
-                    span.record_exception(exc)
-                    span.set_status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
+                    text = redact_text(str(exc))
+                    span.record_exception(
+                        exc,
+                        attributes={
+                            "exception.message": text,
+                            "exception.stacktrace": redact_text(
+                                "".join(traceback.format_exception(exc))
+                            ),
+                        },
+                    )
+                    span.set_status(StatusCode.ERROR, f"{type(exc).__name__}: {text}")
             raise
         finally:
             unbind_task(log_token)

@@ -28,12 +28,13 @@ class MetricsEndpoint:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/metrics"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
 
 
 @asynccontextmanager
 async def open_metrics_endpoint(
-    port: int, host: str = "0.0.0.0"
+    port: int, host: str = "127.0.0.1"
 ) -> AsyncIterator[MetricsEndpoint]:
     """Serve ``/metrics`` on ``host:port`` (port 0 picks a free one) for the
     life of the block. Raises OSError at once when the port is taken."""

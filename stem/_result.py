@@ -8,12 +8,14 @@ from typing import Any
 import attrs
 
 from ._progress import Progress
+from ._redact import redact_text
 from ._states import TaskState
 
 
 @attrs.frozen(kw_only=True)
 class ErrorInfo:
-    """A failure as data: exception type, message and formatted traceback."""
+    """A failure as data: exception type, message and formatted traceback
+    (:meth:`from_exception` masks passwords of URLs in both)."""
 
     type: str
     message: str
@@ -32,8 +34,8 @@ class ErrorInfo:
             name = f"{module}.{qualname}"
         return cls(
             type=name,
-            message=str(exc),
-            traceback="".join(_traceback.format_exception(exc)),
+            message=redact_text(str(exc)),
+            traceback=redact_text("".join(_traceback.format_exception(exc))),
         )
 
     def to_dict(self) -> dict[str, str]:

@@ -32,8 +32,9 @@ def open_backend(url: str, **options: Any) -> AbstractAsyncContextManager[Backen
     """Open the backend named by ``url`` (``memory://``, ``sqlite:///x.db``,
     ``redis://...``, ``postgresql://...``) as an async context manager."""
     if not isinstance(url, str) or "://" not in url:
+        shown = redact(url) if isinstance(url, str) else url
         raise ConfigError(
-            f"invalid backend URL {url!r}: expected memory://, sqlite:///path.db, "
+            f"invalid backend URL {shown!r}: expected memory://, sqlite:///path.db, "
             "redis://host:port/db or postgresql://user@host/db"
         )
     scheme = url.split("://", 1)[0].lower()

@@ -97,6 +97,21 @@ def _check_queue_order(_inst: Any, _attr: Any, value: Any) -> None:
         )
 
 
+def _check_host(value: object) -> str:
+    """A host name or IP address to listen on (no scheme, port or space)."""
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > 253
+        or not all(c.isalnum() or c in ".-_:%" for c in value)
+    ):
+        raise ValueError(
+            "metrics_host must be a host name or an IP address such as "
+            f"127.0.0.1, 0.0.0.0 or ::1, got {value!r:.80}"
+        )
+    return value
+
+
 def _parse_autoscale(text: str) -> tuple[int, int]:
     low, sep, high = text.partition(",")
     if not sep:
@@ -248,6 +263,20 @@ class WorkerConfig:
             "one is dead-lettered as message-too-large. Default 8 MiB.",
             _parse_int,
             "BYTES",
+        ),
+    )
+    #: the address the Prometheus endpoint (``--metrics-port``) listens on:
+    #: loopback unless asked (the metrics name tasks and queues)
+    metrics_host: str = attrs.field(
+        default="127.0.0.1",
+        validator=lambda _i, _a, v: _check_host(v),
+        metadata=_spec(
+            "STEM_METRICS_HOST",
+            ("--metrics-host",),
+            "Address the metrics endpoint listens on (with --metrics-port): "
+            "127.0.0.1 by default; 0.0.0.0 or :: for every interface.",
+            lambda text: _check_host(text.strip()),
+            "HOST",
         ),
     )
     #: longest a claim waits for a message before it looks again (on a

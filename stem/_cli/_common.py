@@ -24,6 +24,7 @@ from .._config import Settings, load_app, with_env_signing
 from .._errors import BrokerUnavailable, ConfigError, StemError
 from .._ids import check_id
 from .._options import check_queue_name
+from .._redact import redact_text
 from .._text import escape_control
 
 T = TypeVar("T")
@@ -46,8 +47,8 @@ def echo(message: object = "", *, err: bool = False, multiline: bool = False) ->
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     """Print ``stem: <message>`` on stderr (one line, control characters
-    escaped) and exit with ``code``."""
-    echo(f"stem: {message}", err=True)
+    escaped, passwords in URLs masked) and exit with ``code``."""
+    echo(f"stem: {redact_text(message)}", err=True)
     raise SystemExit(code)
 
 

@@ -10,7 +10,7 @@ import trio
 
 from .._client import Client
 from .._errors import ConfigError
-from .._redact import redact
+from .._redact import redact, scrub
 from ._common import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -99,10 +99,9 @@ async def check(url: str, *, timeout: float, require_workers: bool) -> dict[str,
     if require_workers and workers_check["ok"] and live < 1:
         workers_check["ok"] = False
         workers_check["error"] = "no live worker heartbeat"
-    secret, shown = url, redact(url)
     for result in checks.values():
-        if "error" in result and secret != shown:
-            result["error"] = result["error"].replace(secret, shown)
+        if isinstance(result.get("error"), str):
+            result["error"] = scrub(result["error"], url)
     healthy = all(checks[n]["ok"] for n in ("backend", "broker", "results")) and (
         workers_check["ok"] or not require_workers
     )

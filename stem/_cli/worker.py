@@ -103,8 +103,9 @@ def _config_from(given: dict[str, Any]) -> WorkerConfig:
     envvar="STEM_METRICS_PORT",
     show_envvar=True,
     metavar="PORT",
-    help="Serve task metrics for Prometheus at http://0.0.0.0:PORT/metrics "
-    "(needs the otel extra). 0 picks a free port (logged).",
+    help="Serve task metrics for Prometheus at http://HOST:PORT/metrics, HOST "
+    "from --metrics-host, 127.0.0.1 by default (needs the otel extra). 0 picks "
+    "a free port (logged).",
 )
 @click.pass_context
 def worker(
