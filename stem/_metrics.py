@@ -22,6 +22,9 @@ stem.tasks.in_flight     UpDownCounter  attempts running now
 stem.queue.depth         ObservableGauge tasks ready to be claimed per queue
 ======================== ============== =====================================
 
+The counters and the up-down counter are observable instruments fed by
+plain counts (see :class:`StemMetrics`); exporters see the same sums.
+
 Needs ``opentelemetry-api`` (the ``otel`` extra).
 """
 
@@ -70,37 +73,78 @@ TIME_BUCKETS = (
 )
 
 
+#: One task name on one queue: the key of every per-task count.
+Key = tuple[str, str]
+
+
+class _Tally:
+    """Cumulative counts per (task name, queue), read by an observable
+    instrument at each collection. Counting is a dict update on the task's
+    path; the SDK's aggregation runs only when a reader collects."""
+
+    def __init__(self) -> None:
+        self.counts: dict[Key, int] = {}
+
+    def add(self, key: Key, amount: int = 1) -> None:
+        counts = self.counts
+        counts[key] = counts.get(key, 0) + amount
+
+    def observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        del options
+        # list() copies under the GIL: a collecting thread never sees the dict
+        # change size while it iterates.
+        return [
+            Observation(count, {"stem.task.name": name, _QUEUE: queue})
+            for (name, queue), count in list(self.counts.items())
+        ]
+
+
+_QUEUE = "messaging.destination.name"
+
+
 class StemMetrics:
-    """The task instruments on one meter (``meter_provider`` or the global one)."""
+    """The task instruments on one meter (``meter_provider`` or the global one).
+
+    Counters are observable (``_Tally``): the per-task cost is a dict update
+    instead of an SDK call per counter, so a task pays for the SDK only in
+    its two histogram records (queue wait and runtime).
+    """
 
     def __init__(self, meter_provider: MeterProvider | None = None) -> None:
         meter = metrics.get_meter("stem", __version__, meter_provider=meter_provider)
-        self._attrs: dict[tuple[str, str], _Attrs] = {}
+        self._attrs: dict[Key, _Attrs] = {}
         self._depths: dict[str, int] = {}
         self._subs: list[tuple[Signals, Subscription]] = []
         unit = "{task}"
-        self.published = meter.create_counter(
-            "stem.tasks.published", unit=unit, description="Tasks stored by publish"
-        )
-        self.started = meter.create_counter(
-            "stem.tasks.started", unit=unit, description="Execution attempts started"
-        )
-        self.succeeded = meter.create_counter(
-            "stem.tasks.succeeded", unit=unit, description="Attempts that succeeded"
-        )
-        self.failed = meter.create_counter(
-            "stem.tasks.failed", unit=unit, description="Tasks that ended FAILED"
-        )
-        self.retried = meter.create_counter(
-            "stem.tasks.retried", unit=unit, description="Attempts retried"
-        )
-        self.dead_lettered = meter.create_counter(
-            "stem.tasks.dead_lettered",
+        self.published = _Tally()
+        self.started = _Tally()
+        self.succeeded = _Tally()
+        self.failed = _Tally()
+        self.retried = _Tally()
+        self.dead_lettered = _Tally()
+        self.revoked = _Tally()
+        self.in_flight = _Tally()
+        for name, tally, description in (
+            ("stem.tasks.published", self.published, "Tasks stored by publish"),
+            ("stem.tasks.started", self.started, "Execution attempts started"),
+            ("stem.tasks.succeeded", self.succeeded, "Attempts that succeeded"),
+            ("stem.tasks.failed", self.failed, "Tasks that ended FAILED"),
+            ("stem.tasks.retried", self.retried, "Attempts retried"),
+            (
+                "stem.tasks.dead_lettered",
+                self.dead_lettered,
+                "Entries added to a dead-letter queue",
+            ),
+            ("stem.tasks.revoked", self.revoked, "Tasks that ended REVOKED"),
+        ):
+            meter.create_observable_counter(
+                name, callbacks=[tally.observe], unit=unit, description=description
+            )
+        meter.create_observable_up_down_counter(
+            "stem.tasks.in_flight",
+            callbacks=[self.in_flight.observe],
             unit=unit,
-            description="Entries added to a dead-letter queue",
-        )
-        self.revoked = meter.create_counter(
-            "stem.tasks.revoked", unit=unit, description="Tasks that ended REVOKED"
+            description="Attempts running now",
         )
         self.runtime = meter.create_histogram(
             "stem.task.runtime",
@@ -114,9 +158,6 @@ class StemMetrics:
             description="Time from a task's due time to the start of its attempt",
             explicit_bucket_boundaries_advisory=TIME_BUCKETS,
         )
-        self.in_flight = meter.create_up_down_counter(
-            "stem.tasks.in_flight", unit=unit, description="Attempts running now"
-        )
         self.queue_depth_gauge = meter.create_observable_gauge(
             "stem.queue.depth",
             callbacks=[self._observe_depths],
@@ -124,51 +165,46 @@ class StemMetrics:
             description="Tasks ready to be claimed, per queue (last reading)",
         )
 
-    def attributes(self, name: str, queue: str) -> _Attrs:
+    def attributes(self, key: Key) -> _Attrs:
         """The (cached) attribute set of one task name on one queue."""
-        key = (name, queue)
         found = self._attrs.get(key)
         if found is None:
             if len(self._attrs) > 10_000:  # bound memory with unexpected names
                 self._attrs.clear()
-            found = {"stem.task.name": name, "messaging.destination.name": queue}
+            found = {"stem.task.name": key[0], _QUEUE: key[1]}
             self._attrs[key] = found
         return found
 
-    # -- fed by the instrumentation -------------------------------------------
-
     def on_published(self, envelopes: Sequence[Envelope]) -> None:
+        tally = self.published
         for env in envelopes:
-            self.published.add(1, self.attributes(env.name, env.queue))
+            tally.add((env.name, env.queue))
 
-    def on_started(self, env: Envelope, queue_wait: float) -> _Attrs:
-        attributes = self.attributes(env.name, env.queue)
-        self.started.add(1, attributes)
-        self.in_flight.add(1, attributes)
-        self.queue_wait.record(max(queue_wait, 0.0), attributes)
-        return attributes
+    def on_started(self, env: Envelope, queue_wait: float) -> Key:
+        key = (env.name, env.queue)
+        self.started.add(key)
+        self.in_flight.add(key)
+        self.queue_wait.record(max(queue_wait, 0.0), self.attributes(key))
+        return key
 
     def on_outcome(
-        self, attributes: _Attrs, result: TaskResult | None, runtime: float | None
+        self, key: Key, result: TaskResult | None, runtime: float | None
     ) -> None:
         if runtime is not None:
-            self.runtime.record(max(runtime, 0.0), attributes)
+            self.runtime.record(max(runtime, 0.0), self.attributes(key))
         if result is None:
             return
         state = result.state
         if state is TaskState.SUCCEEDED:
-            self.succeeded.add(1, attributes)
+            self.succeeded.add(key)
         elif state is TaskState.RETRYING:
-            self.retried.add(1, attributes)
+            self.retried.add(key)
         elif state is TaskState.FAILED:
-            # every task that ends FAILED after running is dead-lettered
-            self.failed.add(1, attributes)
-            self.dead_lettered.add(1, attributes)
-        # REVOKED is counted from the task_revoked signal (see watch()), which
-        # also covers revocations that happen before any attempt starts.
+            self.failed.add(key)
+            self.dead_lettered.add(key)
 
-    def on_ended(self, attributes: _Attrs) -> None:
-        self.in_flight.add(-1, attributes)
+    def on_ended(self, key: Key) -> None:
+        self.in_flight.add(key, -1)
 
     def queue_depth(self, queue: str, depth: int) -> None:
         self._depths[queue] = depth
@@ -199,10 +235,10 @@ class StemMetrics:
         self._subs.clear()
 
     def _on_revoked(self, event: TaskEvent) -> None:
-        self.revoked.add(1, self.attributes(event.name, event.queue))
+        self.revoked.add((event.name, event.queue))
 
     def _on_dead_lettered(self, event: TaskEvent) -> None:
-        self.dead_lettered.add(1, self.attributes(event.name, event.queue))
+        self.dead_lettered.add((event.name, event.queue))
 
 
 async def poll_queue_depths(

@@ -43,7 +43,7 @@ from ._clock import now
 from ._envelope import Envelope
 from ._instrument import AttemptScope, Instrumentation
 from ._logging import bind_task, unbind_task
-from ._metrics import StemMetrics
+from ._metrics import Key, StemMetrics
 from ._redact import redact_text
 from ._result import TaskResult
 from ._signals import Signals
@@ -69,7 +69,7 @@ class _Attempt(AttemptScope):
         self,
         instr: OtelInstrumentation,
         span: Span | None,
-        attributes: dict[str, str] | None,
+        attributes: Key | None,
     ) -> None:
         self._instr = instr
         self._span = span
