@@ -61,7 +61,7 @@ class RedisEvents:
         stream, cap = self._stream, self.capacity
 
         async def send() -> list[Any]:
-            pipe = self.conn.client.pipeline(transaction=True)
+            pipe = self.conn.pipeline(atomic=True)
             for body in bodies:
                 pipe.xadd(stream, {"b": bytes(body)}, maxlen=cap, approximate=False)
             result: list[Any] = await pipe.execute()
@@ -112,7 +112,7 @@ class RedisEvents:
         at = now()
 
         async def send() -> None:
-            pipe = self.conn.client.pipeline(transaction=True)
+            pipe = self.conn.pipeline(atomic=True)
             pipe.zremrangebyscore(self._listeners, "-inf", fmt(at))
             pipe.zadd(self._listeners, {listener: at + ttl})
             await pipe.execute()
