@@ -124,19 +124,31 @@ class Portal:
         another ``trio.run`` (RuntimeError: use ``stem.Client`` there)."""
         if self.in_portal_thread():
             raise RuntimeError("a blocking stem call from the stem Trio thread")
-        try:
-            trio.lowlevel.current_trio_token()
-        except RuntimeError:
-            pass
-        else:
+        if trio.lowlevel.in_trio_run():
             raise RuntimeError(
                 "stem.BlockingClient called from inside a Trio run: use "
                 "`async with stem.Client(...)` there instead"
             )
         token = self._token_or_fail()
-        return trio.from_thread.run(
-            functools.partial(afn, *args, **kwargs), trio_token=token
-        )
+        done = threading.Lock()
+        done.acquire()
+        box: list[outcome.Outcome[T]] = []
+
+        def settle(result: outcome.Outcome[T]) -> None:
+            box.append(result)
+            done.release()
+
+        job = _Job(functools.partial(afn, *args, **kwargs), settle)
+        token.run_sync_soon(self._start_job, job)
+        try:
+            done.acquire()
+        except BaseException:  # KeyboardInterrupt in a script: stop the call
+            try:
+                token.run_sync_soon(job.cancel)
+            except trio.RunFinishedError:
+                pass
+            raise
+        return box[0].unwrap()
 
     async def run_async(
         self, afn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
@@ -149,9 +161,22 @@ class Portal:
         ``asyncio.CancelledError`` at once, without waiting for it."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        job = _Job(
-            afn=functools.partial(afn, *args, **kwargs), loop=loop, future=future
-        )
+
+        def deliver(result: outcome.Outcome[T]) -> None:
+            if future.done():  # cancelled meanwhile
+                return
+            if isinstance(result, outcome.Value):
+                future.set_result(result.value)
+            elif isinstance(result, outcome.Error):
+                future.set_exception(result.error)
+
+        def settle(result: outcome.Outcome[T]) -> None:
+            try:
+                loop.call_soon_threadsafe(deliver, result)
+            except RuntimeError:  # the loop is closed: nobody is waiting
+                pass
+
+        job = _Job(functools.partial(afn, *args, **kwargs), settle)
         token = self._token_or_fail()
         token.run_sync_soon(self._start_job, job)
         try:
@@ -193,17 +218,16 @@ class Portal:
 
 
 class _Job(Generic[T]):
-    """One coroutine run for an asyncio caller."""
+    """One coroutine run for a caller in another thread: ``settle`` gets its
+    outcome (called in the Trio thread; it must only hand it over)."""
 
     def __init__(
         self,
         afn: Callable[[], Awaitable[T]],
-        loop: asyncio.AbstractEventLoop,
-        future: asyncio.Future[T],
+        settle: Callable[[outcome.Outcome[T]], None],
     ) -> None:
         self.afn = afn
-        self.loop = loop
-        self.future = future
+        self.settle = settle
         self.scope = trio.CancelScope()
 
     def cancel(self) -> None:
@@ -223,22 +247,11 @@ class _Job(Generic[T]):
                     outcome.Error(RuntimeError("the stem Trio thread is stopping"))
                 )
                 result.unwrap()
-            return  # the caller cancelled: its future is cancelled already
+            # The caller cancelled: an asyncio future is cancelled already,
+            # a blocked thread (KeyboardInterrupt) is gone; release it anyway.
+            self.settle(result)
+            return
         self.settle(result)
-
-    def settle(self, result: outcome.Outcome[T]) -> None:
-        def deliver() -> None:
-            if self.future.done():
-                return
-            if isinstance(result, outcome.Value):
-                self.future.set_result(result.value)
-            elif isinstance(result, outcome.Error):
-                self.future.set_exception(result.error)
-
-        try:
-            self.loop.call_soon_threadsafe(deliver)
-        except RuntimeError:  # the asyncio loop is closed: nobody is waiting
-            pass
 
 
 _portal: Portal | None = None

@@ -1,0 +1,1 @@
+"""The example Django project (docs/guide.md, "From Django and Flask")."""
