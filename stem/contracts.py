@@ -793,6 +793,48 @@ class EventStore(Protocol):
         """How many listeners are live (their ttl has not passed)."""
 
 
+@attrs.frozen(kw_only=True)
+class TaskPage:
+    """One page of :meth:`TaskQuery.list_tasks`: records newest first
+    (by ``updated_at``, then task id); pass ``next_before`` back as
+    ``before`` for the next page (None: this was the last)."""
+
+    results: tuple[TaskResult, ...]
+    next_before: str | None = None
+
+
+@runtime_checkable
+class TaskQuery(Protocol):
+    """Task records listed for operators (``backend.results`` offers it on
+    the four built-in backends). Every call is bounded whatever the number
+    of records: at most ``limit`` (up to ``stem._taskquery.MAX_LIMIT``)
+    come back, and a filter on ``queue`` or ``name`` looks through at most
+    ``stem._taskquery.SCAN_BOUND`` of the newest records from ``before``
+    on. Expired records are never listed."""
+
+    async def list_tasks(
+        self,
+        *,
+        state: str | None = None,
+        queue: str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> TaskPage:
+        """Live records matching every filter given, newest first, after the
+        cursor ``before`` (a ``next_before`` of an earlier page). A cursor
+        that does not parse raises ValueError."""
+
+    async def finished_counts(
+        self, *, since: float, bucket: float = 60.0
+    ) -> dict[float, dict[str, int]]:
+        """Terminal records written since ``since``, counted by bucket (the
+        start of each ``bucket``-second interval, epoch seconds) and state
+        (``succeeded``, ``failed``, ``revoked``). A backend may keep counting
+        a record after its ttl passed, and round ``since`` down to the
+        minute (Redis counts writes per minute)."""
+
+
 @runtime_checkable
 class Backend(Protocol):
     """One backend: every store, opened from one URL."""
@@ -838,6 +880,8 @@ __all__ = [
     "ScheduleRecord",
     "ScheduleStore",
     "StoredEvent",
+    "TaskPage",
+    "TaskQuery",
     "WorkerInfo",
     "WorkflowRun",
     "WorkflowStep",

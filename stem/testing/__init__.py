@@ -178,6 +178,15 @@ from ._checks_stores import (
 )
 from ._checks_stores import check_revocation_expiry as check_revocation_expiry
 from ._checks_stores import check_revocation_versions as check_revocation_versions
+from ._checks_tasks import check_tasks_bad_arguments as check_tasks_bad_arguments
+from ._checks_tasks import (
+    check_tasks_expired_not_listed as check_tasks_expired_not_listed,
+)
+from ._checks_tasks import check_tasks_filtered as check_tasks_filtered
+from ._checks_tasks import check_tasks_finished_counts as check_tasks_finished_counts
+from ._checks_tasks import (
+    check_tasks_listed_newest_first_in_pages as check_tasks_listed_newest_first_in_pages,
+)
 from ._checks_workflows import (
     check_workflow_claim_respects_max_versions as check_workflow_claim_respects_max_versions,
 )

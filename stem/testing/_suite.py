@@ -14,6 +14,7 @@ from . import (
     _checks_hostile,
     _checks_schedules,
     _checks_stores,
+    _checks_tasks,
     _checks_workflows,
 )
 from ._harness import WATCHDOG_REAL_SECONDS, BackendFactory, Check, open_harness
@@ -24,6 +25,7 @@ _MODULES: tuple[ModuleType, ...] = (
     _checks_hostile,
     _checks_stores,
     _checks_events,
+    _checks_tasks,
     _checks_schedules,
     _checks_workflows,
 )

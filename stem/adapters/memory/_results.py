@@ -9,6 +9,17 @@ import trio
 from stem._clock import now
 from stem._groupstate import expired_error, group_deadlines, group_phase
 from stem._result import TaskResult
+from stem._taskquery import (
+    SCAN_BOUND,
+    bucket_of,
+    check_state,
+    clamp_limit,
+    is_before,
+    make_cursor,
+    matches,
+    parse_cursor,
+)
+from stem.contracts import TaskPage
 
 _Record = tuple[TaskResult, float | None]  # (result, expires_at)
 # (members, expires_at, forget_at): see stem._groupstate
@@ -185,3 +196,52 @@ class MemoryResultBackend:
         held = self._unique.get(key)
         if held is not None and held[0] == task_id:
             del self._unique[key]
+
+    # -- listing (stem.contracts.TaskQuery) ----------------------------------
+
+    async def list_tasks(
+        self,
+        *,
+        state: str | None = None,
+        queue: str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> TaskPage:
+        """A scan of the records held (memory holds what fits a process)."""
+        await trio.lowlevel.checkpoint()
+        state = check_state(state)
+        cursor = parse_cursor(before)
+        limit = clamp_limit(limit)
+        at = now()
+        live = [
+            r
+            for r, expires in self._records.values()
+            if (expires is None or at < expires) and is_before(r, cursor)
+        ]
+        live.sort(key=lambda r: (r.updated_at, r.task_id), reverse=True)
+        if queue is not None or name is not None:
+            live = live[:SCAN_BOUND]
+        chosen = [r for r in live if matches(r, state=state, queue=queue, name=name)][
+            : limit + 1
+        ]
+        more = len(chosen) > limit
+        chosen = chosen[:limit]
+        return TaskPage(
+            results=tuple(chosen),
+            next_before=make_cursor(chosen[-1]) if more else None,
+        )
+
+    async def finished_counts(
+        self, *, since: float, bucket: float = 60.0
+    ) -> dict[float, dict[str, int]]:
+        await trio.lowlevel.checkpoint()
+        counts: dict[float, dict[str, int]] = {}
+        at = now()
+        for result, expires in self._records.values():
+            if expires is not None and at >= expires:
+                continue
+            if result.state.is_terminal and result.updated_at >= since:
+                slot = counts.setdefault(bucket_of(result.updated_at, bucket), {})
+                slot[result.state.value] = slot.get(result.state.value, 0) + 1
+        return counts

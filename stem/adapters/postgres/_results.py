@@ -9,16 +9,57 @@ import attrs
 import trio
 
 from stem._clock import now
-from stem._codec import decode_result, encode_envelope, encode_result
+from stem._codec import decode_result, encode_envelope, encode_result, readable
 from stem._envelope import Envelope
 from stem._errors import BrokerUnavailable
 from stem._groupstate import expired_error, group_deadlines, group_phase
 from stem._result import TaskResult
+from stem._taskquery import (
+    SCAN_BOUND,
+    check_state,
+    clamp_limit,
+    make_cursor,
+    parse_cursor,
+)
+from stem.contracts import TaskPage
 
 from ._broker import _payloads
 from ._config import PostgresConfig
 from ._db import Db
 from ._notify import Hub
+
+#: The columns of a results row; the last four list it (TaskQuery).
+_COLUMNS = "task_id, terminal, body, expires_at, updated_at, state, name, queue"
+_UPDATE = (
+    "terminal = excluded.terminal, body = excluded.body, "
+    "expires_at = excluded.expires_at, updated_at = excluded.updated_at, "
+    "state = excluded.state, name = excluded.name, queue = excluded.queue"
+)
+
+
+def _create(s: str, first: int) -> str:
+    """Insert where the task has no live record (an expired one is
+    replaced); RETURNING names the ones stored. The listing columns are
+    parameters ``$first`` to ``$first+3``."""
+    a, b, c, d = (f"${first + i}" for i in range(4))
+    return f"""
+            INSERT INTO {s}.results AS r ({_COLUMNS})
+            SELECT * FROM unnest($1::text[], $2::bool[], $3::bytea[],
+                                 $4::float8[], {a}::float8[], {b}::text[],
+                                 {c}::text[], {d}::text[])
+            ON CONFLICT (task_id) DO UPDATE SET {_UPDATE}
+            WHERE r.expires_at IS NOT NULL AND r.expires_at <= $5
+            RETURNING task_id"""
+
+
+def _listed(results: Sequence[TaskResult]) -> list[list[Any]]:
+    """The listing columns of ``results``, one array per column."""
+    return [
+        [r.updated_at for r in results],
+        [r.state.value for r in results],
+        [r.name for r in results],
+        [r.queue for r in results],
+    ]
 
 
 class _Sql:
@@ -26,11 +67,11 @@ class _Sql:
         live = "(expires_at IS NULL OR expires_at > $2)"
         self.set_state = f"""
             WITH up AS (
-                INSERT INTO {s}.results AS r (task_id, terminal, body, expires_at)
+                INSERT INTO {s}.results AS r ({_COLUMNS})
                 SELECT * FROM unnest($1::text[], $2::bool[], $3::bytea[],
-                                     $4::float8[])
-                ON CONFLICT (task_id) DO UPDATE SET terminal = excluded.terminal,
-                    body = excluded.body, expires_at = excluded.expires_at
+                                     $4::float8[], $8::float8[], $9::text[],
+                                     $10::text[], $11::text[])
+                ON CONFLICT (task_id) DO UPDATE SET {_UPDATE}
                 WHERE NOT r.terminal
                    OR (r.expires_at IS NOT NULL AND r.expires_at <= $5)
                 RETURNING task_id
@@ -41,16 +82,9 @@ class _Sql:
         # Insert where the task has no live record (an expired one is
         # replaced); RETURNING names the ones stored. Used alone by create()
         # and as the first step of create_and_publish.
-        self.create = f"""
-            INSERT INTO {s}.results AS r (task_id, terminal, body, expires_at)
-            SELECT * FROM unnest($1::text[], $2::bool[], $3::bytea[],
-                                 $4::float8[])
-            ON CONFLICT (task_id) DO UPDATE SET terminal = excluded.terminal,
-                body = excluded.body, expires_at = excluded.expires_at
-            WHERE r.expires_at IS NOT NULL AND r.expires_at <= $5
-            RETURNING task_id"""
+        self.create = _create(s, 6)
         self.create_and_publish = f"""
-            WITH created AS ({self.create}
+            WITH created AS ({_create(s, 12)}
             ), ins AS (
                 INSERT INTO {s}.jobs (queue, task_id, priority, ready_at, body)
                 SELECT m.queue, m.task_id, m.priority, m.ready_at, m.body
@@ -163,6 +197,7 @@ class PostgresResults:
                     [bodies[i] for i in indexes],
                     [expires for _ in indexes],
                     _payloads(list(dict.fromkeys(finished))),
+                    _listed([results[i] for i in indexes]),
                 )
             )
 
@@ -170,9 +205,9 @@ class PostgresResults:
             flags = [False] * len(results)
 
             async def one_round(batch: Any) -> None:
-                indexes, ids, terminal, body, exp, payloads = batch
+                indexes, ids, terminal, body, exp, payloads, listed = batch
                 rows = await conn.fetch(
-                    sql, ids, terminal, body, exp, at, channel, payloads
+                    sql, ids, terminal, body, exp, at, channel, payloads, *listed
                 )
                 written = {row[0] for row in rows}
                 for index, task_id in zip(indexes, ids, strict=True):
@@ -233,8 +268,10 @@ class PostgresResults:
             [expires for _ in chosen],
             at,
         ]
+        listed = _listed([results[i] for i in chosen])
         if envelopes is None:
             sql = self._sql.create
+            args += listed
         else:
             sql = self._sql.create_and_publish
             envs = [envelopes[i] for i in chosen]
@@ -246,6 +283,7 @@ class PostgresResults:
                 [encode_envelope(env) for env in envs],
                 self.config.channel("jobs"),
                 _payloads(queues),
+                *listed,
             ]
 
         async def write(conn: Any) -> set[str]:
@@ -407,3 +445,81 @@ class PostgresResults:
             await conn.execute(sql, key, task_id)
 
         await self.db.run(release)
+
+    # -- listing (stem.contracts.TaskQuery) ----------------------------------
+
+    async def list_tasks(
+        self,
+        *,
+        state: str | None = None,
+        queue: str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> TaskPage:
+        """Newest first through the ``results_recent`` index (or
+        ``results_state`` with a state); a queue or name filter looks
+        through at most SCAN_BOUND rows of that order."""
+        state = check_state(state)
+        cursor = parse_cursor(before)
+        limit = clamp_limit(limit)
+        s = self.config.quoted_schema
+        args: list[Any] = [now()]
+        where = ["(expires_at IS NULL OR expires_at > $1)", "updated_at IS NOT NULL"]
+        if state is not None:
+            args.append(state)
+            where.append(f"state = ${len(args)}")
+        if cursor is not None:
+            args += [cursor[0], cursor[1]]
+            where.append(f"(updated_at, task_id) < (${len(args) - 1}, ${len(args)})")
+        inner = (
+            f"SELECT task_id, body, queue, name, updated_at FROM {s}.results "
+            f"WHERE {' AND '.join(where)} ORDER BY updated_at DESC, task_id DESC"
+        )
+        outer: list[str] = []
+        if queue is not None or name is not None:
+            inner += f" LIMIT {SCAN_BOUND}"
+            if queue is not None:
+                args.append(queue)
+                outer.append(f"queue = ${len(args)}")
+            if name is not None:
+                args.append(name)
+                outer.append(f"name = ${len(args)}")
+        sql = f"SELECT body FROM ({inner}) AS recent"
+        if outer:
+            sql += " WHERE " + " AND ".join(outer)
+        args.append(limit + 1)
+        sql += f" ORDER BY updated_at DESC, task_id DESC LIMIT ${len(args)}"
+
+        async def fetch(conn: Any) -> list[Any]:
+            rows: list[Any] = await conn.fetch(sql, *args)
+            return rows
+
+        rows = await self.db.run(fetch)
+        found = readable(decode_result, [row[0] for row in rows], "result")
+        more = len(rows) > limit
+        found = found[:limit]
+        return TaskPage(
+            results=tuple(found),
+            next_before=make_cursor(found[-1]) if more and found else None,
+        )
+
+    async def finished_counts(
+        self, *, since: float, bucket: float = 60.0
+    ) -> dict[float, dict[str, int]]:
+        s = self.config.quoted_schema
+        sql = (
+            f"SELECT floor(updated_at / $1), state, count(*) FROM {s}.results "
+            "WHERE updated_at >= $2 AND terminal "
+            "AND (expires_at IS NULL OR expires_at > $3) GROUP BY 1, 2"
+        )
+        at = now()
+
+        async def fetch(conn: Any) -> list[Any]:
+            rows: list[Any] = await conn.fetch(sql, bucket, since, at)
+            return rows
+
+        counts: dict[float, dict[str, int]] = {}
+        for slot, state, count in await self.db.run(fetch):
+            counts.setdefault(float(slot) * bucket, {})[str(state)] = int(count)
+        return counts

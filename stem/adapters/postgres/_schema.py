@@ -215,6 +215,35 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             )""",
         ),
     ),
+    (
+        6,
+        "results listed for operators (when, state, name, queue)",
+        (
+            "ALTER TABLE {s}.results ADD COLUMN updated_at double precision",
+            "ALTER TABLE {s}.results ADD COLUMN state text",
+            "ALTER TABLE {s}.results ADD COLUMN name text",
+            "ALTER TABLE {s}.results ADD COLUMN queue text",
+            # Records written before are filled from their JSON body; a body
+            # that does not parse stays unlisted (and readable by id).
+            """DO $$
+            DECLARE r record; j jsonb;
+            BEGIN
+                FOR r IN SELECT task_id, body FROM {s}.results LOOP
+                    BEGIN
+                        j := convert_from(r.body, 'UTF8')::jsonb;
+                        UPDATE {s}.results SET
+                            updated_at = (j ->> 'updated_at')::double precision,
+                            state = j ->> 'state', name = j ->> 'name',
+                            queue = j ->> 'queue'
+                        WHERE task_id = r.task_id;
+                    EXCEPTION WHEN others THEN NULL;
+                    END;
+                END LOOP;
+            END $$""",
+            "CREATE INDEX results_recent ON {s}.results (updated_at, task_id)",
+            "CREATE INDEX results_state ON {s}.results (state, updated_at, task_id)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]

@@ -37,6 +37,7 @@ from ._hub import Hub
 from ._results import RedisResults
 from ._schedules import RedisSchedules
 from ._stores import RedisHeartbeats, RedisLimiter, RedisLocks, RedisRevocations
+from ._taskindex import queue_index
 from ._workflows import RedisWorkflows
 
 CAPABILITIES = Capabilities(
@@ -130,8 +131,9 @@ class RedisBackend(RedisStores):
                 expires=fmt(at + ttl) if ttl is not None else "",
                 expiry=px(ttl),
             )
+            queue_index(pipe, self.results.keys, results)
             replies: list[Any] = await pipe.execute()
-            return calls, replies[1:]
+            return calls, replies[1 : 1 + len(calls)]
 
         calls, replies = await self.conn.run(send)
         flags = [False] * len(envelopes)

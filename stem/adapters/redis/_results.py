@@ -23,9 +23,11 @@ from stem._codec import decode_result, encode_result
 from stem._errors import DecodeError
 from stem._groupstate import expired_error, group_deadlines, group_phase
 from stem._result import TaskResult
+from stem.contracts import TaskPage
 
 from ._conn import Conn, Keys, evalsha, fmt, px, slot_groups
 from ._hub import Hub
+from ._taskindex import count_finished, finished_counts, list_tasks, queue_index
 
 MAX_NAP = 2.0
 
@@ -99,10 +101,13 @@ class RedisResults:
         async def send() -> tuple[list[list[int]], list[Any]]:
             pipe = self.conn.pipeline(atomic=False)
             order = self.queue_set_state(pipe, results, ttl=ttl)
-            return order, list(await pipe.execute())
+            queue_index(pipe, self.keys, results)
+            return order, list(await pipe.execute())[: len(order)]
 
         order, replies = await self.conn.run(send)
-        return self.set_state_done(results, replies, order)
+        flags = self.set_state_done(results, replies, order)
+        await count_finished(self.conn, self.keys, results, flags)
+        return flags
 
     async def create(
         self, results: Sequence[TaskResult], *, ttl: float | None = None
@@ -126,9 +131,11 @@ class RedisResults:
                     result = results[index]
                     args += ["1" if result.is_terminal else "0", encode_result(result)]
                 evalsha(pipe, "create_many", [keys[i] for i in chunk], args)
-            return list(await pipe.execute())
+            queue_index(pipe, self.keys, results)
+            return list(await pipe.execute())[: len(order)]
 
         flags = _in_order(len(results), order, await self.conn.run(send))
+        await count_finished(self.conn, self.keys, results, flags)
         for result, stored in zip(results, flags, strict=True):
             if stored and result.is_terminal:
                 self.hub.wake_result(result.task_id)
@@ -281,4 +288,33 @@ class RedisResults:
     async def release_unique(self, key: str, task_id: str) -> None:
         await self.conn.script(
             "lease", [self.keys.unique(key)], lease_args("release", task_id, None)
+        )
+
+    # -- listing (stem.contracts.TaskQuery): see _taskindex.py ---------------
+
+    async def list_tasks(
+        self,
+        *,
+        state: str | None = None,
+        queue: str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> TaskPage:
+        return await list_tasks(
+            self.conn,
+            self.keys,
+            self.get_many,
+            state=state,
+            queue=queue,
+            name=name,
+            limit=limit,
+            before=before,
+        )
+
+    async def finished_counts(
+        self, *, since: float, bucket: float = 60.0
+    ) -> dict[float, dict[str, int]]:
+        return await finished_counts(
+            self.conn, self.keys, since=since, until=now(), bucket=bucket
         )

@@ -17,13 +17,30 @@ import attrs
 import trio
 
 from stem import _clock
-from stem._codec import decode_result, encode_result
+from stem._codec import decode_result, encode_result, readable
 from stem._groupstate import expired_error, group_deadlines, group_phase
 from stem._result import TaskResult
+from stem._taskquery import (
+    SCAN_BOUND,
+    check_state,
+    clamp_limit,
+    make_cursor,
+    parse_cursor,
+)
+from stem.contracts import TaskPage
 
 from ._db import Database, Signal
 
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
+#: Every column of a results row; the last four list the record (TaskQuery).
+_COLUMNS = "task_id, terminal, expires_at, body, updated_at, state, name, queue"
+_Row = tuple[str, int, float | None, bytes, float, str, str, str]
+
+
+def _listed(result: TaskResult) -> tuple[float, str, str, str]:
+    return (result.updated_at, result.state.value, result.name, result.queue)
+
+
 _CHUNK = 500
 
 
@@ -57,7 +74,7 @@ class SQLiteResults:
             return []
         now = _clock.now()
         expires = _expiry(now, ttl)
-        encoded = [(r.task_id, r.state.is_terminal, encode_result(r)) for r in results]
+        encoded = [(r, r.state.is_terminal, encode_result(r)) for r in results]
         ids = sorted({r.task_id for r in results})
 
         def run(conn: sqlite3.Connection) -> list[bool]:
@@ -73,20 +90,29 @@ class SQLiteResults:
                     )
                 )
             stored: list[bool] = []
-            rows: dict[str, tuple[str, int, float | None, bytes]] = {}
-            for task_id, terminal, body in encoded:
+            rows: dict[str, _Row] = {}
+            for result, terminal, body in encoded:
+                task_id = result.task_id
                 if task_id in final:
                     stored.append(False)
                     continue
-                rows[task_id] = (task_id, int(terminal), expires, body)
+                rows[task_id] = (
+                    task_id,
+                    int(terminal),
+                    expires,
+                    body,
+                    *_listed(result),
+                )
                 if terminal:
                     final.add(task_id)
                 stored.append(True)
             conn.executemany(
-                "INSERT INTO results (task_id, terminal, expires_at, body) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET "
+                f"INSERT INTO results ({_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET "
                 "terminal = excluded.terminal, expires_at = excluded.expires_at, "
-                "body = excluded.body",
+                "body = excluded.body, updated_at = excluded.updated_at, "
+                "state = excluded.state, name = excluded.name, "
+                "queue = excluded.queue",
                 rows.values(),
             )
             return stored
@@ -119,19 +145,25 @@ class SQLiteResults:
     @staticmethod
     def rows(
         results: Sequence[TaskResult], *, ttl: float | None, now: float
-    ) -> list[tuple[str, int, float | None, bytes]]:
+    ) -> list[_Row]:
         """``results`` as rows of the ``results`` table (encoded here, out of
         the database thread)."""
         expires = _expiry(now, ttl)
         return [
-            (r.task_id, int(r.state.is_terminal), expires, encode_result(r))
+            (
+                r.task_id,
+                int(r.state.is_terminal),
+                expires,
+                encode_result(r),
+                *_listed(r),
+            )
             for r in results
         ]
 
     @staticmethod
     def create_rows(
         conn: sqlite3.Connection,
-        rows: Sequence[tuple[str, int, float | None, bytes]],
+        rows: Sequence[_Row],
         now: float,
     ) -> list[bool]:
         """Insert the rows whose task has no live record (run inside a write
@@ -158,8 +190,8 @@ class SQLiteResults:
             fresh.append(row)
             flags.append(True)
         conn.executemany(
-            "INSERT OR REPLACE INTO results (task_id, terminal, expires_at, body) "
-            "VALUES (?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO results ({_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             fresh,
         )
         return flags
@@ -355,3 +387,73 @@ class SQLiteResults:
                 "DELETE FROM uniques WHERE key = ? AND task_id = ?", (key, task_id)
             )
         )
+
+    # -- listing (stem.contracts.TaskQuery) ----------------------------------
+
+    async def list_tasks(
+        self,
+        *,
+        state: str | None = None,
+        queue: str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> TaskPage:
+        """Newest first through the ``results_recent`` index (or
+        ``results_state`` with a state); a queue or name filter looks
+        through at most SCAN_BOUND rows of that order."""
+        state = check_state(state)
+        cursor = parse_cursor(before)
+        limit = clamp_limit(limit)
+        now = _clock.now()
+        where = [_LIVE, "updated_at IS NOT NULL"]
+        args: list[object] = [now]
+        if state is not None:
+            where.append("state = ?")
+            args.append(state)
+        if cursor is not None:
+            where.append("(updated_at, task_id) < (?, ?)")
+            args += [cursor[0], cursor[1]]
+        inner = (
+            "SELECT task_id, body, queue, name FROM results WHERE "
+            + " AND ".join(where)
+            + " ORDER BY updated_at DESC, task_id DESC"
+        )
+        outer: list[str] = []
+        if queue is not None or name is not None:
+            inner += f" LIMIT {SCAN_BOUND}"
+            if queue is not None:
+                outer.append("queue = ?")
+                args.append(queue)
+            if name is not None:
+                outer.append("name = ?")
+                args.append(name)
+        sql = f"SELECT body FROM ({inner})"
+        if outer:
+            sql += " WHERE " + " AND ".join(outer)
+        sql += " LIMIT ?"
+        args.append(limit + 1)
+        rows = await self.db.read(lambda conn: conn.execute(sql, args).fetchall())
+        found = readable(decode_result, [row[0] for row in rows], "result")
+        more = len(rows) > limit
+        found = found[:limit]
+        return TaskPage(
+            results=tuple(found),
+            next_before=make_cursor(found[-1]) if more and found else None,
+        )
+
+    async def finished_counts(
+        self, *, since: float, bucket: float = 60.0
+    ) -> dict[float, dict[str, int]]:
+        now = _clock.now()
+        sql = (
+            "SELECT CAST(updated_at / ? AS INTEGER), state, COUNT(*) FROM results "
+            f"WHERE updated_at >= ? AND terminal = 1 AND {_LIVE} GROUP BY 1, 2"
+        )
+        rows = await self.db.read(
+            lambda conn: conn.execute(sql, (bucket, since, now)).fetchall()
+        )
+        counts: dict[float, dict[str, int]] = {}
+        for slot, state, count in rows:
+            counts.setdefault(float(slot) * bucket, {})[str(state)] = int(count)
+        return counts

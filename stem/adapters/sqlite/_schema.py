@@ -188,6 +188,24 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 7: results listed for operators (the dashboard, stem.contracts.TaskQuery):
+    # when, state, name and queue as columns, newest first by an index.
+    # Records written before are filled from their JSON body (a body that is
+    # not JSON stays unlisted, and readable by id).
+    """
+    ALTER TABLE results ADD COLUMN updated_at REAL;
+    ALTER TABLE results ADD COLUMN state TEXT;
+    ALTER TABLE results ADD COLUMN name TEXT;
+    ALTER TABLE results ADD COLUMN queue TEXT;
+    UPDATE results SET
+        updated_at = json_extract(CAST(body AS TEXT), '$.updated_at'),
+        state = json_extract(CAST(body AS TEXT), '$.state'),
+        name = json_extract(CAST(body AS TEXT), '$.name'),
+        queue = json_extract(CAST(body AS TEXT), '$.queue')
+        WHERE json_valid(CAST(body AS TEXT));
+    CREATE INDEX results_recent ON results (updated_at, task_id);
+    CREATE INDEX results_state ON results (state, updated_at, task_id);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
