@@ -229,3 +229,28 @@ def test_with_signing_copies_the_app_and_leaves_it_unchanged() -> None:
     assert env.queue == "slow" and SIGNATURE_HEADER in env.headers
     with pytest.raises(TypeError, match="stem.Signing"):
         stem.App(signing="k1=secret")  # type: ignore[arg-type]
+
+
+def test_ed25519_keys_from_the_environment() -> None:
+    """STEM_SIGNING_KEYS reads Ed25519 keys as base64 of their 32 raw bytes:
+    a producer's private key signs what a worker's public key verifies."""
+    pytest.importorskip("cryptography")
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private, public = key.private_bytes_raw(), key.public_key().public_bytes_raw()
+    producer = Signing.from_env(
+        {"STEM_SIGNING_KEYS": f"web=ed25519-private:{_b64(private)}"}
+    )
+    worker = Signing.from_env(
+        {
+            "STEM_SIGNING_KEYS": f"web=ed25519-public:{_b64(public)}",
+            "STEM_REQUIRE_SIGNED": "yes",
+        }
+    )
+    assert producer is not None and worker is not None
+    assert worker.signing_key is None and worker.require_signed
+    env = signed_env(producer)
+    assert worker.check_envelope(env) is None
+    with pytest.raises(stem.ConfigError, match="STEM_SIGNING_KEYS: item 1"):
+        Signing.from_env({"STEM_SIGNING_KEYS": f"web=ed25519-public:{_b64(b'x' * 5)}"})
