@@ -78,22 +78,33 @@ def make_envelope(
     env_meta: dict[str, Any] = dict(meta or {})
     if unique_key is not None or opts.unique:
         env_meta["unique_key"] = unique_key or canonical_key(name, clean_args)
+    ident = task_id or new_id()
+    retries = max_retries if max_retries is not None else opts.max_retries
+    env_headers = dict(headers or {})
+    if app.signing is not None:
+        env_headers = app.signing.signed_headers(
+            env_headers,
+            id=ident,
+            name=name,
+            args=clean_args,
+            max_retries=retries,
+            expires=expires_at,
+            meta=env_meta,
+        )
     envelope = Envelope(
-        id=task_id or new_id(),
+        id=ident,
         name=name,
         args=clean_args,
-        headers=dict(headers or {}),
+        headers=env_headers,
         queue=check_queue_name(queue),
         priority=check_priority(priority if priority is not None else opts.priority),
         attempt=1,
-        max_retries=max_retries if max_retries is not None else opts.max_retries,
+        max_retries=retries,
         not_before=not_before,
         enqueued_at=at,
         expires=expires_at,
         meta=env_meta,
     )
-    if app.signing is not None:
-        envelope = app.signing.sign_envelope(envelope)
     limit = max_message_bytes
     if limit is not None:
         # A character takes 1 to 4 bytes of UTF-8: only a message that

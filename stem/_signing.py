@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Mapping
@@ -156,7 +155,7 @@ class SigningKey:
     def sign(self, data: bytes) -> str:
         """The signature token of ``data`` (ValueError for a public key)."""
         if self._secret is not None:
-            mac = hmac.new(self._secret, data, hashlib.sha256).digest()
+            mac = hmac.digest(self._secret, data, "sha256")
             return f"{HMAC_SHA256}:{self.id}:{_b64(mac)}"
         if self._signer is None:
             raise ValueError(f"signing key {self.id!r} is a public key: it cannot sign")
@@ -165,7 +164,7 @@ class SigningKey:
     def verify(self, data: bytes, raw: bytes) -> bool:
         """Whether ``raw`` is this key's signature of ``data``."""
         if self._secret is not None:
-            mac = hmac.new(self._secret, data, hashlib.sha256).digest()
+            mac = hmac.digest(self._secret, data, "sha256")
             return hmac.compare_digest(mac, raw)
         try:
             self._verifier.verify(raw, data)
@@ -292,6 +291,27 @@ class Signing:
             return env
         return attrs.evolve(env, headers={**env.headers, SIGNATURE_HEADER: token})
 
+    def signed_headers(
+        self,
+        headers: dict[str, str],
+        *,
+        id: str,
+        name: str,
+        args: dict[str, Any],
+        max_retries: int,
+        expires: float | None,
+        meta: dict[str, Any],
+    ) -> dict[str, str]:
+        """``headers`` plus the signature of the envelope these fields make
+        (``headers`` itself without a signing key): what
+        :meth:`sign_envelope` adds, without building the envelope twice."""
+        token = self.sign(
+            task_payload(id, name, args, max_retries, expires, headers, meta)
+        )
+        if token is None:
+            return headers
+        return {**headers, SIGNATURE_HEADER: token}
+
     def check_envelope(self, env: Envelope) -> str | None:
         """Why ``env`` must not run (None: it may). A signature that does not
         verify is always refused; a missing one only with
@@ -407,14 +427,14 @@ def parse_keys(text: str, *, var: str) -> list[SigningKey]:
     return keys
 
 
+#: one encoder (``json.dumps`` with options builds a new one per call)
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+)
+
+
 def _canonical(value: Any) -> bytes:
-    return json.dumps(
-        value,
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=True,
-        allow_nan=False,
-    ).encode("ascii")
+    return _ENCODER.encode(value).encode("ascii")
 
 
 def envelope_payload(env: Envelope) -> bytes:
@@ -423,19 +443,27 @@ def envelope_payload(env: Envelope) -> bytes:
     such as the canvas continuation or workflow step), not what a retry or a
     replay changes (attempt, times, queue, priority, attempt history, trace
     context)."""
-    headers = {k: v for k, v in env.headers.items() if k not in UNSIGNED_HEADERS}
-    meta = {k: v for k, v in env.meta.items() if k not in UNSIGNED_META}
+    return task_payload(
+        env.id, env.name, env.args, env.max_retries, env.expires, env.headers, env.meta
+    )
+
+
+def task_payload(
+    id: str,
+    name: str,
+    args: dict[str, Any],
+    max_retries: int,
+    expires: float | None,
+    headers: dict[str, str],
+    meta: dict[str, Any],
+) -> bytes:
+    """:func:`envelope_payload` from the fields of an envelope."""
+    if headers:
+        headers = {k: v for k, v in headers.items() if k not in UNSIGNED_HEADERS}
+    if "history" in meta:
+        meta = {k: v for k, v in meta.items() if k not in UNSIGNED_META}
     return _canonical(
-        [
-            "stem.task/1",
-            env.id,
-            env.name,
-            env.args,
-            env.max_retries,
-            env.expires,
-            headers,
-            meta,
-        ]
+        ["stem.task/1", id, name, args, max_retries, expires, headers, meta]
     )
 
 
