@@ -168,6 +168,14 @@ def _log_signing(app: App) -> None:
         logger.info("signing: off (tasks and control requests are not signed)")
         return
     active = signing.signing_key
+    if active is None:
+        logger.warning(
+            "signing: this node holds only public keys, so the tasks it "
+            "publishes itself (chain and chord follow-ups, workflow "
+            "activities, beat fires; retries keep the producer's signature) "
+            "go out unsigned and workers requiring signatures dead-letter "
+            "them: give it a key of its own"
+        )
     logger.info(
         "signing: signs with %s; verifies %s; unsigned messages are %s",
         f"key {active.id!r}" if active is not None else "no key",
