@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 from typing import Any
 
 import attrs
@@ -254,3 +255,30 @@ def test_ed25519_keys_from_the_environment() -> None:
     assert worker.check_envelope(env) is None
     with pytest.raises(stem.ConfigError, match="STEM_SIGNING_KEYS: item 1"):
         Signing.from_env({"STEM_SIGNING_KEYS": f"web=ed25519-public:{_b64(b'x' * 5)}"})
+
+
+def test_the_service_says_how_it_signs(caplog: pytest.LogCaptureFixture) -> None:
+    """stem.main logs the key ids it signs and verifies with (never a
+    secret), and warns when it holds no key that can sign."""
+    from stem._main import _log_signing
+
+    caplog.set_level(logging.INFO, logger="stem.main")
+    _log_signing(stem.App(signing=Signing(keys=[KEY], require_signed=True)))
+    _log_signing(stem.App())
+    pytest.importorskip("cryptography")
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    raw = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    public = SigningKey.ed25519_public("web", raw)
+    _log_signing(stem.App(signing=Signing(keys=[public], require_signed=True)))
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines[0] == (
+        "INFO",
+        "signing: signs with key 'k1'; verifies k1; unsigned messages are refused",
+    )
+    assert lines[1][1].startswith("signing: off")
+    assert lines[2][0] == "WARNING" and "only public keys" in lines[2][1]
+    assert lines[3][1] == (
+        "signing: signs with no key; verifies web; unsigned messages are refused"
+    )
+    assert all(SECRET.decode() not in line for _, line in lines)
