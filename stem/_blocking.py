@@ -14,12 +14,20 @@ from types import TracebackType
 from typing import Any, Self
 
 from ._app import App
-from ._bridge import Bridged, Held, Owner, Portal, blocking, blocking_as, portal
+from ._bridge import (
+    Bridged,
+    Held,
+    Owner,
+    Portal,
+    blocking,
+    blocking_as,
+    offline,
+    portal,
+)
 from ._canvas import Kind
 from ._canvas_client import Canvas, CanvasHandle
 from ._client import Client
 from ._deadletters import DeadLetters
-from ._envelope import Envelope
 from ._handler import TaskHandler
 from ._workflow_client import Workflows
 
@@ -67,6 +75,7 @@ class BlockingClient(Bridged[Client], Owner):
         self.url = url
         #: the registry (task options, routes) calls are checked against
         self.app = template.app
+        self._template = template  # never opened: build_envelope needs no I/O
         self._options = backend_options
         self._pid = os.getpid()
         self._lock = threading.Lock()
@@ -126,11 +135,10 @@ class BlockingClient(Bridged[Client], Owner):
         state = "closed" if self._closed else "open" if self._held else "idle"
         return f"<stem.BlockingClient {self.url!r} ({state})>"
 
-    def build_envelope(self, *args: Any, **kwargs: Any) -> Envelope:
-        """Validate a call and build its envelope (nothing is written; see
-        ``stem.Client.build_envelope``, whose parameters it takes)."""
-        return Client.build_envelope(self._resolve()[2], *args, **kwargs)
+    def _offline(self) -> Client:
+        return self._template
 
+    build_envelope = offline(Client.build_envelope)
     enqueue = blocking(Client.enqueue)
     publish = blocking(Client.publish)
     get = blocking(Client.get)

@@ -357,6 +357,11 @@ class Bridged(Generic[S]):
         self._seen: object = None
         self._target: S | None = None
 
+    def _offline(self) -> S:
+        """The object for calls that do no I/O (:func:`offline`): the
+        resolved one unless a view has one that needs no connection."""
+        return self._resolve()[2]
+
     def _resolve(self) -> tuple[Portal, Held, S]:
         gate, held = self.owner._live()
         if held is not self._seen or self._target is None:
@@ -405,6 +410,20 @@ def awaitable(
     return call
 
 
+def offline(
+    fn: Callable[Concatenate[S, P], T],
+) -> Callable[Concatenate[Bridged[S], P], T]:
+    """A view method that calls the sync, I/O-free ``fn`` (``build_envelope``)
+    on the view's offline object, in the caller's thread (same parameters
+    and docstring)."""
+
+    def call(self: Bridged[S], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return fn(self._offline(), *args, **kwargs)
+
+    functools.update_wrapper(call, fn)
+    return call
+
+
 def blocking_as(
     fn: Callable[Concatenate[S, P], Awaitable[T]],
     wrap: Callable[[Bridged[S], T], R],
@@ -447,6 +466,7 @@ __all__ = [
     "awaitable_as",
     "blocking",
     "blocking_as",
+    "offline",
     "portal",
     "shutdown",
 ]

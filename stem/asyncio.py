@@ -24,12 +24,20 @@ from types import TracebackType
 from typing import Any, Self
 
 from ._app import App
-from ._bridge import Bridged, Held, Owner, Portal, awaitable, awaitable_as, portal
+from ._bridge import (
+    Bridged,
+    Held,
+    Owner,
+    Portal,
+    awaitable,
+    awaitable_as,
+    offline,
+    portal,
+)
 from ._canvas import Kind
 from ._canvas_client import Canvas, CanvasHandle
 from ._client import Client as TrioClient
 from ._deadletters import DeadLetters
-from ._envelope import Envelope
 from ._handler import TaskHandler
 from ._workflow_client import Workflows
 
@@ -106,11 +114,10 @@ class Client(Bridged[TrioClient], Owner):
             f"<stem.asyncio.Client {self.url!r} ({'open' if self._held else 'closed'})>"
         )
 
-    def build_envelope(self, *args: Any, **kwargs: Any) -> Envelope:
-        """Validate a call and build its envelope (nothing is written; see
-        ``stem.Client.build_envelope``, whose parameters it takes)."""
-        return self._client.build_envelope(*args, **kwargs)
+    def _offline(self) -> TrioClient:
+        return self._client
 
+    build_envelope = offline(TrioClient.build_envelope)
     enqueue = awaitable(TrioClient.enqueue)
     publish = awaitable(TrioClient.publish)
     get = awaitable(TrioClient.get)

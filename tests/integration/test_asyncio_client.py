@@ -36,6 +36,9 @@ def test_the_whole_surface_from_asyncio(url: str) -> None:
             assert await client.get(task_id) == result
             with pytest.raises(stem.EncodeError):
                 await client.enqueue("clients.add", {"a": object()})
+            envelope = client.build_envelope("clients.add", {"a": 4, "b": 4})
+            assert await client.publish([envelope]) == [envelope.id]
+            assert (await client.wait_for(envelope.id, timeout=20)).value == 8
             chord = await client.canvas.chord(
                 [stem.signature("clients.add", {"a": i, "b": 1}) for i in range(3)],
                 callback=stem.signature("clients.add", {"a": 0, "b": 0}),

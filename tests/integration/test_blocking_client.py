@@ -43,6 +43,9 @@ def test_the_whole_surface_blocks_and_returns_what_the_trio_client_does(
         assert client.get(task_id) == result
         with pytest.raises(stem.EncodeError):
             client.enqueue("clients.add", {"a": object()})
+        envelope = client.build_envelope("clients.add", {"a": 4, "b": 4})
+        assert client.publish([envelope]) == [envelope.id]
+        assert client.wait_for(envelope.id, timeout=20).value == 8
 
         chain = client.canvas.chain(
             [

@@ -1,0 +1,67 @@
+"""The blocking and asyncio clients mirror stem.Client's producer and reader
+calls: same names, parameters and docstrings, no call left out."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+import stem
+import stem.asyncio
+from stem import _blocking
+from stem._canvas_client import Canvas, CanvasHandle
+from stem._deadletters import DeadLetters
+from stem._workflow_client import Workflows
+
+#: Client coroutines that are not part of the producer/reader half
+_RUNTIME = {"worker", "beat", "events", "add_finish_hook", "control", "bus"}
+
+PAIRS = [
+    (stem.Client, stem.BlockingClient, stem.asyncio.Client),
+    (Canvas, _blocking.BlockingCanvas, stem.asyncio.AsyncCanvas),
+    (CanvasHandle, _blocking.BlockingCanvasHandle, stem.asyncio.AsyncCanvasHandle),
+    (Workflows, _blocking.BlockingWorkflows, stem.asyncio.AsyncWorkflows),
+    (DeadLetters, _blocking.BlockingDeadLetters, stem.asyncio.AsyncDeadLetters),
+]
+
+
+def _coroutines(cls: type) -> dict[str, object]:
+    return {
+        name: fn
+        for name, fn in vars(cls).items()
+        if not name.startswith("_")
+        and inspect.iscoroutinefunction(fn)
+        and name not in _RUNTIME
+    }
+
+
+@pytest.mark.parametrize(("trio_cls", "blocking_cls", "asyncio_cls"), PAIRS)
+def test_every_call_is_mirrored_with_its_signature_and_docstring(
+    trio_cls: type, blocking_cls: type, asyncio_cls: type
+) -> None:
+    """Each public coroutine of the Trio class exists on both views with the
+    same parameters and docstring; the asyncio one is a coroutine, the
+    blocking one is not."""
+    calls = _coroutines(trio_cls)
+    assert calls, trio_cls
+    for name, fn in calls.items():
+        expected = list(inspect.signature(fn).parameters)[1:]  # without self
+        for view, is_async in ((blocking_cls, False), (asyncio_cls, True)):
+            mirrored = getattr(view, name, None)
+            assert mirrored is not None, f"{view.__name__}.{name} is missing"
+            assert inspect.iscoroutinefunction(mirrored) is is_async, (view, name)
+            params = list(inspect.signature(mirrored).parameters)[1:]
+            assert params == expected, (view, name)
+            assert mirrored.__doc__ == fn.__doc__, (view, name)  # type: ignore[attr-defined]
+
+
+def test_build_envelope_needs_no_connection() -> None:
+    """build_envelope is checked and built in the caller's thread, before
+    anything is opened; bad arguments raise there."""
+    client = stem.BlockingClient("sqlite:////nonexistent/dir/x.db")
+    envelope = client.build_envelope("a.task", {"n": 1}, queue="q", priority=3)
+    assert (envelope.name, envelope.queue, envelope.priority) == ("a.task", "q", 3)
+    with pytest.raises(stem.EncodeError):
+        client.build_envelope("a.task", {"n": object()})
+    assert "idle" in repr(client)
