@@ -13,6 +13,7 @@ from . import (
     _checks_events,
     _checks_hostile,
     _checks_schedules,
+    _checks_signing,
     _checks_stores,
     _checks_tasks,
     _checks_workflows,
@@ -26,6 +27,7 @@ _MODULES: tuple[ModuleType, ...] = (
     _checks_stores,
     _checks_events,
     _checks_tasks,
+    _checks_signing,
     _checks_schedules,
     _checks_workflows,
 )
