@@ -26,6 +26,7 @@ import contextvars
 import functools
 import logging
 import os
+import sys
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
@@ -330,13 +331,19 @@ class Held:
         finally:
             self._done.set()
 
-    async def call(self, afn: Callable[[], Awaitable[T]]) -> T:
+    async def call(self, afn: Callable[[], Awaitable[T]], trace: object = None) -> T:
         """In the Trio thread: await ``afn()`` in this task with the
         holding task's context variables, as if it were a child of the task
-        that opened the client (backends keep per-run state there)."""
+        that opened the client (backends keep per-run state there), and the
+        caller's OpenTelemetry context (``trace``, from :func:`caller_trace`),
+        so a publish span joins the caller's trace."""
         assert self._context is not None
         for var, value in self._context.items():
             var.set(value)
+        if trace is not None:
+            otel = sys.modules.get("opentelemetry.context")
+            if otel is not None:  # this task's context ends with it: no detach
+                otel.attach(trace)
         return await afn()
 
     async def close(self) -> None:
@@ -379,6 +386,13 @@ class Owner:
         raise NotImplementedError
 
 
+def caller_trace() -> object:
+    """The calling thread's OpenTelemetry context (None when OpenTelemetry
+    is not imported: nothing to carry)."""
+    otel = sys.modules.get("opentelemetry.context")
+    return None if otel is None else otel.get_current()
+
+
 def blocking(
     fn: Callable[Concatenate[S, P], Awaitable[T]],
 ) -> Callable[Concatenate[Bridged[S], P], T]:
@@ -387,7 +401,11 @@ def blocking(
 
     def call(self: Bridged[S], /, *args: P.args, **kwargs: P.kwargs) -> T:
         gate, held, target = self._resolve()
-        return gate.run(held.call, functools.partial(fn, target, *args, **kwargs))
+        return gate.run(
+            held.call,
+            functools.partial(fn, target, *args, **kwargs),
+            caller_trace(),
+        )
 
     functools.update_wrapper(call, fn)
     return call
@@ -403,7 +421,9 @@ def awaitable(
     async def call(self: Bridged[S], /, *args: P.args, **kwargs: P.kwargs) -> T:
         gate, held, target = self._resolve()
         return await gate.run_async(
-            held.call, functools.partial(fn, target, *args, **kwargs)
+            held.call,
+            functools.partial(fn, target, *args, **kwargs),
+            caller_trace(),
         )
 
     functools.update_wrapper(call, fn)
@@ -433,7 +453,11 @@ def blocking_as(
 
     def call(self: Bridged[S], /, *args: P.args, **kwargs: P.kwargs) -> R:
         gate, held, target = self._resolve()
-        done = gate.run(held.call, functools.partial(fn, target, *args, **kwargs))
+        done = gate.run(
+            held.call,
+            functools.partial(fn, target, *args, **kwargs),
+            caller_trace(),
+        )
         return wrap(self, done)
 
     functools.update_wrapper(call, fn)
@@ -449,7 +473,9 @@ def awaitable_as(
     async def call(self: Bridged[S], /, *args: P.args, **kwargs: P.kwargs) -> R:
         gate, held, target = self._resolve()
         done = await gate.run_async(
-            held.call, functools.partial(fn, target, *args, **kwargs)
+            held.call,
+            functools.partial(fn, target, *args, **kwargs),
+            caller_trace(),
         )
         return wrap(self, done)
 

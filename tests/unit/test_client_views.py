@@ -65,3 +65,43 @@ def test_build_envelope_needs_no_connection() -> None:
     with pytest.raises(stem.EncodeError):
         client.build_envelope("a.task", {"n": object()})
     assert "idle" in repr(client)
+
+
+def test_a_call_joins_the_callers_trace() -> None:
+    """An enqueue made under a span of the calling thread (a web request's)
+    publishes with that span as parent, from either view."""
+    import asyncio
+
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+        InMemorySpanExporter,
+    )
+
+    from stem._otel import OtelInstrumentation
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instr = OtelInstrumentation(tracer_provider=provider, metrics=False)
+    tracer = provider.get_tracer("web")
+
+    with (
+        stem.BlockingClient(instrumentation=instr) as client,
+        tracer.start_as_current_span("request blocking") as blocking_span,
+    ):
+        client.enqueue("a.task")
+
+    async def from_asyncio() -> object:
+        async with stem.asyncio.Client(instrumentation=instr) as aclient:
+            with tracer.start_as_current_span("request asyncio") as span:
+                await aclient.enqueue("a.task")
+                return span
+
+    asyncio_span = asyncio.run(from_asyncio())
+    publishes = [s for s in exporter.get_finished_spans() if s.name == "stem.publish"]
+    parents = [s.parent.span_id for s in publishes if s.parent is not None]
+    assert parents == [
+        blocking_span.get_span_context().span_id,
+        asyncio_span.get_span_context().span_id,  # type: ignore[attr-defined]
+    ]
