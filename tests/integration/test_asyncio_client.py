@@ -1,6 +1,6 @@
 """stem.asyncio.Client: the producer and reader calls awaited on an asyncio
 loop that keeps running meanwhile; cancellation crosses into Trio; run
-against SQLite (a file shared with a worker thread) and Redis."""
+against SQLite (a file shared with a worker thread), Redis and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -16,10 +16,13 @@ from stem import TaskState
 from tests.clients_app import app, worker_thread
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/aio.db?poll_interval=0.02"
+    if request.param == "postgres":
+        fresh: str = request.getfixturevalue("postgres_url")  # a fresh schema
+        return fresh
     value: str = request.getfixturevalue("redis_url")
     return f"{value}?namespace=a{uuid.uuid4().hex[:12]}"
 

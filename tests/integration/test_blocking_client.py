@@ -1,6 +1,7 @@
 """stem.BlockingClient: the producer and reader calls as plain methods,
 from many threads at once, across os.fork, and closed at interpreter exit;
-run against SQLite (a file shared with a worker thread) and Redis."""
+run against SQLite (a file shared with a worker thread), Redis and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -22,10 +23,13 @@ from tests.cli_process import ROOT
 from tests.clients_app import app, worker_thread
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/blocking.db?poll_interval=0.02"
+    if request.param == "postgres":
+        fresh: str = request.getfixturevalue("postgres_url")  # a fresh schema
+        return fresh
     value: str = request.getfixturevalue("redis_url")
     return f"{value}?namespace=b{uuid.uuid4().hex[:12]}"
 
