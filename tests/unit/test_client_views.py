@@ -105,3 +105,29 @@ def test_a_call_joins_the_callers_trace() -> None:
         blocking_span.get_span_context().span_id,
         asyncio_span.get_span_context().span_id,  # type: ignore[attr-defined]
     ]
+
+
+def test_one_trio_thread_serves_every_client_of_the_process() -> None:
+    """Two blocking clients and an asyncio one share one "stem-trio"
+    thread; a client whose backend cannot open raises on its first call
+    and leaves the thread serving the others."""
+    import asyncio
+    import threading
+
+    first, second = stem.BlockingClient(), stem.BlockingClient()
+    broken = stem.BlockingClient("nosuch://x")
+    first.enqueue("a.task")
+    second.enqueue("a.task")
+    with pytest.raises(ValueError, match="nosuch"):
+        broken.enqueue("a.task")
+
+    async def from_asyncio() -> None:
+        async with stem.asyncio.Client() as client:
+            await client.enqueue("a.task")
+
+    asyncio.run(from_asyncio())
+    assert (first.queue_stats().pending, second.queue_stats().pending) == (1, 1)
+    names = [t.name for t in threading.enumerate()]
+    assert names.count("stem-trio") == 1
+    first.close()
+    second.close()
