@@ -24,6 +24,7 @@ import base64
 import binascii
 import hmac
 import json
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, Literal
 
@@ -382,6 +383,23 @@ class Signing:
             )
         except ConfigError as exc:
             raise ConfigError(f"STEM_SIGNING_KEYS/STEM_SIGNING_ACTIVE: {exc}") from None
+
+
+def new_key_items(key_id: str, *, ed25519: bool = False) -> dict[str, str]:
+    """Fresh key material as ``STEM_SIGNING_KEYS`` items: ``{"hmac": ...}``
+    (32 random bytes), or ``{"private": ..., "public": ...}`` for an
+    Ed25519 pair (needs the ``signing`` extra)."""
+    _check_key_id(key_id)
+    if not ed25519:
+        return {"hmac": f"{key_id}=hmac:{base64.b64encode(os.urandom(32)).decode()}"}
+    ed, _ = _ed25519()
+    private = ed.Ed25519PrivateKey.generate()
+    raw_private: bytes = private.private_bytes_raw()
+    raw_public: bytes = private.public_key().public_bytes_raw()
+    return {
+        "private": f"{key_id}=ed25519-private:{base64.b64encode(raw_private).decode()}",
+        "public": f"{key_id}=ed25519-public:{base64.b64encode(raw_public).decode()}",
+    }
 
 
 def parse_keys(text: str, *, var: str) -> list[SigningKey]:

@@ -29,6 +29,7 @@ COMMANDS: tuple[str, ...] = (
     "stem._cli.control:control",
     "stem._cli.schedule:schedule",
     "stem._cli.health:health",
+    "stem._cli.keys:keys",
     "stem._cli.events:events",
     "stem._cli.db:db",
     "stem._cli.workflows:wf",

@@ -5,6 +5,7 @@ secret."""
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,43 @@ def test_a_bad_signing_variable_is_one_line(
     assert message in line
     assert "STEM_" in line
     assert base64.b64encode(SECRET).decode()[:-4] not in line
+
+
+def test_keys_new_makes_keys_that_sign_and_keys_show_checks_them() -> None:
+    """``stem keys new`` prints STEM_SIGNING_KEYS items (an HMAC secret, an
+    Ed25519 pair) that sign and verify; ``stem keys show`` lists their ids
+    and roles without a secret; a bad id is a one-line error."""
+    hmac_item = run_stem("keys", "new", "ops-2025").stdout.strip()
+    pair = json.loads(run_stem("keys", "new", "web", "--ed25519", "--json").stdout)
+    producer = stem.Signing.from_env({"STEM_SIGNING_KEYS": pair["private"]})
+    worker = stem.Signing.from_env(
+        {
+            "STEM_SIGNING_KEYS": f"{hmac_item},{pair['public']}",
+            "STEM_REQUIRE_SIGNED": "1",
+        }
+    )
+    assert producer is not None and worker is not None
+    token = producer.sign(b"payload")
+    assert worker.verify(b"payload", token) == (None, "web")
+    assert worker.signing_key is not None and worker.signing_key.id == "ops-2025"
+    env = {
+        "STEM_SIGNING_KEYS": f"{hmac_item},{pair['public']}",
+        "STEM_REQUIRE_SIGNED": "1",
+    }
+    shown = run_stem("keys", "show", "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == {
+        "keys": [
+            {"id": "ops-2025", "algorithm": "hmac-sha256", "signs": True},
+            {"id": "web", "algorithm": "ed25519", "signs": False},
+        ],
+        "active": "ops-2025",
+        "require_signed": True,
+    }
+    text = run_stem("keys", "show", env=env).stdout
+    assert "ops-2025  hmac-sha256 (secret), signs" in text
+    assert hmac_item.split(":", 1)[1] not in text + shown.stdout
+    assert "bad id" in one_line_error(run_stem("keys", "new", "bad id"), 2)
+    assert "not set" in one_line_error(
+        run_stem("keys", "show", env={"STEM_SIGNING_KEYS": ""}), 1
+    )
