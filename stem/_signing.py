@@ -344,7 +344,7 @@ class Signing:
             return None, ""
         try:
             payload = control_payload(message)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             return "the message cannot be canonicalised", ""
         return self.verify(payload, token)
 

@@ -282,3 +282,21 @@ def test_the_service_says_how_it_signs(caplog: pytest.LogCaptureFixture) -> None
         "signing: signs with no key; verifies web; unsigned messages are refused"
     )
     assert all(SECRET.decode() not in line for _, line in lines)
+
+
+def test_hostile_control_messages_are_refused_not_raised() -> None:
+    """A control message whose fields cannot be canonicalised (a value that
+    is not JSON, nesting deeper than the encoder goes) or whose signature is
+    not a string is refused with a reason, never an exception."""
+    signing = Signing(keys=[KEY])
+    deep: Any = []
+    for _ in range(100_000):
+        deep = [deep]
+    for message in (
+        {"sig": "hmac-sha256:k1:AAAA", "args": {1, 2}},
+        {"sig": "hmac-sha256:k1:AAAA", "args": deep},
+        {"sig": ["not", "a", "string"]},
+        {"sig": "x" * 10_000},
+    ):
+        problem, _ = signing.check_control(message)
+        assert problem is not None
