@@ -70,10 +70,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     common_args(parser)
     parser.add_argument("--seconds", type=float, default=5.0, help="per run")
+    parser.add_argument(
+        "--rate", type=int, action="append", help="tasks/s (repeatable; 100 and 500)"
+    )
     args = parser.parse_args()
     figures: dict[str, dict[str, float]] = {}
     for backend in args.backend or BACKENDS:
-        for rate in RATES:
+        for rate in args.rate or RATES:
             runs = [
                 trio.run(one_run, backend, rate, args.seconds) for _ in range(args.runs)
             ]

@@ -176,7 +176,8 @@ def main(peer: Peer) -> None:
     parser.add_argument("-n", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--sleepy", type=int, default=1000)
+    parser.add_argument("--sleepy", type=int, default=1000, help="0: skip")
+    parser.add_argument("--rates", default="100,500", help="pickup loads, tasks/s")
     args = parser.parse_args()
     med = statistics.median
     with tempfile.TemporaryDirectory(prefix=f"peer-{peer.name}-") as name:
@@ -189,13 +190,14 @@ def main(peer: Peer) -> None:
             "drain_runs": [round(r[1]) for r in tp],
             "notes": peer.notes,
         }
-        for rate in (100, 500):
+        for rate in [int(r) for r in args.rates.split(",") if r]:
             lat = [latency(peer, rate, args.seconds, tmp) for _ in range(args.runs)]
             figures[f"p50_{rate}"] = round(med([r[0] for r in lat]), 2)
             figures[f"p99_{rate}"] = round(med([r[1] for r in lat]), 2)
-        figures["sleepy_s"] = round(
-            med([sleepy(peer, args.sleepy, tmp) for _ in range(args.runs)]), 3
-        )
+        if args.sleepy > 0:
+            figures["sleepy_s"] = round(
+                med([sleepy(peer, args.sleepy, tmp) for _ in range(args.runs)]), 3
+            )
         peer.reset()
     print(json.dumps({peer.name: figures}), flush=True)
 

@@ -110,6 +110,7 @@ def run_peer(name: str, args: argparse.Namespace) -> dict[str, Any]:
         return {"backend": backend, "error": f"does not install: {exc}"}
     cmd = [str(python), str(HERE / script), "-n", str(args.n), "--runs", str(args.runs)]
     cmd += ["--seconds", str(args.seconds)]
+    cmd += ["--rates", args.rates, "--sleepy", str(args.sleepy)]
     print(f"$ {' '.join(cmd)}", file=sys.stderr, flush=True)
     proc = subprocess.run(
         cmd,
@@ -133,6 +134,8 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rates", default="100,500", help="pickup loads, tasks/s")
+    parser.add_argument("--sleepy", type=int, default=1000, help="0: skip")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     ensure_postgres_db()
