@@ -72,6 +72,11 @@ class Delivery:
     Claims never fail on a message's content: whatever a foreign writer put
     in a queue (not JSON, the wrong JSON, the wrong column type) is handed
     out as an undecodable delivery, so the worker dead-letters it.
+
+    ``revocation_checked`` says the backend looked the task id up in the
+    revocation store within the claim itself (one round trip saved);
+    ``revocation`` is then the live revocation found, or None. Unchecked
+    deliveries are looked up by the worker with ``RevocationStore.is_revoked``.
     """
 
     receipt: str
@@ -83,6 +88,8 @@ class Delivery:
     raw: bytes | None = None
     decode_error: str | None = None
     size: int = 0
+    revocation_checked: bool = False
+    revocation: Revocation | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -338,15 +338,25 @@ class Worker(WorkerControl, Actor[WorkerMessage]):
         return self._pace.claim_at(self._slot_count)
 
     async def _drop_revoked(self, deliveries: list[Delivery]) -> None:
-        ids = [d.task_id for d in deliveries if d.envelope is not None]
-        if not ids:
-            return
-        try:
-            revoked = await self.backend.revocations.is_revoked(ids)
-        except BrokerUnavailable:
-            return  # checked again just before running
+        """Settle the revoked ones; a backend that checked in the claim
+        (``Delivery.revocation_checked``) saves the lookup's round trip."""
+        ids = [
+            d.task_id
+            for d in deliveries
+            if d.envelope is not None and not d.revocation_checked
+        ]
+        revoked = {}
+        if ids:
+            try:
+                revoked = await self.backend.revocations.is_revoked(ids)
+            except BrokerUnavailable:
+                pass  # checked again just before running
         for delivery in deliveries:
-            rev = revoked.get(delivery.task_id)
+            rev = (
+                delivery.revocation
+                if delivery.revocation_checked
+                else revoked.get(delivery.task_id)
+            )
             if rev is not None and delivery.envelope is not None:
                 self._revoke_delivery(delivery, rev.reason)
 

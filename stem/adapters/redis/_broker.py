@@ -45,6 +45,7 @@ from stem.contracts import DeadLetter, Delivery, QueueStats
 from ._conn import Conn, Keys, evalsha, fmt
 from ._hub import Hub
 from ._scripts import SCRIPTS
+from ._stores import revocation_live, revocation_record
 
 #: Longest a waiting claim sleeps without re-checking (a lost wake costs this).
 MAX_NAP = 2.0
@@ -242,8 +243,12 @@ class RedisBroker:
             if next_due:
                 value = float(_text(next_due))
                 due = value if due is None else min(due, value)
-            for i in range(0, len(rows), 5):
-                out.append(self._delivery(queue, consumer, until, rows[i : i + 5]))
+            width = 5 if self.conn.cluster else 7
+            for i in range(0, len(rows), width):
+                delivery = self._delivery(queue, consumer, until, rows[i : i + 5])
+                if width == 7:
+                    delivery = _checked(delivery, rows[i + 5], rows[i + 6], at)
+                out.append(delivery)
             if len(out) >= limit:
                 break
         return out, due
@@ -252,6 +257,12 @@ class RedisBroker:
         self, queue: str, limit: int, until: float, at: float, consumer: str
     ) -> Awaitable[Any]:
         keys = self.keys.queue(queue)
+        check = []
+        if not self.conn.cluster:
+            # One Redis: the claim also reads the claimed ids' revocations
+            # (on a cluster that hash lives in another slot).
+            keys = [*keys, self.keys.revocations[0]]
+            check = ["1"]
         call: Awaitable[Any] = self.conn.client.evalsha(
             SCRIPTS["claim"].sha,
             len(keys),
@@ -260,6 +271,7 @@ class RedisBroker:
             str(limit),
             fmt(until),
             consumer,
+            *check,
         )
         return call
 
@@ -532,6 +544,23 @@ class RedisBroker:
         """Receive every broadcast sent while subscribed (bounded buffer; a
         full subscriber misses messages, counted in ``Hub.dropped``)."""
         return self.hub.subscribe_broadcast()
+
+
+def _checked(delivery: Delivery, task_id: Any, record: Any, at: float) -> Delivery:
+    """``delivery`` with the revocation the claim script read for it. Only
+    when the id the script read is the envelope's own (a body not in the
+    canonical form, or not decodable, is left to the worker's lookup)."""
+    env = delivery.envelope
+    if env is None or task_id is None or _text(task_id) != env.id:
+        return delivery
+    revocation = None
+    if record is not None:
+        try:
+            found = revocation_record(bytes(record))
+        except DecodeError:
+            return delivery  # unreadable: the worker's lookup decides
+        revocation = found if revocation_live(found, at) else None
+    return attrs.evolve(delivery, revocation_checked=True, revocation=revocation)
 
 
 def _encode_dead(entry: DeadLetter) -> str:

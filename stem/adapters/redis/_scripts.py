@@ -114,16 +114,34 @@ redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 """
 
-# ARGV: now, limit, lease deadline, consumer.
-# Returns {next due time or '', {bucket, id, n, count, body, ...}}.
+# ARGV: now, limit, lease deadline, consumer[, '1' when KEYS[18] is the
+# revocations hash]. Returns {next due time or '', {bucket, id, n, count,
+# body, ...}}; with the revocations hash each row also carries the task id
+# read from the body's canonical start ('{"v":N,"id":"...",', else false) and
+# that id's revocation record (else false): the worker then needs no lookup.
 CLAIM = r"""
 local now = ARGV[1]
 local limit = tonumber(ARGV[2])
 local untl = ARGV[3]
 local consumer = ARGV[4]
+local revocations = ARGV[5] == '1' and KEYS[18] or nil
 promote(now)
 local out = {}
 local got = 0
+local function checked(body)
+  if not revocations then return end
+  local tid = nil
+  if type(body) == 'string' then
+    tid = string.match(body, '^{"v":%d+,"id":"([%w%-_.:]+)",')
+  end
+  if tid then
+    out[#out + 1] = tid
+    out[#out + 1] = redis.call('HGET', revocations, tid)
+  else
+    out[#out + 1] = false
+    out[#out + 1] = false
+  end
+end
 local expired = redis.call('ZRANGEBYSCORE', KEYS[14], '-inf', now, 'LIMIT', 0, limit)
 for _, m in ipairs(expired) do
   local _, _, b, id = string.find(m, '^(%d)|(.+)$')
@@ -146,6 +164,7 @@ for _, m in ipairs(expired) do
     out[#out + 1] = n
     out[#out + 1] = tostring(p[1][4])
     out[#out + 1] = body
+    checked(body)
     got = got + 1
   else
     redis.call('ZREM', KEYS[14], m)
@@ -165,6 +184,7 @@ for b = 9, 0, -1 do
         out[#out + 1] = n
         out[#out + 1] = '1'
         out[#out + 1] = body
+        checked(body)
         got = got + 1
       end
     end

@@ -66,7 +66,7 @@ def _revocation_to_json(rev: Revocation) -> str:
     )
 
 
-def _revocation_from(value: Any) -> Revocation:
+def revocation_record(value: Any) -> Revocation:
     """``<version>\n<json>``; DecodeError (only) when it is not that."""
     version, _, body = value.partition(b"\n")
     try:
@@ -76,7 +76,7 @@ def _revocation_from(value: Any) -> Revocation:
     return revocation_from(body, number)
 
 
-def _live(rev: Revocation, at: float) -> bool:
+def revocation_live(rev: Revocation, at: float) -> bool:
     return rev.expires_at is None or rev.expires_at > at
 
 
@@ -105,8 +105,8 @@ class RedisRevocations:
         at = now()
         out: dict[str, Revocation] = {}
         present = [value for value in values if value is not None]
-        for rev in readable(_revocation_from, present, "revocation"):
-            if _live(rev, at):
+        for rev in readable(revocation_record, present, "revocation"):
+            if revocation_live(rev, at):
                 out[rev.task_id] = rev
         return out
 
@@ -116,8 +116,10 @@ class RedisRevocations:
         )
         at = now()
         present = [value for value in values if value is not None]
-        revs = readable(_revocation_from, present, "revocation")
-        live = sorted((rev for rev in revs if _live(rev, at)), key=lambda r: r.version)
+        revs = readable(revocation_record, present, "revocation")
+        live = sorted(
+            (rev for rev in revs if revocation_live(rev, at)), key=lambda r: r.version
+        )
         return live, int(latest)
 
 
