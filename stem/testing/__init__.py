@@ -81,6 +81,9 @@ from ._checks_broker import (
 )
 from ._checks_broker import check_queue_routing as check_queue_routing
 from ._checks_broker import (
+    check_receipts_unique_across_queues as check_receipts_unique_across_queues,
+)
+from ._checks_broker import (
     check_remove_deletes_waiting_messages_only as check_remove_deletes_waiting_messages_only,
 )
 from ._checks_broker import check_replay_dead_delay as check_replay_dead_delay

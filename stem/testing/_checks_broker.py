@@ -138,6 +138,26 @@ async def check_publish_claim_ack(h: Harness) -> None:
     assert await _claim(h) == [], "an acked message came back"
 
 
+async def check_receipts_unique_across_queues(h: Harness) -> None:
+    """Messages of eight queues published in one batch get eight distinct
+    receipts (a worker tracks its leases by receipt), and each settles its
+    own message only."""
+    queues = [f"rq{i}" for i in range(8)]
+    envs = [h.envelope(queue=q) for q in queues]
+    await h.broker.publish(envs)
+    ds = await _claim(h, queues, limit=100)
+    assert sorted(d.task_id for d in ds) == sorted(e.id for e in envs)
+    assert len({d.receipt for d in ds}) == len(queues)
+    first, rest = ds[0], ds[1:]
+    await h.broker.ack([first])
+    assert (await h.broker.stats(first.queue)).in_flight == 0
+    for d in rest:
+        assert (await h.broker.stats(d.queue)).in_flight == 1
+    await h.broker.ack(rest)
+    for q in queues:
+        assert (await h.broker.stats(q)).in_flight == 0
+
+
 async def check_envelope_fields_roundtrip(h: Harness) -> None:
     """Every envelope field survives the broker unchanged."""
     env = h.envelope(

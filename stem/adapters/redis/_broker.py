@@ -12,7 +12,8 @@ new entry into the PEL with ``XREADGROUP``, an expired lease is taken over with
 consumer (idle reset, count unchanged, never a copy). The deadline lives in the
 lease sorted set, scored by the client's clock, so ``MockClock`` drives leases
 and ``Capabilities.server_clock`` stays False. A receipt is
-``bucket|entry id|consumer|delivery count``; every settle checks with
+``<len>:<queue>|bucket|entry id|consumer|delivery count`` (the scripts read
+what follows the queue); every settle checks with
 ``XPENDING`` that the entry is still owned by that consumer with that count,
 which makes a stale receipt harmless.
 """
@@ -72,8 +73,23 @@ def _whole(value: Any) -> int:
         return 0
 
 
+def _receipt(queue: str, wire: str) -> str:
+    """A delivery's receipt: the queue (length-prefixed), then what the
+    scripts read (``bucket|entry id|consumer|count``). Stream entry ids are
+    only unique within a stream: two queues written in the same millisecond
+    hand out the same ids, and receipts must not collide across queues (the
+    worker tracks its leases by receipt)."""
+    return f"{len(queue)}:{queue}|{wire}"
+
+
+def _wire(receipt: str) -> str:
+    """The scripts' part of a receipt made by :func:`_receipt`."""
+    size, _, rest = receipt.partition(":")
+    return rest[int(size) + 1 :] if size.isdigit() else receipt
+
+
 def _parse_receipt(receipt: str) -> tuple[str, str, str, str]:
-    bucket, entry_id, rest = receipt.split("|", 2)
+    bucket, entry_id, rest = _wire(receipt).split("|", 2)
     consumer, count = rest.rsplit("|", 1)
     return bucket, entry_id, consumer, count
 
@@ -281,7 +297,9 @@ class RedisBroker:
     ) -> Delivery:
         bucket, entry_id, prior, count, body = row
         count_text = _text(count)
-        receipt = f"{_text(bucket)}|{_text(entry_id)}|{consumer}|{count_text}"
+        receipt = _receipt(
+            queue, f"{_text(bucket)}|{_text(entry_id)}|{consumer}|{count_text}"
+        )
         # ``n`` is a stream field anyone can write: a non-number counts as 0.
         deliveries = _whole(prior) + _whole(count_text)
         raw = bytes(body) if isinstance(body, bytes | bytearray) else b""
@@ -317,7 +335,7 @@ class RedisBroker:
         ignored."""
         by_queue: dict[str, list[str]] = {}
         for delivery in deliveries:
-            by_queue.setdefault(delivery.queue, []).append(delivery.receipt)
+            by_queue.setdefault(delivery.queue, []).append(_wire(delivery.receipt))
         if not by_queue:
             return
 
@@ -339,7 +357,7 @@ class RedisBroker:
         for delivery in deliveries:
             args = by_queue.setdefault(delivery.queue, [until])
             order.append((delivery.queue, len(args) - 1))
-            args.append(delivery.receipt)
+            args.append(_wire(delivery.receipt))
         names = list(by_queue)
 
         async def send() -> list[Any]:
@@ -404,7 +422,7 @@ class RedisBroker:
         dead_keys = self.keys.queue(entry.queue)
         added = await self.conn.script("dead_add", dead_keys, [_encode_dead(entry)])
         own = self.keys.queue(delivery.queue)
-        settled = await self.conn.script("ack", own, [delivery.receipt])
+        settled = await self.conn.script("ack", own, [_wire(delivery.receipt)])
         if int(settled):
             return True
         await self.conn.script("purge_dead", dead_keys, [added])
