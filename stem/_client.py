@@ -44,6 +44,7 @@ from ._options import check_queue_name
 from ._result import TaskResult
 from ._signals import ActorEvent, PublishEvent, TaskEvent
 from ._states import TaskState
+from ._taskquery import operator_meta
 from ._urls import open_backend
 from ._workerconfig import WorkerConfig
 from ._workflow import registry
@@ -423,7 +424,7 @@ class Client:
                 name=env.name,
                 queue=env.queue,
                 updated_at=env.enqueued_at,
-                meta=_unique_meta(env),
+                meta={**operator_meta(env.args, env.headers), **_unique_meta(env)},
             )
             for env in fresh
         )

@@ -3,7 +3,10 @@ page cursor, and filtering a decoded record. Pure: no I/O."""
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping
+from typing import Any
 
 from ._result import TaskResult
 from ._states import TaskState
@@ -70,3 +73,27 @@ def matches(
 def bucket_of(at: float, bucket: float) -> float:
     """The start of the ``bucket``-second interval holding ``at``."""
     return math.floor(at / bucket) * bucket
+
+
+#: Arguments are kept on a task's records when their JSON is at most this
+#: many bytes (the dashboard's task page shows them).
+MAX_KEPT_ARGS = 1024
+
+
+def operator_meta(args: Any, headers: Mapping[str, str]) -> dict[str, Any]:
+    """What a task's records keep for operators: its arguments when small
+    (``args``; else ``args_bytes``, their size) and its trace id (from the
+    W3C ``traceparent`` header) when traced."""
+    meta: dict[str, Any] = {}
+    try:
+        size = len(json.dumps(args, separators=(",", ":")))
+    except (TypeError, ValueError):
+        size = MAX_KEPT_ARGS + 1
+    if size <= MAX_KEPT_ARGS:
+        meta["args"] = args
+    else:
+        meta["args_bytes"] = size
+    parts = headers.get("traceparent", "").split("-")
+    if len(parts) == 4 and len(parts[1]) == 32:
+        meta["trace_id"] = parts[1]
+    return meta

@@ -31,6 +31,7 @@ COMMANDS: tuple[str, ...] = (
     "stem._cli.health:health",
     "stem._cli.keys:keys",
     "stem._cli.events:events",
+    "stem._cli.dashboard:dashboard",
     "stem._cli.db:db",
     "stem._cli.workflows:wf",
 )

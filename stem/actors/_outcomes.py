@@ -25,13 +25,16 @@ from stem._options import TaskOptions
 from stem._result import ErrorInfo, TaskResult
 from stem._signing import Signing
 from stem._states import TaskState
+from stem._taskquery import operator_meta
 from stem.contracts import DeadLetter, Delivery
 
 from ._broker import Finish
 
 
 def record(env: Envelope, state: TaskState, at: float, **extra: Any) -> TaskResult:
-    """The result record of ``env``'s current attempt in ``state``."""
+    """The result record of ``env``'s current attempt in ``state`` (its
+    meta starts with what operators see: small args and the trace id)."""
+    meta = {**operator_meta(env.args, env.headers), **extra.pop("meta", {})}
     return TaskResult(
         task_id=env.id,
         state=state,
@@ -39,6 +42,7 @@ def record(env: Envelope, state: TaskState, at: float, **extra: Any) -> TaskResu
         name=env.name,
         queue=env.queue,
         updated_at=at,
+        meta=meta,
         **extra,
     )
 
