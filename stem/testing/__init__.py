@@ -142,6 +142,9 @@ from ._checks_schedules import (
 from ._checks_schedules import (
     check_schedules_update_version_conflict as check_schedules_update_version_conflict,
 )
+from ._checks_signing import (
+    check_signed_envelope_survives_retry_and_replay as check_signed_envelope_survives_retry_and_replay,
+)
 from ._checks_stores import (
     check_claim_once_single_winner as check_claim_once_single_winner,
 )
