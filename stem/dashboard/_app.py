@@ -115,8 +115,8 @@ def chart_svg(counts: dict[float, dict[str, int]], start: float, minutes: int) -
         f'role="img" aria-label="tasks finished per minute">'
         f'<line x1="0" y1="{height}" x2="{width}" y2="{height}" stroke="#d0d5dd"/>'
         + "".join(bars)
-        + f'<text x="2" y="10" font-size="9" fill="#667085">peak {peak}/min</text>'
-        "</svg>"
+        + "</svg>"
+        + f'<div class="muted">one bar a minute; the tallest is {peak}</div>'
     )
 
 
