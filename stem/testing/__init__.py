@@ -149,6 +149,9 @@ from ._checks_stores import (
     check_claim_once_single_winner as check_claim_once_single_winner,
 )
 from ._checks_stores import check_claim_once_ttl as check_claim_once_ttl
+from ._checks_stores import (
+    check_claim_reports_revocations as check_claim_reports_revocations,
+)
 from ._checks_stores import check_group_add_concurrent as check_group_add_concurrent
 from ._checks_stores import (
     check_group_add_counts_distinct as check_group_add_counts_distinct,

@@ -458,6 +458,39 @@ async def check_revocation_expiry(h: Harness) -> None:
     assert [r.task_id for r in changes] == ["forever"]
 
 
+async def check_claim_reports_revocations(h: Harness) -> None:
+    """A backend that checks revocations within a claim
+    (``Delivery.revocation_checked``) reports exactly what ``is_revoked``
+    would: the live revocation of a revoked task, None otherwise (an expired
+    one included). Backends that do not check leave it to the worker."""
+    rs = h.backend.revocations
+    await rs.revoke(Revocation(task_id="gone", reason="stop"))
+    await rs.revoke(Revocation(task_id="old", expires_at=stem.now() + 1.0))
+    await h.advance(1.5)
+    await h.backend.broker.publish(
+        [stem.Envelope(id=i, name="t", queue="rq") for i in ("gone", "kept", "old")]
+    )
+    got = await h.backend.broker.claim(["rq"], limit=10, lease=30, consumer="c")
+    assert sorted(d.task_id for d in got) == ["gone", "kept", "old"]
+    truth = await rs.is_revoked(["gone", "kept", "old"])
+    assert set(truth) == {"gone"}
+    for delivery in got:
+        if not delivery.revocation_checked:
+            assert delivery.revocation is None
+            continue
+        expected = truth.get(delivery.task_id)
+        found = delivery.revocation
+        if expected is None:
+            assert found is None, delivery
+        else:
+            assert found is not None, delivery
+            assert (found.task_id, found.reason, found.terminate) == (
+                expected.task_id,
+                expected.reason,
+                expected.terminate,
+            )
+
+
 # ---------------------------------------------------------------------------
 # Rate limits
 

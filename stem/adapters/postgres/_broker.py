@@ -32,7 +32,7 @@ from stem._codec import (
 )
 from stem._envelope import Envelope
 from stem._errors import BrokerUnavailable, DecodeError
-from stem.contracts import DeadLetter, Delivery, QueueStats
+from stem.contracts import DeadLetter, Delivery, QueueStats, Revocation
 
 from ._config import PostgresConfig
 from ._db import Db
@@ -81,7 +81,10 @@ class _Sql:
                 ON CONFLICT DO NOTHING
             )
             SELECT count(pg_notify($6, p)) FROM unnest($7::text[]) p"""
+        # The claimed rows with their live revocations (one statement: the
+        # worker then needs no lookup of its own, see Delivery.revocation).
         self.claim = f"""
+            WITH claimed AS (
             UPDATE {s}.jobs j
             SET locked_until = $4, receipt = $5,
                 delivery_count = j.delivery_count + 1
@@ -100,7 +103,14 @@ class _Sql:
                 LIMIT $3
             ))
             RETURNING j.id, j.priority, j.ready_at, j.queue, j.task_id,
-                      j.delivery_count, j.body"""
+                      j.delivery_count, j.body
+            )
+            SELECT c.id, c.priority, c.ready_at, c.queue, c.task_id,
+                   c.delivery_count, c.body,
+                   r.terminate, r.reason, r.expires_at, r.version
+            FROM claimed c
+            LEFT JOIN {s}.revocations r ON r.task_id = c.task_id
+              AND (r.expires_at IS NULL OR r.expires_at > $2)"""
         self.next_due = f"""
             SELECT least(
                 (SELECT min((SELECT j.ready_at FROM {s}.jobs j
@@ -328,7 +338,9 @@ class PostgresBroker:
         order = {name: index for index, name in enumerate(names)}
         rows.sort(key=lambda r: (order.get(r[3], 0), -r[1], r[2], r[0]))
         out: list[Delivery] = []
-        for ident, _prio, _ready, queue, task_id, count, body, token in rows:
+        for row in rows:
+            ident, _prio, _ready, queue, task_id, count, body = row[:7]
+            terminate, reason, expires_at, version, token = row[7:]
             receipt = f"{ident}:{token}"
             raw = bytes(body)
             try:
@@ -349,6 +361,15 @@ class PostgresBroker:
                     )
                 )
                 continue
+            revocation = None
+            if version is not None:
+                revocation = Revocation(
+                    task_id=task_id,
+                    terminate=bool(terminate),
+                    reason=str(reason),
+                    expires_at=expires_at,
+                    version=int(version),
+                )
             out.append(
                 Delivery(
                     receipt=receipt,
@@ -358,6 +379,10 @@ class PostgresBroker:
                     lease_until=at + lease,
                     delivery_count=count,
                     size=len(raw),
+                    # checked under the row's task id, which a foreign
+                    # writer may have set apart from the envelope's
+                    revocation_checked=task_id == env.id,
+                    revocation=revocation,
                 )
             )
         return out

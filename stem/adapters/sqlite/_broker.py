@@ -38,6 +38,7 @@ from stem._errors import DecodeError
 from stem.contracts import DeadLetter, Delivery, QueueStats
 
 from ._db import Database, Signal
+from ._stores import live_revocations
 
 logger = logging.getLogger("stem.sqlite")
 
@@ -313,8 +314,19 @@ class SQLiteBroker:
             "delivery_count = delivery_count + 1 WHERE id = ?",
             [(token, lease_until, consumer, row[0]) for _, row in picked],
         )
-        return [
+        deliveries = [
             _delivery(row, queue, token, lease_until) for queue, row in picked
+        ]
+        # The same transaction reads their revocations: the worker then needs
+        # no lookup of its own (Delivery.revocation_checked).
+        found = live_revocations(
+            conn, [d.envelope.id for d in deliveries if d.envelope is not None], now
+        )
+        return [
+            attrs.evolve(d, revocation_checked=True, revocation=found.get(d.task_id))
+            if d.envelope is not None and d.task_id == d.envelope.id
+            else d
+            for d in deliveries
         ], None
 
     # ------------------------------------------------------------ settling

@@ -96,6 +96,25 @@ def _revocation(row: Sequence[Any]) -> Revocation:
 _REVOCATION_COLUMNS = "task_id, terminate, reason, expires_at, version"
 
 
+def live_revocations(
+    conn: sqlite3.Connection, task_ids: Sequence[str], now: float
+) -> dict[str, Revocation]:
+    """The live revocations among ``task_ids`` (inside a transaction)."""
+    unique = sorted(set(task_ids))
+    rows: list[Any] = []
+    for start in range(0, len(unique), 500):
+        part = unique[start : start + 500]
+        marks = ",".join("?" * len(part))
+        rows.extend(
+            conn.execute(
+                f"SELECT {_REVOCATION_COLUMNS} FROM revocations "
+                f"WHERE task_id IN ({marks}) AND {_LIVE}",
+                (*part, now),
+            )
+        )
+    return {row[0]: _revocation(row) for row in rows}
+
+
 @attrs.define(eq=False)
 class SQLiteRevocations:
     """:class:`stem.contracts.RevocationStore`; versions come from a counter
@@ -128,24 +147,7 @@ class SQLiteRevocations:
         if not task_ids:
             return {}
         now = _clock.now()
-        unique = sorted(set(task_ids))
-
-        def run(conn: sqlite3.Connection) -> list[Any]:
-            rows: list[Any] = []
-            for start in range(0, len(unique), 500):
-                part = unique[start : start + 500]
-                marks = ",".join("?" * len(part))
-                rows.extend(
-                    conn.execute(
-                        f"SELECT {_REVOCATION_COLUMNS} FROM revocations "
-                        f"WHERE task_id IN ({marks}) AND {_LIVE}",
-                        (*part, now),
-                    )
-                )
-            return rows
-
-        rows = await self.db.read(run)
-        return {row[0]: _revocation(row) for row in rows}
+        return await self.db.read(lambda conn: live_revocations(conn, task_ids, now))
 
     async def changes_since(self, version: int) -> tuple[list[Revocation], int]:
         now = _clock.now()
