@@ -485,11 +485,20 @@ class PostgresResults:
             if name is not None:
                 args.append(name)
                 outer.append(f"name = ${len(args)}")
-        sql = f"SELECT body FROM ({inner}) AS recent"
-        if outer:
-            sql += " WHERE " + " AND ".join(outer)
         args.append(limit + 1)
-        sql += f" ORDER BY updated_at DESC, task_id DESC LIMIT ${len(args)}"
+        if outer:
+            # The scan is bounded by the inner LIMIT; the filter applies to it.
+            sql = (
+                f"SELECT body FROM ({inner}) AS recent WHERE {' AND '.join(outer)} "
+                f"ORDER BY updated_at DESC, task_id DESC LIMIT ${len(args)}"
+            )
+        else:
+            # One ordered index scan (a wrapping subquery made the planner
+            # sort every live row).
+            sql = inner.replace(
+                "SELECT task_id, body, queue, name, updated_at", "SELECT body", 1
+            )
+            sql += f" LIMIT ${len(args)}"
 
         async def fetch(conn: Any) -> list[Any]:
             rows: list[Any] = await conn.fetch(sql, *args)
