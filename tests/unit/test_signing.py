@@ -300,3 +300,21 @@ def test_hostile_control_messages_are_refused_not_raised() -> None:
     ):
         problem, _ = signing.check_control(message)
         assert problem is not None
+
+
+def test_the_environment_replaces_the_apps_signing() -> None:
+    """with_env_signing (used by stem.main and the CLI) gives the app the
+    keys of STEM_SIGNING_KEYS, or an app with no tasks that signs when
+    there is none; without the variable the app is returned unchanged."""
+    from stem._config import with_env_signing
+
+    own = stem.App(signing=Signing(keys=[KEY]))
+    environ = {"STEM_SIGNING_KEYS": f"env-1={_b64(SECRET)}", "STEM_REQUIRE_SIGNED": "1"}
+    replaced = with_env_signing(own, environ)
+    assert replaced is not None and replaced is not own
+    assert replaced.signing is not None and replaced.signing.key_ids() == ["env-1"]
+    assert own.signing is not None and own.signing.key_ids() == ["k1"]
+    bare = with_env_signing(None, environ)
+    assert bare is not None and bare.signing is not None and not bare.tasks
+    assert with_env_signing(own, {}) is own
+    assert with_env_signing(None, {}) is None
