@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -194,6 +195,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the servers this script started stop.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     backends = args.backend or list(BACKENDS)
     counts = [int(n) for n in args.processes.split(",")]
     queues = [f"q{i}" for i in range(args.queues)]

@@ -129,7 +129,13 @@ class RedisClusterServers:
     def start(self, *, timeout: float = 60.0) -> None:
         """Start the nodes, create the cluster, wait for ``cluster_state:ok``
         on every node and for every master to have its replica."""
-        deadline = time.monotonic() + timeout
+        try:
+            self._start(time.monotonic() + timeout)
+        except BaseException:
+            self.stop()  # never leave half a cluster running
+            raise
+
+    def _start(self, deadline: float) -> None:
         self.ports = [free_port() for _ in range(self.masters * 2)]
         # The bus port (default: port + 10000) may not exist for a high free
         # port: pick it explicitly.

@@ -15,6 +15,7 @@ from redis.crc import key_slot
 
 from stem._envelope import Envelope
 from stem._errors import ConfigError
+from stem._redact import redact
 from stem._result import TaskResult
 from stem._states import TaskState
 from stem.adapters.redis import RedisClusterBackend
@@ -53,6 +54,8 @@ def test_cluster_urls() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_url("redis+cluster://:secret@h1:7000,h2:x", {})
     assert "secret" not in str(caught.value)
+    assert "'h2:x'" in str(caught.value)
+    assert "secret" not in redact("redis+cluster://u:secret@h1:7000,h2:7001/0")
 
 
 def test_slot_groups_keep_each_chunk_in_one_slot() -> None:

@@ -88,13 +88,17 @@ def _cluster_parts(url: str) -> tuple[SplitResult, tuple[tuple[str, int], ...]]:
     userinfo, at, hosts = netloc.rpartition("@")
     seeds: list[tuple[str, int]] = []
     for host in hosts.split(","):
-        one = split_url(f"redis://{host.strip()}")
-        if not one.hostname or one.path or one.query:
+        try:
+            one = split_url(f"redis://{host.strip()}")
+            port = one.port
+        except (ConfigError, ValueError):
+            one, port = None, None
+        if one is None or not one.hostname or one.path or one.query:
             raise ConfigError(
-                f"invalid redis cluster node {host!r} in {redact(url)!r}: "
+                f"invalid redis cluster node {host[:60]!r} in {redact(url)!r}: "
                 "expected host:port, as in redis+cluster://h1:7000,h2:7001"
             )
-        seeds.append((one.hostname, one.port or 6379))
+        seeds.append((one.hostname, port or 6379))
     plain = CLUSTER_SCHEMES.get(scheme.lower(), scheme.lower())
     first = f"{userinfo}{at}{hosts.split(',')[0].strip()}"
     return split_url(f"{plain}://{first}{tail}"), tuple(seeds)
