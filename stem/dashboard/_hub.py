@@ -9,6 +9,7 @@ events (counted), it never slows the others.
 from __future__ import annotations
 
 import html
+import logging
 from typing import Any
 
 import attrs
@@ -16,6 +17,8 @@ import trio
 
 from stem._eventcodec import RELAYED_SIGNALS
 from stem._signals import Event
+
+logger = logging.getLogger("stem.dashboard")
 
 #: Events each page stream may hold unsent.
 BUFFER = 256
@@ -31,8 +34,20 @@ class EventHub:
     async def run(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
+        """Listen until cancelled; an outage of the backend is logged and
+        retried (pages keep working, only their live updates pause)."""
+        task_status.started()
+        pause = 1.0
+        while True:
+            try:
+                await self._listen()
+            except Exception as exc:
+                logger.warning("dashboard event stream interrupted: %s", exc)
+            await trio.sleep(pause)
+            pause = min(pause * 2, 30.0)
+
+    async def _listen(self) -> None:
         async with self.client.events(*RELAYED_SIGNALS, buffer=10_000) as events:
-            task_status.started()
             async for event in events:
                 self.received += 1
                 for outlet in list(self._outlets):

@@ -26,7 +26,7 @@ READER = "read-token-0123456789"
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     url = f"sqlite:///{tmp_path}/dash.db"
-    gate = tmp_path / "gate"
+    gate = tmp_path / "<img src=x onerror=alert(1)>"
     async with stem.Client.from_url(url, app=app) as client:
         async with client.worker(concurrency=2):
             ok = await client.enqueue("dash.add", {"a": 2, "b": 3})
@@ -65,7 +65,10 @@ async def test_pages_show_stored_tasks(site: dict[str, Any]) -> None:
         broken = (await http.get(f"/tasks/{site['bad']}")).text
         assert "RuntimeError" in broken and "Traceback" in broken
         dead = (await http.get("/dead")).text
-        assert site["bad"] in dead and "gate gate is closed" in dead
+        assert site["bad"] in dead
+        # The error message is a producer's text: shown escaped, never as HTML.
+        assert "gate &lt;img src=x onerror=alert(1)&gt; is closed" in dead
+        assert "<img src=x" not in dead + broken
         overview = (await http.get("/")).text
         assert "succeeded 1" in overview and "failed 1" in overview
 
