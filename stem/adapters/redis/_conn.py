@@ -208,6 +208,11 @@ def make_client(
     ``blocking`` clients (pub/sub) have no read timeout: a quiet channel is not
     an error (redis-py's default ``socket_timeout`` would break it). ``node``
     names one node of a cluster to talk to directly.
+
+    The command client's pool is a ``BlockingConnectionPool``: when all
+    ``max_connections`` are busy a command waits for one to come back (each
+    is held at most ``command_timeout``) instead of failing with "Too many
+    connections"; a burst of concurrent calls is backpressure, not an outage.
     """
     url = settings.client_url
     if node is not None:
@@ -216,15 +221,22 @@ def make_client(
         host = f"[{node[0]}]" if ":" in node[0] else node[0]
         netloc = f"{userinfo}@{host}:{node[1]}" if userinfo else f"{host}:{node[1]}"
         url = urlunsplit(parts._replace(netloc=netloc))
-    client: aioredis.Redis = aioredis.Redis.from_url(
-        url,
-        socket_timeout=None if blocking else settings.command_timeout,
-        socket_connect_timeout=settings.connect_timeout,
-        retry=Retry(NoBackoff(), 0),
-        max_connections=2 if blocking else settings.max_connections,
-        decode_responses=False,
+    options: dict[str, Any] = {
+        "socket_timeout": None if blocking else settings.command_timeout,
+        "socket_connect_timeout": settings.connect_timeout,
+        "retry": Retry(NoBackoff(), 0),
+        "decode_responses": False,
+    }
+    if blocking:
+        client: aioredis.Redis = aioredis.Redis.from_url(
+            url, max_connections=2, **options
+        )
+        return client
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=settings.max_connections, timeout=None, **options
     )
-    return client
+    pooled: aioredis.Redis = aioredis.Redis.from_pool(pool)
+    return pooled
 
 
 def aio(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
