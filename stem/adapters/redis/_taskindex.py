@@ -64,11 +64,19 @@ async def count_finished(
     if not done:
         return
 
+    # One HINCRBY per (minute, state) and one EXPIRE per minute, not two
+    # commands per record: a batch of 200 results is a handful of commands.
+    counts: dict[str, dict[str, int]] = {}
+    for result in done:
+        key = counter_key(keys, bucket_of(result.updated_at, 60.0))
+        per_state = counts.setdefault(key, {})
+        per_state[result.state.value] = per_state.get(result.state.value, 0) + 1
+
     async def send() -> None:
         pipe = conn.pipeline(atomic=False)
-        for result in done:
-            key = counter_key(keys, bucket_of(result.updated_at, 60.0))
-            pipe.hincrby(key, result.state.value, 1)
+        for key, per_state in counts.items():
+            for state, count in per_state.items():
+                pipe.hincrby(key, state, count)
             pipe.expire(key, COUNTER_TTL)
         await pipe.execute()
 
