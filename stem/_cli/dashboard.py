@@ -9,6 +9,8 @@ from typing import Any
 import click
 import trio
 
+from .._config import with_env_signing
+from .._errors import ConfigError
 from ._common import EXIT_CONFIG, echo, fail, run, url_option
 
 
@@ -117,12 +119,22 @@ def dashboard(
     else:
         auth, generated = web.DashboardAuth.generated()
     root = root_path.rstrip("/")
+    try:
+        signed = with_env_signing(None)  # STEM_SIGNING_KEYS: sign control actions
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
 
     async def go() -> None:
         async with trio.open_nursery() as nursery:
             bound = await nursery.start(
                 lambda task_status: web.serve(
-                    url, auth, host=host, port=port, root=root, task_status=task_status
+                    url,
+                    auth,
+                    host=host,
+                    port=port,
+                    root=root,
+                    app=signed,
+                    task_status=task_status,
                 )
             )
             for address in bound:
