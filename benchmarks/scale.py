@@ -29,14 +29,16 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import attrs  # noqa: E402
 import trio  # noqa: E402
 
 import stem  # noqa: E402
@@ -49,13 +51,14 @@ BACKENDS = ("redis", "redis-cluster", "postgres")
 
 
 @contextmanager
-def servers(backends: Sequence[str]) -> Iterator[dict[str, str]]:
-    """Start the servers ``backends`` need; their base URLs by backend."""
+def servers(backends: Sequence[str]) -> Iterator[dict[str, tuple[str, Pids]]]:
+    """Start the servers ``backends`` need; by backend, the base URL and a
+    function listing the server's processes (for their CPU time)."""
     from tests._cluster import RedisClusterServers
     from tests.fixtures_postgres import _start_cluster
     from tests.fixtures_redis import RedisServer
 
-    urls: dict[str, str] = {}
+    found: dict[str, tuple[str, Pids]] = {}
     with ExitStack() as stack:
         scratch = Path(tempfile.mkdtemp(prefix="stem-scale-"))
         stack.callback(shutil.rmtree, scratch, True)
@@ -64,17 +67,50 @@ def servers(backends: Sequence[str]) -> Iterator[dict[str, str]]:
             (scratch / "redis").mkdir()
             single.start()
             stack.callback(single.stop)
-            urls["redis"] = f"redis://127.0.0.1:{single.port}/0"
+            assert single.process is not None
+            pid = single.process.pid
+            found["redis"] = (f"redis://127.0.0.1:{single.port}/0", lambda: [pid])
         if "redis-cluster" in backends:
             cluster = RedisClusterServers(scratch / "cluster")
             stack.callback(cluster.stop)
             cluster.start()
-            urls["redis-cluster"] = cluster.url
+            nodes = [proc.pid for proc in cluster.processes.values()]
+            found["redis-cluster"] = (cluster.url, lambda: nodes)
         if "postgres" in backends:
             pg = _start_cluster()
             stack.callback(pg.destroy)
-            urls["postgres"] = pg.url
-        yield urls
+            pidfile = pg.datadir / "postmaster.pid"
+            main = int(pidfile.read_text().split()[0])
+            found["postgres"] = (pg.url, lambda: [main, *_children(main)])
+        yield found
+
+
+Pids = Callable[[], list[int]]
+
+
+def _children(parent: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _cpu(pids: list[int]) -> float:
+    """User + system CPU seconds of the processes ``pids`` so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def fresh(base: str) -> str:
@@ -96,10 +132,12 @@ async def _worker_main(url: str, queues: list[str], concurrency: int) -> None:
     async with stem.Client.from_url(url, app=load_app(APP)) as client:
         print("READY", flush=True)
         await trio.to_thread.run_sync(sys.stdin.readline)
+        cpu = time.process_time()
         async with client.worker(concurrency=concurrency, queues=queues) as worker:
             await trio.to_thread.run_sync(sys.stdin.readline)
             processed = worker.worker_statistics().processed
-    print(json.dumps({"processed": processed}), flush=True)
+            cpu = time.process_time() - cpu
+    print(json.dumps({"processed": processed, "cpu": cpu}), flush=True)
 
 
 def spawn(url: str, queues: list[str], concurrency: int) -> subprocess.Popen[str]:
@@ -121,9 +159,25 @@ def spawn(url: str, queues: list[str], concurrency: int) -> subprocess.Popen[str
 # -- one run ------------------------------------------------------------------
 
 
+@attrs.frozen
+class Run:
+    """One drain: wall seconds, tasks per worker process, and CPU seconds
+    of the worker processes and of the server processes meanwhile."""
+
+    seconds: float
+    counts: list[int]
+    worker_cpu: float
+    server_cpu: float
+
+
 async def _drain(
-    url: str, processes: int, tasks: int, queues: list[str], concurrency: int
-) -> tuple[float, list[int]]:
+    url: str,
+    pids: Pids,
+    processes: int,
+    tasks: int,
+    queues: list[str],
+    concurrency: int,
+) -> Run:
     from stem._config import load_app
 
     async with stem.Client.from_url(url, app=load_app(APP)) as client:
@@ -140,6 +194,7 @@ async def _drain(
                     await trio.to_thread.run_sync(spawn, url, queues, concurrency)
                 )
             broker = client.backend.broker
+            server_before = _cpu(pids())
             began = time.perf_counter()
             for proc in workers:
                 assert proc.stdin is not None
@@ -154,26 +209,34 @@ async def _drain(
                     break
                 await trio.sleep(0.02)
             seconds = time.perf_counter() - began
-            counts = []
+            server_cpu = _cpu(pids()) - server_before
+            counts, worker_cpu = [], 0.0
             for proc in workers:
                 out, _ = await trio.to_thread.run_sync(
                     lambda p=proc: p.communicate("stop\n", timeout=120)
                 )
-                counts.append(json.loads(out.strip().splitlines()[-1])["processed"])
+                figures = json.loads(out.strip().splitlines()[-1])
+                counts.append(figures["processed"])
+                worker_cpu += figures["cpu"]
         finally:
             for proc in workers:
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
-    return seconds, counts
+    return Run(seconds, counts, worker_cpu, server_cpu)
 
 
 def drain(
-    base: str, processes: int, *, tasks: int, queues: list[str], concurrency: int
-) -> tuple[float, list[int]]:
-    """Seconds to drain ``tasks`` with ``processes`` workers, and how many
-    each settled."""
-    return trio.run(_drain, fresh(base), processes, tasks, queues, concurrency)
+    base: str,
+    pids: Pids,
+    processes: int,
+    *,
+    tasks: int,
+    queues: list[str],
+    concurrency: int,
+) -> Run:
+    """One drain of ``tasks`` by ``processes`` worker processes."""
+    return trio.run(_drain, fresh(base), pids, processes, tasks, queues, concurrency)
 
 
 def _load() -> str:
@@ -201,40 +264,59 @@ def main() -> None:
     counts = [int(n) for n in args.processes.split(",")]
     queues = [f"q{i}" for i in range(args.queues)]
     print(f"load before: {_load()}; {os.cpu_count()} cores", flush=True)
-    seconds: dict[tuple[str, int], list[float]] = {}
-    with servers(backends) as urls:
-        for run in range(args.runs):
+    runs: dict[tuple[str, int], list[Run]] = {}
+    with servers(backends) as found:
+        for round_ in range(args.runs):
             for n in counts:
                 for backend in backends:
-                    took, shares = drain(
-                        urls[backend],
+                    url, pids = found[backend]
+                    run = drain(
+                        url,
+                        pids,
                         n,
                         tasks=args.tasks,
                         queues=queues,
                         concurrency=args.concurrency,
                     )
-                    seconds.setdefault((backend, n), []).append(took)
+                    runs.setdefault((backend, n), []).append(run)
                     print(
-                        f"run {run + 1} {backend} x{n}: {args.tasks / took:,.0f} "
-                        f"tasks/s (per process {shares}) load {_load()}",
+                        f"round {round_ + 1} {backend} x{n}: "
+                        f"{args.tasks / run.seconds:,.0f} tasks/s, CPU per task "
+                        f"{1e6 * run.worker_cpu / args.tasks:,.0f} us workers + "
+                        f"{1e6 * run.server_cpu / args.tasks:,.0f} us server "
+                        f"(per process {run.counts}) load {_load()}",
                         flush=True,
                     )
     print(f"load after: {_load()}")
-    rows = {}
     print(
         f"\n{args.tasks} no-op tasks over {args.queues} queues, concurrency "
-        f"{args.concurrency} per process, median of {args.runs}"
+        f"{args.concurrency} per process; medians of {args.runs} rounds"
     )
-    print("| backend | " + " | ".join(f"{n} process(es)" for n in counts) + " |")
-    print("|---|" + "---|" * len(counts))
+    print(
+        "| backend | "
+        + " | ".join(f"{n} process{'es' if n > 1 else ''}" for n in counts)
+        + " | CPU per task, workers + server (1 process) |"
+    )
+    print("|---|" + "---|" * (len(counts) + 1))
+    table: dict[str, Any] = {}
     for backend in backends:
-        rates = [args.tasks / statistics.median(seconds[(backend, n)]) for n in counts]
-        rows[backend] = rates
-        base = rates[0]
-        cells = [f"{r:,.0f}/s ({r / base:.2f}x)" for r in rates]
-        print(f"| {backend} | " + " | ".join(cells) + " |")
+        rates = [
+            args.tasks / statistics.median(r.seconds for r in runs[(backend, n)])
+            for n in counts
+        ]
+        first = runs[(backend, counts[0])]
+        worker_us = 1e6 * statistics.median(r.worker_cpu for r in first) / args.tasks
+        server_us = 1e6 * statistics.median(r.server_cpu for r in first) / args.tasks
+        table[backend] = {
+            "rates": rates,
+            "worker_us": worker_us,
+            "server_us": server_us,
+        }
+        cells = [f"{r:,.0f}/s ({r / rates[0]:.2f}x)" for r in rates]
+        cpu = f"{worker_us:,.0f} + {server_us:,.0f} us"
+        print(f"| {backend} | " + " | ".join(cells) + f" | {cpu} |")
     if args.json:
-        print(json.dumps({"processes": counts, "rates": rows, "load": _load()}))
+        print(json.dumps({"processes": counts, "table": table, "load": _load()}))
 
 
 if __name__ == "__main__":
