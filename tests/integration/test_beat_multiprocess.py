@@ -94,6 +94,16 @@ async def test_three_redis_processes_fire_each_tick_once(redis_url: str) -> None
 
 
 @pytest.mark.slow
+@pytest.mark.redis
+async def test_three_redis_cluster_processes_fire_each_tick_once(
+    redis_cluster_url: str,
+) -> None:
+    """Three processes running beat on one Redis Cluster namespace fire each
+    tick once."""
+    await _check(f"{redis_cluster_url}?namespace=beat{stem._ids.new_id()[-8:]}")
+
+
+@pytest.mark.slow
 @pytest.mark.postgres
 async def test_three_postgres_processes_fire_each_tick_once(postgres_url: str) -> None:
     """Three processes running beat on one Postgres schema fire each tick once."""

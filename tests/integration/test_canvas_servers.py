@@ -32,7 +32,12 @@ def make_tasks(calls: list[str]) -> list[Any]:
 
 
 @pytest.mark.parametrize(
-    "factory_name", ["redis_backend_factory", "postgres_backend_factory"]
+    "factory_name",
+    [
+        "redis_backend_factory",
+        "redis_cluster_backend_factory",
+        "postgres_backend_factory",
+    ],
 )
 async def test_canvas_forms_on_server_backends(
     request: pytest.FixtureRequest, factory_name: str

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +30,28 @@ async def record(ctx: stem.TaskContext, args: dict[str, Any]) -> int:
     return int(args["n"])
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis", "postgres"])
+_SERVER_URLS = {
+    "redis": "redis_url",
+    "redis_cluster": "redis_cluster_url",
+    "postgres": "postgres_url",
+}
+
+
+def _server_url(request: pytest.FixtureRequest, kind: str) -> str:
+    value: str = request.getfixturevalue(_SERVER_URLS[kind])
+    if kind == "redis_cluster":  # a fresh namespace on the session's cluster
+        value += f"?namespace=i{uuid.uuid4().hex[:10]}"
+    return value
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis_cluster", "postgres"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     kind = request.param
     if kind == "memory":
         return "memory://"
     if kind == "sqlite":
         return f"sqlite:///{tmp_path}/idem.db?poll_interval=0.02"
-    fixture = "redis_url" if kind == "redis" else "postgres_url"
-    value: str = request.getfixturevalue(fixture)
-    return value
+    return _server_url(request, kind)
 
 
 async def test_a_known_task_id_queues_nothing(url: str) -> None:
@@ -86,7 +99,7 @@ async def test_a_unique_key_with_a_known_id_is_released_once_finished(
     assert [n for _, n in RUNS] == [1, 3]
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "redis", "postgres"])
+@pytest.mark.parametrize("kind", ["sqlite", "redis", "redis_cluster", "postgres"])
 async def test_producers_racing_on_separate_connections_queue_once(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -95,9 +108,7 @@ async def test_producers_racing_on_separate_connections_queue_once(
     if kind == "sqlite":
         url = f"sqlite:///{tmp_path}/race.db"
     else:
-        url = request.getfixturevalue(
-            "redis_url" if kind == "redis" else "postgres_url"
-        )
+        url = _server_url(request, kind)
     ids = [f"race-{i}" for i in range(25)]
     returned: list[str] = []
 

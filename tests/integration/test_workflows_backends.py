@@ -46,7 +46,12 @@ def make_app(calls: list[str]) -> stem.App:
 
 @pytest.mark.parametrize(
     "factory_name",
-    ["sqlite_backend_factory", "redis_backend_factory", "postgres_backend_factory"],
+    [
+        "sqlite_backend_factory",
+        "redis_backend_factory",
+        "redis_cluster_backend_factory",
+        "postgres_backend_factory",
+    ],
 )
 async def test_workflow_runs_on_each_backend(
     request: pytest.FixtureRequest, factory_name: str
