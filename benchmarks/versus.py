@@ -10,6 +10,8 @@ docs/benchmarks.md.
 
 Usage: .venv/bin/python benchmarks/versus.py [--rounds 3] [-n 20000]
        [--seconds 5] [--rate 100] [--peer taskiq --peer pgqueuer ...]
+       [--out rounds.json]            (each finished round kept)
+       .venv/bin/python benchmarks/versus.py --render rounds.json
 """
 
 from __future__ import annotations
@@ -139,12 +141,35 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per pickup run")
     parser.add_argument("--rate", type=int, default=100, help="pickup load, tasks/s")
     parser.add_argument("--peer", action="append", help="peers (default: fastest)")
+    parser.add_argument(
+        "--out", type=Path, help="keep each finished round in this JSON file"
+    )
+    parser.add_argument(
+        "--render", type=Path, help="print the table of a saved --out file"
+    )
     args = parser.parse_args()
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        print(f"Measured {saved['started']} to {saved['ended']}.\n")
+        print(table(saved["rounds"], saved["rate"]))
+        return
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     rounds = []
     for index in range(args.rounds):
         rounds.append(one_round(args))
         print(f"round {index + 1}: {json.dumps(rounds[-1])}", flush=True)
+        ended = time.strftime("%H:%M UTC", time.gmtime())
+        if args.out:
+            args.out.write_text(
+                json.dumps(
+                    {
+                        "started": started,
+                        "ended": ended,
+                        "rate": args.rate,
+                        "rounds": rounds,
+                    }
+                )
+            )
     print(f"\nMeasured {started} to {time.strftime('%H:%M UTC', time.gmtime())}.\n")
     print(table(rounds, args.rate))
 
