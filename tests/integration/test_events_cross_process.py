@@ -19,10 +19,13 @@ from tests.cli_process import ROOT, STEM, run_stem
 from tests.integration.test_worker_process_exit import exit_code, start
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "redis_cluster"])
 def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/events.db"
+    if request.param == "redis_cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        return f"{cluster.url}?namespace=ev{uuid.uuid4().hex[:10]}"
     server = request.getfixturevalue("redis_server")
     return f"{server.url}?namespace=ev{uuid.uuid4().hex[:10]}"
 
