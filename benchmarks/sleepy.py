@@ -12,7 +12,7 @@ hoards tasks in its prefetch while the other idles shows as a lower
 efficiency and an uneven share.
 
 Usage: .venv/bin/python benchmarks/sleepy.py [--backend redis] [-n 1000]
-       [--workers 2] [--prefetch N]
+       [--workers 2] [--prefetch N] [--ms 100,300] [--concurrency 10]
 """
 
 from __future__ import annotations
@@ -75,16 +75,21 @@ async def one_run(backend: str, total: int) -> tuple[float, float]:
 
 
 async def shared_run(
-    backend: str, total: int, workers: int, prefetch: int
+    backend: str,
+    total: int,
+    workers: int,
+    prefetch: int,
+    ms: tuple[float, float] = (10, 50),
+    concurrency: int = CONCURRENCY,
 ) -> tuple[float, float, list[int]]:
     """(drain seconds, ideal seconds, tasks per worker) of ``workers`` worker
     processes sharing one queue, on a fresh store."""
     rng = random.Random(1234)
-    sleeps = [rng.uniform(10, 50) for _ in range(total)]
-    ideal = sum(sleeps) / 1000 / CONCURRENCY / workers
+    sleeps = [rng.uniform(*ms) for _ in range(total)]
+    ideal = sum(sleeps) / 1000 / concurrency / workers
     with fresh_url(backend) as url:
         procs = [
-            spawn_worker(url, "share", concurrency=CONCURRENCY, prefetch=prefetch)
+            spawn_worker(url, "share", concurrency=concurrency, prefetch=prefetch)
             for _ in range(workers)
         ]
         try:
@@ -122,12 +127,29 @@ def main() -> None:
     parser.add_argument(
         "--prefetch", type=int, default=-1, help="with --workers (-1: default)"
     )
+    parser.add_argument(
+        "--ms",
+        type=lambda text: tuple(float(x) for x in text.split(",")),
+        default=(10.0, 50.0),
+        help="with --workers: task sleep range LO,HI in ms (10,50)",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=CONCURRENCY, help="with --workers"
+    )
     args = parser.parse_args()
     figures: dict[str, dict[str, Any]] = {}
     if args.workers > 1:
         for backend in args.backend or BACKENDS[1:]:
             shared = [
-                trio.run(shared_run, backend, args.n, args.workers, args.prefetch)
+                trio.run(
+                    shared_run,
+                    backend,
+                    args.n,
+                    args.workers,
+                    args.prefetch,
+                    args.ms,
+                    args.concurrency,
+                )
                 for _ in range(args.runs)
             ]
             seconds = median([r[0] for r in shared])
@@ -141,8 +163,9 @@ def main() -> None:
             }
             if not args.json:
                 print(
-                    f"{backend:9s} {args.n} sleepy tasks on {args.workers} workers "
-                    f"(prefetch {args.prefetch}) in {seconds:6.3f} s (ideal "
+                    f"{backend:9s} {args.n} sleepy tasks ({args.ms[0]:g}-{args.ms[1]:g}"
+                    f" ms) on {args.workers} workers x {args.concurrency} (prefetch "
+                    f"{args.prefetch}) in {seconds:6.3f} s (ideal "
                     f"{ideal:.3f} s, efficiency {ideal / seconds:.0%}); tasks per "
                     f"worker in each run: {shares}",
                     flush=True,
