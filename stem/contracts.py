@@ -815,9 +815,9 @@ class TaskQuery(Protocol):
     """Task records listed for operators (``backend.results`` offers it on
     the four built-in backends). Every call is bounded whatever the number
     of records: at most ``limit`` (up to ``stem._taskquery.MAX_LIMIT``)
-    come back, and a filter on ``queue`` or ``name`` looks through at most
-    ``stem._taskquery.SCAN_BOUND`` of the newest records from ``before``
-    on. Expired records are never listed."""
+    come back, and a filter (``state``, ``queue``, ``name``) looks through
+    at most ``stem._taskquery.SCAN_BOUND`` of the newest records from
+    ``before`` on. Expired records are never listed."""
 
     async def list_tasks(
         self,

@@ -220,7 +220,7 @@ class MemoryResultBackend:
             if (expires is None or at < expires) and is_before(r, cursor)
         ]
         live.sort(key=lambda r: (r.updated_at, r.task_id), reverse=True)
-        if queue is not None or name is not None:
+        if state is not None or queue is not None or name is not None:
             live = live[:SCAN_BOUND]
         chosen = [r for r in live if matches(r, state=state, queue=queue, name=name)][
             : limit + 1

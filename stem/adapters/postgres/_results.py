@@ -457,28 +457,27 @@ class PostgresResults:
         limit: int = 50,
         before: str | None = None,
     ) -> TaskPage:
-        """Newest first through the ``results_recent`` index (or
-        ``results_state`` with a state); a queue or name filter looks
-        through at most SCAN_BOUND rows of that order."""
+        """Newest first through the ``results_recent`` index; a filter
+        looks through at most SCAN_BOUND rows of that order."""
         state = check_state(state)
         cursor = parse_cursor(before)
         limit = clamp_limit(limit)
         s = self.config.quoted_schema
         args: list[Any] = [now()]
         where = ["(expires_at IS NULL OR expires_at > $1)", "updated_at IS NOT NULL"]
-        if state is not None:
-            args.append(state)
-            where.append(f"state = ${len(args)}")
         if cursor is not None:
             args += [cursor[0], cursor[1]]
             where.append(f"(updated_at, task_id) < (${len(args) - 1}, ${len(args)})")
         inner = (
-            f"SELECT task_id, body, queue, name, updated_at FROM {s}.results "
+            f"SELECT task_id, body, state, queue, name, updated_at FROM {s}.results "
             f"WHERE {' AND '.join(where)} ORDER BY updated_at DESC, task_id DESC"
         )
         outer: list[str] = []
-        if queue is not None or name is not None:
+        if state is not None or queue is not None or name is not None:
             inner += f" LIMIT {SCAN_BOUND}"
+            if state is not None:
+                args.append(state)
+                outer.append(f"state = ${len(args)}")
             if queue is not None:
                 args.append(queue)
                 outer.append(f"queue = ${len(args)}")
@@ -496,7 +495,7 @@ class PostgresResults:
             # One ordered index scan (a wrapping subquery made the planner
             # sort every live row).
             sql = inner.replace(
-                "SELECT task_id, body, queue, name, updated_at", "SELECT body", 1
+                "SELECT task_id, body, state, queue, name, updated_at", "SELECT body", 1
             )
             sql += f" LIMIT ${len(args)}"
 

@@ -244,6 +244,11 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "CREATE INDEX results_state ON {s}.results (state, updated_at, task_id)",
         ),
     ),
+    (
+        7,
+        "no state index on results (a state filter scans, bounded)",
+        ("DROP INDEX IF EXISTS {s}.results_state",),
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]

@@ -399,29 +399,28 @@ class SQLiteResults:
         limit: int = 50,
         before: str | None = None,
     ) -> TaskPage:
-        """Newest first through the ``results_recent`` index (or
-        ``results_state`` with a state); a queue or name filter looks
-        through at most SCAN_BOUND rows of that order."""
+        """Newest first through the ``results_recent`` index; a filter
+        looks through at most SCAN_BOUND rows of that order."""
         state = check_state(state)
         cursor = parse_cursor(before)
         limit = clamp_limit(limit)
         now = _clock.now()
         where = [_LIVE, "updated_at IS NOT NULL"]
         args: list[object] = [now]
-        if state is not None:
-            where.append("state = ?")
-            args.append(state)
         if cursor is not None:
             where.append("(updated_at, task_id) < (?, ?)")
             args += [cursor[0], cursor[1]]
         inner = (
-            "SELECT task_id, body, queue, name FROM results WHERE "
+            "SELECT task_id, body, state, queue, name FROM results WHERE "
             + " AND ".join(where)
             + " ORDER BY updated_at DESC, task_id DESC"
         )
         outer: list[str] = []
-        if queue is not None or name is not None:
+        if state is not None or queue is not None or name is not None:
             inner += f" LIMIT {SCAN_BOUND}"
+            if state is not None:
+                outer.append("state = ?")
+                args.append(state)
             if queue is not None:
                 outer.append("queue = ?")
                 args.append(queue)
