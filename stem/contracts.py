@@ -59,9 +59,11 @@ class Capabilities:
 class Delivery:
     """One leased message handed to a consumer.
 
-    ``receipt`` identifies this lease. A receipt stays valid until the message
-    is claimed again (even past its lease deadline); after that, ack/nack/
-    extend/dead_letter with it change nothing and report False.
+    ``receipt`` identifies this lease, uniquely across every queue of the
+    backend (a worker keys the leases it holds by receipt). A receipt stays
+    valid until the message is claimed again (even past its lease deadline);
+    after that, ack/nack/extend/dead_letter with it change nothing and report
+    False.
     ``envelope`` is None when the body could not be decoded; then ``raw`` holds
     the body, ``decode_error`` the reason, and ``task_id`` is the body's
     ``id`` when readable, else ``""``. ``delivery_count`` counts claims of the
