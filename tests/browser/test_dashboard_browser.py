@@ -5,6 +5,7 @@ and by Redis. Screenshots are kept in tests/artifacts/."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -136,13 +138,28 @@ def running(backend_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
 @pytest.fixture
 def page(running: dict[str, Any]) -> Iterator[Page]:
     assert sync_playwright is not None
+    # trio-asyncio (imported by the Redis and Postgres tests in this
+    # process) installs its own event loop policy; Playwright's sync API
+    # needs a plain asyncio loop of its own (TRIO-NOTES.md, pitfall 10).
+    policy = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+    try:
+        with _playwright() as browser:
+            context = browser.new_context(viewport={"width": 1280, "height": 860})
+            yield context.new_page()
+    finally:
+        asyncio.set_event_loop_policy(policy)
+
+
+@contextmanager
+def _playwright() -> Iterator[Any]:
+    assert sync_playwright is not None
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=str(CHROMIUM), args=["--no-sandbox"]
         )
         try:
-            context = browser.new_context(viewport={"width": 1280, "height": 860})
-            yield context.new_page()
+            yield browser
         finally:
             browser.close()
 
