@@ -155,3 +155,69 @@ async def test_purge_needs_confirmation(site: dict[str, Any]) -> None:
         done = await http.post("/dead/purge", data=sure, headers=token)
         assert "Purged+1" in done.headers["location"]
         assert site["bad"] not in (await http.get("/dead")).text
+
+
+def _csrf(page: str) -> dict[str, str]:
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+    assert found is not None
+    return {"X-CSRF-Token": found.group(1)}
+
+
+async def test_schedule_actions(site: dict[str, Any]) -> None:
+    """The schedules page shows a stored entry with its next fire; disable
+    and enable change it in the store; run now enqueues its task."""
+    entry = stem.ScheduleEntry(
+        "nightly-add", every=3600.0, task=stem.signature("dash.add", {"a": 1, "b": 1})
+    )
+    async with stem.Client.from_url(site["url"], app=app) as client:
+        await client.backend.schedules.add(entry.name, entry.to_dict())
+    async with _client(site["base"], ADMIN) as http:
+        page = (await http.get("/schedules")).text
+        assert "nightly-add" in page and "dash.add" in page and "UTC" in page
+        token = _csrf(page)
+        off = await http.post("/schedules/nightly-add/disable", headers=token)
+        assert off.status_code == 303
+        ran = await http.post("/schedules/nightly-add/run", headers=token)
+        assert "Ran+schedule" in ran.headers["location"]
+        bogus = await http.post("/schedules/nightly-add/explode", headers=token)
+        assert bogus.status_code == 404
+    async with stem.Client.from_url(site["url"], app=app) as client:
+        record = await client.backend.schedules.get("nightly-add")
+        assert record is not None and not record.enabled
+        page_ = await client.backend.results.list_tasks(name="dash.add")  # type: ignore[attr-defined]
+        assert len(page_.results) == 2  # the seeded one and the manual run
+
+
+async def test_workflow_cancel_and_worker_pause(site: dict[str, Any]) -> None:
+    """A waiting workflow run is listed and cancelled from its page; a live
+    worker is listed and answers pause and resume."""
+    run = stem.contracts.WorkflowRun(
+        run_id="run-1", workflow="wf.demo", status="suspended", created_at=stem.now()
+    )
+    async with stem.Client.from_url(site["url"], app=app) as client:
+        assert await client.backend.workflows.create_run(run)
+        async with client.worker(concurrency=1, queues=["default"]):
+            async with _client(site["base"], ADMIN) as http:
+                listed = (await http.get("/workflows")).text
+                assert "run-1" in listed and "wf.demo" in listed
+                page = (await http.get("/workflows/run-1")).text
+                token = _csrf(page)
+                done = await http.post("/workflows/run-1/cancel", headers=token)
+                assert "Cancel+requested" in done.headers["location"]
+                workers = ""
+                with trio.fail_after(20):
+                    while "data-worker=" not in workers:
+                        workers = (await http.get("/workers")).text
+                        await trio.sleep(0.2)
+                worker_id = re.search(r'data-worker="([^"]+)"', workers)
+                assert worker_id is not None
+                pause = await http.post(
+                    f"/workers/{worker_id.group(1)}/pause", headers=token
+                )
+                assert "done" in pause.headers["location"], pause.headers
+                resume = await http.post(
+                    f"/workers/{worker_id.group(1)}/resume", headers=token
+                )
+                assert "done" in resume.headers["location"], resume.headers
+        stored = await client.backend.workflows.get_run("run-1")
+        assert stored is not None and stored.cancel_requested
