@@ -21,7 +21,7 @@ from stem.adapters.postgres._schedules import _record as pg_schedule
 from stem.adapters.redis._broker import RedisBroker, _decode_dead
 from stem.adapters.redis._results import parse_result
 from stem.adapters.redis._schedules import _record as redis_schedule
-from stem.adapters.redis._stores import _revocation_from
+from stem.adapters.redis._stores import revocation_record
 from stem.adapters.sqlite._broker import _delivery as sqlite_delivery
 from stem.adapters.sqlite._schedules import _record as sqlite_schedule
 from stem.contracts import Delivery
@@ -290,7 +290,9 @@ def test_redis_stream_entry_never_fails(prior: Any, count: str, body: Any) -> No
 @given(body=bodies | mutated(valid_envelope()).map(as_json), task_id=st.text())
 def test_postgres_claimed_row_never_fails(body: bytes, task_id: str) -> None:
     """A claimed Postgres row with any body becomes a delivery."""
-    rows = [(1, 0, 0.0, "default", task_id, 1, body, "tok")]
+    # id, priority, ready_at, queue, task_id, delivery count, body, then the
+    # revocation columns (terminate, reason, expires_at, version: none), token
+    rows = [(1, 0, 0.0, "default", task_id, 1, body, None, None, None, None, "tok")]
     [d] = PostgresBroker._deliveries(None, ["default"], rows, 30.0, 0.0)  # type: ignore[arg-type]
     _check_delivery(d)
 
@@ -426,4 +428,4 @@ def test_heartbeat_records_decode_or_refuse(body: bytes) -> None:
 def test_redis_revocation_records_decode_or_refuse(version: bytes, body: bytes) -> None:
     """A Redis revocation value reads back as a Revocation or raises
     DecodeError."""
-    decodes_or_refuses(_revocation_from, version + b"\n" + body)
+    decodes_or_refuses(revocation_record, version + b"\n" + body)
