@@ -204,7 +204,7 @@ def read_rows(directory: Path) -> dict[str, list[dict[str, str]]]:
     return rows
 
 
-def plot(directory: Path, png: Path) -> None:
+def plot(directory: Path, png: Path, title: str = "") -> None:
     """Draw RSS, connections and latency over time; print the table."""
     import matplotlib
 
@@ -213,16 +213,18 @@ def plot(directory: Path, png: Path) -> None:
 
     rows = read_rows(directory)
     fig, axes = plt.subplots(3, 1, figsize=(9, 9), sharex=True)
+    colours = {"redis": "tab:red", "postgres": "tab:blue"}
     for backend, data in rows.items():
+        colour = colours.get(backend)
         minutes = [int(r["elapsed_s"]) / 60 for r in data]
-        axes[0].plot(minutes, [float(r["worker_rss_mb"]) for r in data], label=backend)
-        axes[1].plot(minutes, [int(r["connections"]) for r in data], label=backend)
-        axes[2].plot(
-            minutes, [float(r["p50_ms"]) for r in data], label=f"{backend} p50"
-        )
-        axes[2].plot(
-            minutes, [float(r["p99_ms"]) for r in data], "--", label=f"{backend} p99"
-        )
+        rss = [float(r["worker_rss_mb"]) for r in data]
+        axes[0].plot(minutes, rss, color=colour, label=backend)
+        conns = [int(r["connections"]) for r in data]
+        axes[1].plot(minutes, conns, color=colour, label=backend)
+        p50 = [max(float(r["p50_ms"]), 0.1) for r in data]
+        p99 = [max(float(r["p99_ms"]), 0.1) for r in data]
+        axes[2].plot(minutes, p50, color=colour, label=f"{backend} p50")
+        axes[2].plot(minutes, p99, "--", color=colour, label=f"{backend} p99")
     axes[0].set_ylabel("worker RSS, sum (MiB)")
     axes[1].set_ylabel("server connections")
     axes[2].set_ylabel("round trip (ms)")
@@ -231,7 +233,7 @@ def plot(directory: Path, png: Path) -> None:
     for ax in axes:
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper right", fontsize=8)
-    fig.suptitle("Stem soak: steady load, 2 worker processes per backend")
+    fig.suptitle(title or "Stem soak: steady load, 2 worker processes per backend")
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=90)
@@ -283,11 +285,12 @@ def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("STEM_BENCH_POSTGRES"))
     parser.add_argument("--png", default=str(ROOT / "docs/images/soak.png"))
     parser.add_argument("--plot", metavar="DIR", help="only redraw from DIR's CSVs")
+    parser.add_argument("--title", default="", help="title of the PNG")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plot:
-        plot(Path(args.plot), Path(args.png))
+        plot(Path(args.plot), Path(args.png), args.title)
         return
     if args.one:
         trio.run(soak_one, args)
@@ -315,7 +318,7 @@ def main() -> None:
         children.append(subprocess.Popen(cmd, cwd=ROOT))
     codes = [child.wait() for child in children]
     print(f"load after: {load()}; exit codes {codes}", flush=True)
-    plot(Path(args.out), Path(args.png))
+    plot(Path(args.out), Path(args.png), args.title)
 
 
 if __name__ == "__main__":
