@@ -55,10 +55,21 @@ def planned_failures(n: int) -> int:
     return 0
 
 
-async def publish_all(client: stem.Client, ids: list[str], *, sleep: float) -> None:
+async def publish_all(
+    client: stem.Client,
+    ids: list[str],
+    *,
+    sleep: float,
+    batch: int = 200,
+    every: float = 0.0,
+) -> None:
     """``chaos.flaky`` task ``i`` under ``ids[i]``, each sleeping ``sleep`` s
-    and failing its planned attempts."""
-    for start in range(0, len(ids), 200):
+    and failing its planned attempts; in batches of ``batch``, one every
+    ``every`` seconds (a steady arrival keeps the run going while the
+    chaos happens, however fast the machine)."""
+    for start in range(0, len(ids), batch):
+        if start and every:
+            await trio.sleep(every)
         await client.publish(
             [
                 client.build_envelope(
@@ -66,7 +77,7 @@ async def publish_all(client: stem.Client, ids: list[str], *, sleep: float) -> N
                     {"n": i, "sleep": sleep, "fail": planned_failures(i)},
                     task_id=ids[i],
                 )
-                for i in range(start, min(start + 200, len(ids)))
+                for i in range(start, min(start + batch, len(ids)))
             ]
         )
 
