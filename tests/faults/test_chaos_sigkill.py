@@ -60,13 +60,30 @@ async def wait_all(
     errors: Path,
     results: dict[str, stem.TaskResult],
 ) -> None:
-    for task_id in ids:
-        while True:
-            try:
-                results[task_id] = await client.wait_for(task_id, timeout=5)
-                break
-            except stem.WaitTimeout:
-                killer.check_alive(errors)
+    """Fill ``results`` with every task's terminal result (polling the
+    unfinished ones in chunks: one wait_for per task would be thousands of
+    round trips)."""
+    while len(results) < len(ids):
+        left = [t for t in ids if t not in results]
+        for start in range(0, len(left), 500):
+            chunk = left[start : start + 500]
+            found = await client.backend.results.get_many(chunk)
+            for task_id, result in zip(chunk, found, strict=True):
+                if result is not None and result.is_terminal:
+                    results[task_id] = result
+        if len(results) < len(ids):
+            killer.check_alive(errors)
+            await trio.sleep(0.5)
+
+
+def lease_losses(errors: Path) -> set[str]:
+    """Task ids whose live worker reported losing the lease (it stalled past
+    the visibility timeout, so the task may run again elsewhere)."""
+    found = set()
+    for line in errors.read_text().splitlines():
+        if "lost the lease of '" in line:
+            found.add(line.split("lost the lease of '", 1)[1].split("'", 1)[0])
+    return found
 
 
 def rerun_attempts(records: list[Execution]) -> Counter[tuple[str, int]]:
@@ -135,6 +152,7 @@ async def test_random_worker_sigkills_lose_and_double_nothing(
         duplicate_successes=sum(n - 1 for n in ended.values() if n > 1),
         losses=TASKS - len(results) + len(wrong),
         dead=len(dead),
+        lease_losses=len(lease_losses(errors)),
     )
     assert killer.kills, "the run ended before the first kill"
     assert wrong == []
@@ -146,11 +164,18 @@ async def test_random_worker_sigkills_lose_and_double_nothing(
     assert set(ended) == set(ids)
     # An attempt ran again only because the process running it was killed:
     # every start but the last of a repeated attempt was on a killed pid.
+    # (Or because its live worker stalled past the lease and said so: an
+    # overloaded machine can starve a process for seconds.)
+    stalled = lease_losses(errors)
     for (task_id, attempt), _ in reruns.items():
         pids = [
             r.pid
             for r in records
             if r.kind == "S" and r.task_id == task_id and r.attempt == attempt
         ]
-        assert set(pids[:-1]) <= killer.killed, (task_id, attempt, pids)
+        assert set(pids[:-1]) <= killer.killed or task_id in stalled, (
+            task_id,
+            attempt,
+            pids,
+        )
     assert "Traceback" not in errors.read_text(), errors.read_text()[-3000:]
