@@ -34,6 +34,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ FIELDS = [
     "load_1min",
     "done",
     "bad",
+    "errors",
     "p50_ms",
     "p95_ms",
     "p99_ms",
@@ -104,7 +106,7 @@ async def produce(
     rate: float,
     seconds: float,
     samples: list[float],
-    bad: list[int],
+    bad: list[str],
 ) -> None:
     """Offer ``rate`` tasks/s for ``seconds``; record round trips (seconds)."""
 
@@ -113,11 +115,11 @@ async def produce(
         try:
             task_id = await client.enqueue("bench.echo", args={"n": n})
             result = await client.wait_for(task_id, timeout=120)
-        except Exception:  # an error of the run, counted, the soak goes on
-            bad.append(n)
+        except Exception as exc:  # an error of the run, counted, the soak goes on
+            bad.append(type(exc).__name__ + ": " + str(exc).rsplit(": ", 1)[-1][:60])
             return
         if result.state != stem.TaskState.SUCCEEDED or result.value != n:
-            bad.append(n)
+            bad.append(f"wrong result {result.state.value}")
             return
         samples.append(trio.current_time() - began)
 
@@ -135,7 +137,7 @@ def sample(
     url: str,
     elapsed: float,
     taken: list[float],
-    bad: int,
+    bad: list[str],
     workers: list[subprocess.Popen[str]],
 ) -> dict[str, Any]:
     """One CSV row: this interval's round trips, RSS and connections now."""
@@ -146,7 +148,8 @@ def sample(
         "elapsed_s": round(elapsed),
         "load_1min": round(os.getloadavg()[0], 2),
         "done": len(taken),
-        "bad": bad,
+        "bad": len(bad),
+        "errors": "; ".join(f"{k} x{n}" for k, n in Counter(bad).most_common(3)),
         "p50_ms": round(percentile(ms, 0.5), 2),
         "p95_ms": round(percentile(ms, 0.95), 2),
         "p99_ms": round(percentile(ms, 0.99), 2),
@@ -164,7 +167,7 @@ async def soak_one(args: argparse.Namespace) -> None:
     out = Path(args.out) / f"soak-{backend}.csv"
     workers = [spawn_worker(url, "serve", concurrency=10) for _ in range(args.workers)]
     samples: list[float] = []
-    bad: list[int] = []
+    bad: list[str] = []
     seconds = args.minutes * 60
     try:
         with out.open("w", newline="") as handle:
@@ -179,7 +182,7 @@ async def soak_one(args: argparse.Namespace) -> None:
                 while trio.current_time() - began < seconds + 1:
                     await trio.sleep(args.interval)
                     taken, samples[:] = list(samples), []
-                    bad_now, bad[:] = len(bad), []
+                    bad_now, bad[:] = list(bad), []
                     elapsed = trio.current_time() - began
                     row = await trio.to_thread.run_sync(
                         sample, backend, url, elapsed, taken, bad_now, workers
