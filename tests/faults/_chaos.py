@@ -167,10 +167,11 @@ class Killer:
             if len(candidates) < 2:
                 continue  # keep one working process, or nothing progresses
             victim = self.random.choice(candidates)
-            victim.kill()
-            await trio.to_thread.run_sync(victim.wait)
+            # Known as killed before it dies: check_alive runs meanwhile.
             self.killed.add(victim.pid)
             self.kills.append((victim.pid, trio.current_time()))
+            victim.kill()
+            await trio.to_thread.run_sync(victim.wait)
             self.procs.append(self.spawn())
 
     def check_alive(self, errors: Path) -> None:
