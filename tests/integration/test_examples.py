@@ -47,11 +47,11 @@ def test_sqlite_demo_runs_and_resumes_after_interrupt(tmp_path: Path) -> None:
     # Interrupt once the batch is enqueued (not after a fixed delay: importing
     # stem alone can take over a second on a loaded machine).
     assert proc.stdout is not None
-    head = [proc.stdout.readline()]  # blocks until the first line, or EOF
+    first = proc.stdout.readline()  # blocks until the first line, or EOF
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     rest, err = proc.communicate(timeout=60)
-    out = head[0] + rest
+    out = first + rest
     assert proc.returncode == 0, err
     if "Interrupted" in out:
         assert (tmp_path / "stem-demo.db").exists()
