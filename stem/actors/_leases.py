@@ -12,7 +12,7 @@ run out (see docs/architecture.md, "Writes outside the BrokerActor").
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 
 import attrs
 import trio
@@ -70,10 +70,17 @@ class HeldDeliveries:
 
     # -- renewal -------------------------------------------------------------
 
-    async def renew_forever(self, before_pass: Callable[[], object]) -> None:
+    async def renew_forever(
+        self,
+        before_pass: Callable[[], object],
+        settling: Container[str] = frozenset(),
+    ) -> None:
         """Renew leases a third of the way into them, until cancelled.
         ``before_pass`` runs before each look at what is held (the worker
-        forgets what was settled meanwhile)."""
+        forgets what was settled meanwhile). ``settling`` holds the receipts
+        whose outcome is on its way to the backend: they are still renewed
+        (a slow write must not let them run again), and a refusal for one of
+        them means its ack landed first, not a lost lease."""
         while True:
             before_pass()
             if not self._held:
@@ -91,13 +98,13 @@ class HeldDeliveries:
                 else:
                     next_check = min(next_check, renew_at)
             if due:
-                await self._extend(due)
+                await self._extend(due, settling)
                 continue
             self._changed = trio.Event()
             with trio.move_on_after(max(next_check - at, 0.01)):
                 await self._changed.wait()
 
-    async def _extend(self, due: list[Delivery]) -> None:
+    async def _extend(self, due: list[Delivery], settling: Container[str]) -> None:
         by_len: dict[float, list[Delivery]] = {}
         for delivery in due:
             length = self._lease_len.get(delivery.receipt, self.default_lease)
@@ -115,6 +122,9 @@ class HeldDeliveries:
                     continue
                 if held:
                     until = at + length
+                elif delivery.receipt in settling:
+                    # Settled between the look and the extend: nothing lost.
+                    until = float("inf")
                 else:
                     logger.warning(
                         "lost the lease of %r; it may run again elsewhere",

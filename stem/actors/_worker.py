@@ -160,7 +160,9 @@ class Worker(WorkerControl, Actor[WorkerMessage]):
         try:
             with self._run_scope:
                 async with trio.open_nursery() as helpers:
-                    helpers.start_soon(self._leases.renew_forever, self._absorb)
+                    helpers.start_soon(
+                        self._leases.renew_forever, self._absorb, self._finishing
+                    )
                     helpers.start_soon(self._outbox.forward_forever)
                     helpers.start_soon(self._progress.write_forever)
                     await helpers.start(

@@ -137,3 +137,32 @@ async def test_leases_are_renewed_by_the_holder_alone(autojump_clock: Any) -> No
         await trio.sleep(5.0)
         again = await backend.broker.claim(["q"], limit=1, lease=3.0, consumer="b")
         assert [d.task_id for d in again] == [env.id]
+
+
+async def test_a_refused_renewal_of_a_settling_delivery_is_no_lost_lease(
+    autojump_clock: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The renewer keeps renewing a delivery whose ack is on its way; when
+    the ack lands first the refusal is expected and logs no lost lease. A
+    refusal for a delivery nobody settled still warns."""
+    async with open_backend("memory://") as backend:
+        client = stem.Client.in_memory()
+        envs = [client.build_envelope("x", {}, queue="q") for _ in range(2)]
+        await backend.broker.publish(envs)
+        got = await backend.broker.claim(["q"], limit=2, lease=3.0, consumer="a")
+        acked, lost = sorted(got, key=lambda d: d.task_id != envs[0].id)
+        held = HeldDeliveries(backend.broker, 3.0)
+        held.add(got, 3.0)
+        settling = {acked.receipt}
+        await backend.broker.ack([acked])
+        # The other one's lease runs out and another consumer takes it over.
+        await trio.sleep(3.5)
+        taken = await backend.broker.claim(["q"], limit=1, lease=30.0, consumer="b")
+        assert [d.task_id for d in taken] == [lost.task_id]
+        with caplog.at_level("WARNING", logger="stem.worker"):
+            with trio.move_on_after(1.0):
+                await held.renew_forever(lambda: None, settling)
+        warned = [r.getMessage() for r in caplog.records if "lease" in r.getMessage()]
+        assert warned == [
+            f"lost the lease of {lost.task_id!r}; it may run again elsewhere"
+        ]
