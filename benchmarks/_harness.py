@@ -64,12 +64,14 @@ def fresh_url(backend: str) -> Iterator[str]:
             shutil.rmtree(directory, ignore_errors=True)
     elif backend == "redis":
         try:
-            yield f"{REDIS}?namespace=bench{tag}"
+            glue = "&" if "?" in REDIS else "?"
+            yield f"{REDIS}{glue}namespace=bench{tag}"
         finally:
             _drop_redis_namespace(f"bench{tag}")
     elif backend == "postgres":
         try:
-            yield f"{POSTGRES}?schema=bench_{tag}"
+            glue = "&" if "?" in POSTGRES else "?"
+            yield f"{POSTGRES}{glue}schema=bench_{tag}"
         finally:
             _drop_postgres_schema(f"bench_{tag}")
     else:

@@ -34,6 +34,7 @@ from ._conn import (
 )
 from ._events import RedisEvents
 from ._hub import Hub
+from ._native import NativePool, speaks, supported
 from ._results import RedisResults
 from ._schedules import RedisSchedules
 from ._stores import RedisHeartbeats, RedisLimiter, RedisLocks, RedisRevocations
@@ -122,8 +123,7 @@ class RedisBackend(RedisStores):
         at = now()
         records = [encode_result(r) for r in results]
 
-        async def send() -> tuple[list[tuple[str, list[int]]], list[Any]]:
-            pipe = self.conn.client.pipeline(transaction=True)
+        def fill(pipe: Any) -> list[tuple[str, list[int]]]:
             calls = self.broker.queue_create_publish(
                 pipe,
                 envelopes,
@@ -132,10 +132,10 @@ class RedisBackend(RedisStores):
                 expiry=px(ttl),
             )
             queue_index(pipe, self.results.keys, results)
-            replies: list[Any] = await pipe.execute()
-            return calls, replies[1 : 1 + len(calls)]
+            return calls
 
-        calls, replies = await self.conn.run(send)
+        calls, replies = await self.conn.execute(fill, atomic=True)
+        replies = replies[1 : 1 + len(calls)]
         flags = [False] * len(envelopes)
         created: list[str] = []
         for (queue, indexes), reply in zip(calls, replies, strict=True):
@@ -201,7 +201,16 @@ def _build(settings: Settings) -> RedisStores:
         hub = Hub(sub, keys, redact(settings.url))
         listeners = {}
         kind = RedisBackend
-    conn = Conn(settings, client)
+    native = None
+    if settings.native and not settings.cluster and supported(settings.client_url):
+        native = NativePool(
+            settings.client_url,
+            connect_timeout=settings.connect_timeout,
+            command_timeout=settings.command_timeout,
+            max_connections=settings.max_connections,
+            protocol=speaks(client),
+        )
+    conn = Conn(settings, client, native=native)
     return kind(
         settings=settings,
         conn=conn,

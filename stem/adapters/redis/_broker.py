@@ -20,8 +20,7 @@ which makes a stale receipt harmless.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -45,7 +44,6 @@ from stem.contracts import DeadLetter, Delivery, QueueStats
 
 from ._conn import Conn, Keys, evalsha, fmt
 from ._hub import Hub
-from ._scripts import SCRIPTS
 from ._stores import revocation_live, revocation_record
 
 #: Longest a waiting claim sleeps without re-checking (a lost wake costs this).
@@ -178,12 +176,9 @@ class RedisBroker:
             self.hub.wake_queue(queue)
 
     async def _publish(self, by_queue: dict[str, list[str]]) -> None:
-        async def send() -> None:
-            pipe = self.conn.pipeline(atomic=True)
-            self.queue_publish(pipe, by_queue)
-            await pipe.execute()
-
-        await self.conn.run(send)
+        await self.conn.execute(
+            lambda pipe: self.queue_publish(pipe, by_queue), atomic=True
+        )
         self.published(by_queue)
 
     # ---------------------------------------------------------------- claim
@@ -249,12 +244,8 @@ class RedisBroker:
         for queue in queues:
             at = now()
             until = at + lease
-            reply = await self.conn.run(
-                functools.partial(
-                    self._claim_call, queue, limit - len(out), until, at, consumer
-                ),
-                until=deadline,
-            )
+            keys, args = self._claim_call(queue, limit - len(out), until, at, consumer)
+            reply = await self.conn.script("claim", keys, args, until=deadline)
             next_due, rows = reply
             if next_due:
                 value = float(_text(next_due))
@@ -271,7 +262,7 @@ class RedisBroker:
 
     def _claim_call(
         self, queue: str, limit: int, until: float, at: float, consumer: str
-    ) -> Awaitable[Any]:
+    ) -> tuple[list[str], list[str]]:
         keys = self.keys.queue(queue)
         check = []
         if not self.conn.cluster:
@@ -279,17 +270,7 @@ class RedisBroker:
             # (on a cluster that hash lives in another slot).
             keys = [*keys, self.keys.revocations[0]]
             check = ["1"]
-        call: Awaitable[Any] = self.conn.client.evalsha(
-            SCRIPTS["claim"].sha,
-            len(keys),
-            *keys,
-            fmt(at),
-            str(limit),
-            fmt(until),
-            consumer,
-            *check,
-        )
-        return call
+        return keys, [fmt(at), str(limit), fmt(until), consumer, *check]
 
     @staticmethod
     def _delivery(
@@ -339,13 +320,11 @@ class RedisBroker:
         if not by_queue:
             return
 
-        async def send() -> None:
-            pipe = self.conn.pipeline(atomic=False)
+        def fill(pipe: Any) -> None:
             for queue, args in by_queue.items():
                 evalsha(pipe, "ack", self.keys.queue(queue), args)
-            await pipe.execute()
 
-        await self.conn.run(send)
+        await self.conn.execute(fill, atomic=False)
 
     async def extend(self, deliveries: Sequence[Delivery], lease: float) -> list[bool]:
         """Renew leases (XCLAIM JUSTID to the same consumer) in one round trip."""
@@ -360,14 +339,11 @@ class RedisBroker:
             args.append(_wire(delivery.receipt))
         names = list(by_queue)
 
-        async def send() -> list[Any]:
-            pipe = self.conn.pipeline(atomic=False)
+        def fill(pipe: Any) -> None:
             for queue in names:
                 evalsha(pipe, "extend", self.keys.queue(queue), by_queue[queue])
-            result: list[Any] = await pipe.execute()
-            return result
 
-        replies = await self.conn.run(send)
+        _, replies = await self.conn.execute(fill, atomic=False)
         flags = dict(zip(names, replies, strict=True))
         return [bool(int(flags[queue][index])) for queue, index in order]
 

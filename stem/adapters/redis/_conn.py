@@ -23,9 +23,11 @@ from stem._redact import redact
 from stem._text import has_control
 from stem._urlcheck import split_url
 
+from ._native import NativePool
 from ._scripts import SCRIPTS
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 #: Errors after which a command may succeed when tried again.
 TRANSIENT: tuple[type[BaseException], ...] = (
@@ -64,6 +66,9 @@ class Settings:
     max_connections: int = 64
     #: Redis Cluster (``redis+cluster://``): the seed nodes, else empty
     seeds: tuple[tuple[str, int], ...] = ()
+    #: the hot path's commands on Trio-native connections (``?native=false``
+    #: keeps every command on redis-py); used on one Redis over plain TCP
+    native: bool = True
 
     @property
     def cluster(self) -> bool:
@@ -130,6 +135,9 @@ def parse_url(url: str, options: dict[str, Any]) -> Settings:
         "off",
     ):
         raise ConfigError(f"option cluster must be true or false, got {cluster!r}")
+    native = options.pop("native", query.pop("native", "true"))
+    if str(native).lower() not in (*_TRUE, "0", "false", "no", "off"):
+        raise ConfigError(f"option native must be true or false, got {native!r}")
     if not seeds and cluster is not None and str(cluster).lower() in _TRUE:
         seeds = ((parts.hostname or "localhost", parts.port or 6379),)
     database = parts.path.strip("/") or query.get("db", "0")
@@ -181,6 +189,7 @@ def parse_url(url: str, options: dict[str, Any]) -> Settings:
         namespace=namespace,
         max_connections=int(max_conn),
         seeds=seeds,
+        native=str(native).lower() in _TRUE,
         **numbers,
     )
 
@@ -255,6 +264,8 @@ class Conn:
 
     settings: Settings
     client: Any  # aioredis.Redis, or RedisCluster on a cluster
+    #: The Trio-native connections of the hot path (``_native``), if used
+    native: NativePool | None = None
     _scripts_loaded: bool = False
     _nodes: dict[tuple[str, int], aioredis.Redis] = attrs.field(factory=dict)
 
@@ -314,6 +325,41 @@ class Conn:
         backoff for ``retry_for`` seconds (or until ``until``, Trio time), then
         raise :class:`stem.BrokerUnavailable`. Cancelling it may leave the
         command executed or not (callers only use it that way for shutdown)."""
+        return await self._retrying(aio(make), until)
+
+    async def execute(
+        self, fill: Callable[[Any], R], *, atomic: bool, until: float | None = None
+    ) -> tuple[R, list[Any]]:
+        """Run a pipeline (one round trip): ``fill(pipe)`` queues its commands
+        (and returns what the caller needs to read the replies); returns that
+        and the replies. On one Redis over plain TCP or a Unix socket it runs
+        on the Trio-native connection (``_native``), else through redis-py.
+        Retried as :meth:`run` is (``fill`` is called again for each try)."""
+        native = self.native
+        if native is None:
+
+            async def send() -> tuple[R, list[Any]]:
+                pipe = self.pipeline(atomic=atomic)
+                made = fill(pipe)
+                return made, list(await pipe.execute())
+
+            return await self.run(send, until=until)
+
+        async def attempt() -> tuple[R, list[Any]]:
+            pipe = self.client.pipeline(transaction=atomic)
+            made = fill(pipe)
+            replies = await native.execute(
+                pipe.command_stack,
+                transaction=atomic,
+                callbacks=pipe.response_callbacks,
+            )
+            return made, replies
+
+        return await self._retrying(attempt, until)
+
+    async def _retrying(
+        self, attempt: Callable[[], Awaitable[T]], until: float | None
+    ) -> T:
         start = trio.current_time()
         deadline = start + self.settings.retry_for
         if until is not None:
@@ -322,7 +368,7 @@ class Conn:
         reloaded = False
         while True:
             try:
-                return await aio(make)()
+                return await attempt()
             except rexc.AuthenticationError:
                 raise  # a wrong password is not an outage: never retried
             except rexc.NoScriptError as exc:
@@ -357,16 +403,37 @@ class Conn:
 
         await self.run(load)
 
-    async def script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def script(
+        self,
+        name: str,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        *,
+        until: float | None = None,
+    ) -> Any:
         """EVALSHA one script (one round trip)."""
         sha = SCRIPTS[name].sha
+        native = self.native
+        if native is None:
 
-        async def call() -> Any:
-            return await self.client.evalsha(sha, len(keys), *keys, *args)
+            async def call() -> Any:
+                return await self.client.evalsha(sha, len(keys), *keys, *args)
 
-        return await self.run(call)
+            return await self.run(call, until=until)
+        command: tuple[tuple[Any, ...], dict[str, Any]] = (
+            ("EVALSHA", sha, len(keys), *keys, *args),
+            {},
+        )
+
+        async def attempt() -> Any:
+            replies = await native.execute([command], transaction=False, callbacks=None)
+            return replies[0]
+
+        return await self._retrying(attempt, until)
 
     async def aclose(self) -> None:
+        if self.native is not None:
+            await self.native.aclose()
         with trio.CancelScope(shield=True):
             for client in [self.client, *self._nodes.values()]:
                 try:

@@ -98,13 +98,13 @@ class RedisResults:
         if not results:
             return []
 
-        async def send() -> tuple[list[list[int]], list[Any]]:
-            pipe = self.conn.pipeline(atomic=False)
+        def fill(pipe: Any) -> list[list[int]]:
             order = self.queue_set_state(pipe, results, ttl=ttl)
             queue_index(pipe, self.keys, results)
-            return order, list(await pipe.execute())[: len(order)]
+            return order
 
-        order, replies = await self.conn.run(send)
+        order, replies = await self.conn.execute(fill, atomic=False)
+        replies = replies[: len(order)]
         flags = self.set_state_done(results, replies, order)
         await count_finished(self.conn, self.keys, results, flags)
         return flags
@@ -123,8 +123,7 @@ class RedisResults:
         keys = [self.keys.result(r.task_id) for r in results]
         order = slot_groups(keys, cluster=self.conn.cluster, size=_CHUNK)
 
-        async def send() -> list[Any]:
-            pipe = self.conn.pipeline(atomic=False)
+        def fill(pipe: Any) -> None:
             for chunk in order:
                 args: list[Any] = [fmt(at), expires, expiry]
                 for index in chunk:
@@ -132,9 +131,9 @@ class RedisResults:
                     args += ["1" if result.is_terminal else "0", encode_result(result)]
                 evalsha(pipe, "create_many", [keys[i] for i in chunk], args)
             queue_index(pipe, self.keys, results)
-            return list(await pipe.execute())[: len(order)]
 
-        flags = _in_order(len(results), order, await self.conn.run(send))
+        _, replies = await self.conn.execute(fill, atomic=False)
+        flags = _in_order(len(results), order, replies[: len(order)])
         await count_finished(self.conn, self.keys, results, flags)
         for result, stored in zip(results, flags, strict=True):
             if stored and result.is_terminal:

@@ -72,15 +72,13 @@ async def count_finished(
         per_state = counts.setdefault(key, {})
         per_state[result.state.value] = per_state.get(result.state.value, 0) + 1
 
-    async def send() -> None:
-        pipe = conn.pipeline(atomic=False)
+    def fill(pipe: Any) -> None:
         for key, per_state in counts.items():
             for state, count in per_state.items():
                 pipe.hincrby(key, state, count)
             pipe.expire(key, COUNTER_TTL)
-        await pipe.execute()
 
-    await conn.run(send)
+    await conn.execute(fill, atomic=False)
 
 
 async def list_tasks(

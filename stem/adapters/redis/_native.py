@@ -1,0 +1,270 @@
+"""A Trio-native Redis connection for the hot path.
+
+The worker's and producer's per-task commands (publish, claim, settle, store
+results) are script calls and pipelines. Through redis-py's asyncio client
+each one crosses the trio-asyncio bridge: a handful of asyncio loop steps,
+each in its own cancel scope, on top of Trio's own scheduling. Here the same
+commands go over a Trio socket: the RESP request is encoded once, the reply
+is parsed by hiredis, and a command is one ``send_all`` plus the reads its
+reply needs (docs/decisions.md, "A Trio-native hot path").
+
+Commands are still built with redis-py's pipeline object (it only records
+them until executed), and its response callbacks shape the replies, so a
+caller sees the same values either way. Errors are redis-py's exception
+classes, so the retry and error mapping of :class:`~._conn.Conn` is shared.
+redis-py keeps everything else: pub/sub, blocking reads, transactions with
+WATCH, Redis Cluster and TLS (``rediss://``), where this path is not used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import hiredis
+import redis.exceptions as rexc
+import trio
+from redis.connection import parse_url
+
+#: Error reply prefixes and the redis-py exception each one is.
+_ERRORS: tuple[tuple[str, type[rexc.RedisError]], ...] = (
+    ("NOSCRIPT", rexc.NoScriptError),
+    ("READONLY", rexc.ReadOnlyError),
+    ("LOADING", rexc.BusyLoadingError),
+    ("MASTERDOWN", rexc.MasterDownError),
+    ("NOAUTH", rexc.AuthenticationError),
+    ("WRONGPASS", rexc.AuthenticationError),
+    ("EXECABORT", rexc.ExecAbortError),
+    ("ERR invalid password", rexc.AuthenticationError),
+    ("ERR AUTH", rexc.AuthenticationError),
+)
+
+#: Options redis-py records with a command that are not response-callback
+#: keywords (redis-py drops them the same way before calling back).
+_NOT_CALLBACK_OPTIONS = ("keys", "NEVER_DECODE", "EMPTY_RESPONSE")
+
+
+def error_of(reply: BaseException) -> rexc.RedisError:
+    """The redis-py exception for an error reply."""
+    text = str(reply)
+    for prefix, kind in _ERRORS:
+        if text.startswith(prefix):
+            return kind(text)
+    return rexc.ResponseError(text)
+
+
+def _arg(value: Any) -> bytes:
+    # The same encoding as redis-py's Encoder (decode_responses=False).
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bool):
+        raise rexc.DataError(f"invalid input of type bool: {value!r}")
+    if isinstance(value, int | float):
+        return repr(value).encode()
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    raise rexc.DataError(f"invalid input of type {type(value).__name__}")
+
+
+def encode(commands: Sequence[Sequence[Any]]) -> bytes:
+    """RESP arrays of bulk strings, one per command, in one buffer."""
+    out: list[bytes] = []
+    for args in commands:
+        out.append(b"*%d\r\n" % len(args))
+        for value in args:
+            data = _arg(value)
+            out.append(b"$%d\r\n" % len(data))
+            out.append(data)
+            out.append(b"\r\n")
+    return b"".join(out)
+
+
+def supported(client_url: str) -> bool:
+    """Whether this path can serve ``client_url``: plain TCP or a Unix socket
+    (TLS stays with redis-py)."""
+    scheme = client_url.partition("://")[0].lower()
+    return scheme in ("redis", "unix")
+
+
+def speaks(client: Any) -> int:
+    """The RESP version ``client`` (a redis-py asyncio client) negotiates."""
+    pool = client.connection_pool
+    probe = pool.connection_class(**pool.connection_kwargs)
+    return 3 if str(getattr(probe, "protocol", 2)) == "3" else 2
+
+
+@attrs.define(eq=False)
+class _Connection:
+    stream: trio.abc.Stream
+    reader: Any = attrs.field(factory=hiredis.Reader)
+
+    async def request(self, payload: bytes, count: int) -> list[Any]:
+        await self.stream.send_all(payload)
+        replies: list[Any] = []
+        reader = self.reader
+        while len(replies) < count:
+            reply = reader.gets()
+            if reply is False:
+                data = await self.stream.receive_some(65536)
+                if not data:
+                    raise rexc.ConnectionError("connection closed by the server")
+                reader.feed(data)
+                continue
+            replies.append(reply)
+        return replies
+
+
+@attrs.define(eq=False)
+class NativePool:
+    """Connections to one Redis for Trio callers, at most ``max_connections``
+    at once; a connection is returned only after a complete reply (a
+    cancelled or failed command closes its connection)."""
+
+    client_url: str
+    connect_timeout: float
+    command_timeout: float
+    max_connections: int
+    #: the protocol redis-py speaks (RESP3 from redis-py 8 on): replies then
+    #: have the same shapes before its response callbacks
+    protocol: int = 2
+    _idle: list[_Connection] = attrs.field(factory=list, init=False)
+    _limit: trio.CapacityLimiter = attrs.field(init=False)
+    _target: dict[str, Any] = attrs.field(init=False)
+    _closed: bool = attrs.field(default=False, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._limit = trio.CapacityLimiter(self.max_connections)
+        self._target = parse_url(self.client_url)  # type: ignore[no-untyped-call]
+
+    async def execute(
+        self,
+        commands: Sequence[tuple[Sequence[Any], dict[str, Any]]],
+        *,
+        transaction: bool,
+        callbacks: Any,
+    ) -> list[Any]:
+        """Run ``commands`` (redis-py's pipeline stack: ``(args, options)``)
+        in one round trip, wrapped in MULTI/EXEC when ``transaction``; returns
+        their replies shaped by ``callbacks`` and raises the first error."""
+        wire = [args for args, _ in commands]
+        if transaction:
+            wire = [("MULTI",), *wire, ("EXEC",)]
+        replies = await self._round_trip(encode(wire), len(wire))
+        if transaction:
+            replies = self._exec_replies(replies)
+        out: list[Any] = []
+        for reply, (args, options) in zip(replies, commands, strict=True):
+            if isinstance(reply, hiredis.ReplyError):
+                raise error_of(reply)
+            callback = callbacks.get(args[0]) if callbacks is not None else None
+            if callback is not None:
+                kwargs = {
+                    k: v for k, v in options.items() if k not in _NOT_CALLBACK_OPTIONS
+                }
+                reply = callback(reply, **kwargs)
+            out.append(reply)
+        return out
+
+    @staticmethod
+    def _exec_replies(replies: list[Any]) -> list[Any]:
+        # MULTI's OK, one QUEUED (or a refusal) per command, EXEC's array.
+        for reply in replies[:-1]:
+            if isinstance(reply, hiredis.ReplyError):
+                raise error_of(reply)
+        done = replies[-1]
+        if isinstance(done, hiredis.ReplyError):
+            raise error_of(done)
+        if done is None:
+            raise rexc.WatchError("the transaction was aborted")
+        result: list[Any] = done
+        return result
+
+    async def _round_trip(self, payload: bytes, count: int) -> list[Any]:
+        if self._closed:
+            raise rexc.ConnectionError("the connection pool is closed")
+        async with self._limit:
+            conn = self._idle.pop() if self._idle else await self._open()
+            ok = False
+            try:
+                with trio.fail_after(self.command_timeout):
+                    replies = await conn.request(payload, count)
+                ok = True
+            except trio.TooSlowError:
+                raise rexc.TimeoutError(
+                    f"no reply within {self.command_timeout} s"
+                ) from None
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self._drop_idle()  # the server went away: they are dead too
+                raise rexc.ConnectionError(f"connection lost: {exc}") from exc
+            except (OSError, rexc.ConnectionError):
+                self._drop_idle()
+                raise
+            finally:
+                if ok and not self._closed:
+                    self._idle.append(conn)
+                else:
+                    await trio.aclose_forcefully(conn.stream)
+            return replies
+
+    async def _open(self) -> _Connection:
+        target = self._target
+        try:
+            with trio.fail_after(self.connect_timeout):
+                if "path" in target:
+                    stream: trio.abc.Stream = await trio.open_unix_socket(
+                        target["path"]
+                    )
+                else:
+                    stream = await trio.open_tcp_stream(
+                        target.get("host") or "localhost",
+                        int(target.get("port") or 6379),
+                    )
+        except trio.TooSlowError:
+            raise rexc.TimeoutError(
+                f"no connection within {self.connect_timeout} s"
+            ) from None
+        except OSError as exc:
+            raise rexc.ConnectionError(f"cannot connect: {exc}") from exc
+        conn = _Connection(stream)
+        hello: list[tuple[Any, ...]] = []
+        password = target.get("password")
+        user = target.get("username")
+        if self.protocol == 3:
+            login = (
+                ("AUTH", user or "default", password) if password is not None else ()
+            )
+            hello.append(("HELLO", 3, *login))
+        elif password is not None:
+            hello.append(("AUTH", user, password) if user else ("AUTH", password))
+        db = int(target.get("db") or 0)
+        if db:
+            hello.append(("SELECT", db))
+        if hello:
+            try:
+                with trio.fail_after(self.connect_timeout):
+                    replies = await conn.request(encode(hello), len(hello))
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
+            for reply in replies:
+                if isinstance(reply, hiredis.ReplyError):
+                    await trio.aclose_forcefully(stream)
+                    raise error_of(reply)
+        return conn
+
+    def _drop_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            sock = getattr(conn.stream, "socket", None)
+            if sock is not None:
+                sock.close()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        with trio.CancelScope(shield=True):
+            for conn in idle:
+                await trio.aclose_forcefully(conn.stream)
