@@ -186,3 +186,36 @@ def test_the_native_option_is_validated() -> None:
     assert parse_url("redis://h/0", {"native": "off"}).native is False
     with pytest.raises(ConfigError, match="native"):
         parse_url("redis://h/0?native=maybe", {})
+
+
+async def test_native_pub_sub_hears_what_is_published(
+    redis_backend_factory: Any,
+) -> None:
+    """The Trio-native pub/sub connection confirms a subscription, hears a
+    PUBLISH as redis-py's message dict, and returns None on a quiet channel."""
+    async with redis_backend_factory() as backend:
+        native = backend.conn.native
+        assert native is not None and backend.hub.native is not None
+        pubsub = backend.hub.native()
+        try:
+            await pubsub.subscribe("native-test")
+            confirm = await pubsub.get_message(timeout=2)
+            assert confirm == {
+                "type": "subscribe",
+                "channel": b"native-test",
+                "data": 1,
+            }
+            await native.execute(
+                [(("PUBLISH", "native-test", b"hello"), {})],
+                transaction=False,
+                callbacks=None,
+            )
+            heard = await pubsub.get_message(timeout=2)
+            assert heard == {
+                "type": "message",
+                "channel": b"native-test",
+                "data": b"hello",
+            }
+            assert await pubsub.get_message(timeout=0.05) is None
+        finally:
+            await pubsub.aclose()

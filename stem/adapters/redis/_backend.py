@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -34,7 +35,7 @@ from ._conn import (
 )
 from ._events import RedisEvents
 from ._hub import Hub
-from ._native import NativePool, speaks, supported
+from ._native import NativePool, NativePubSub, speaks, supported
 from ._results import RedisResults
 from ._schedules import RedisSchedules
 from ._stores import RedisHeartbeats, RedisLimiter, RedisLocks, RedisRevocations
@@ -203,6 +204,9 @@ def _build(settings: Settings) -> RedisStores:
         kind = RedisBackend
     native = None
     if settings.native and not settings.cluster and supported(settings.client_url):
+        hub.native = functools.partial(
+            NativePubSub, settings.client_url, connect_timeout=settings.connect_timeout
+        )
         native = NativePool(
             settings.client_url,
             connect_timeout=settings.connect_timeout,

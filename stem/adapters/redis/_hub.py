@@ -48,6 +48,9 @@ class Hub:
     #: on a cluster: the client of the next node to listen on (any node
     #: hears every PUBLISH), asked again at each reconnect
     pick: Callable[[], aioredis.Redis] | None = None
+    #: on one Redis over plain TCP: makes the Trio-native pub/sub connection
+    #: (``_native.NativePubSub``) used instead of redis-py's
+    native: Callable[[], Any] | None = None
     broadcast_buffer: int = 256
     pubsub: Any = None
     channels: dict[str, _Channel] = attrs.field(factory=dict)
@@ -96,7 +99,7 @@ class Hub:
             entry = self.channels[channel] = _Channel()
             if self.pubsub is not None:
                 try:
-                    await aio(self.pubsub.subscribe)(channel)
+                    await self._io(self.pubsub.subscribe)(channel)
                 except TRANSIENT_OR_CANCELLED:
                     pass  # the listener reconnects and subscribes again
         entry.refs += 1
@@ -116,7 +119,7 @@ class Hub:
         if self.pubsub is not None:
             with trio.CancelScope(shield=True), trio.move_on_after(_CONFIRM_WAIT):
                 try:
-                    await aio(self.pubsub.unsubscribe)(channel)
+                    await self._io(self.pubsub.unsubscribe)(channel)
                 except TRANSIENT_OR_CANCELLED:
                     pass
 
@@ -167,22 +170,26 @@ class Hub:
             for send in list(self.subscribers):
                 send.close()
 
+    def _io(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        # The native connection's methods are Trio coroutines already.
+        return fn if self.native is not None else aio(fn)
+
     async def _connect(self) -> None:
         if self.pick is not None:
             self.client = self.pick()
-        self.pubsub = self.client.pubsub()
+        self.pubsub = self.native() if self.native is not None else self.client.pubsub()
         for entry in self.channels.values():
             entry.confirmed = trio.Event()
         names = list(self.channels)
-        await aio(self.pubsub.subscribe)(*names)
+        await self._io(self.pubsub.subscribe)(*names)
         # Wait for the broadcast channel's confirmation (the others follow).
         while not self.channels[self.keys.broadcast].confirmed.is_set():
-            message = await aio(self.pubsub.get_message)(timeout=_IDLE_READ)
+            message = await self._io(self.pubsub.get_message)(timeout=_IDLE_READ)
             if message is not None:
                 self._dispatch(message)
 
     async def _listen(self) -> None:
-        get = aio(self.pubsub.get_message)
+        get = self._io(self.pubsub.get_message)
         while True:
             message = await get(timeout=_IDLE_READ)
             if message is not None:
@@ -194,7 +201,7 @@ class Hub:
             return
         with trio.CancelScope(shield=True), trio.move_on_after(_CONFIRM_WAIT):
             try:
-                await aio(pubsub.aclose)()
+                await self._io(pubsub.aclose)()
             except TRANSIENT_OR_CANCELLED:
                 pass
 

@@ -210,50 +210,9 @@ class NativePool:
             return replies
 
     async def _open(self) -> _Connection:
-        target = self._target
-        try:
-            with trio.fail_after(self.connect_timeout):
-                if "path" in target:
-                    stream: trio.abc.Stream = await trio.open_unix_socket(
-                        target["path"]
-                    )
-                else:
-                    stream = await trio.open_tcp_stream(
-                        target.get("host") or "localhost",
-                        int(target.get("port") or 6379),
-                    )
-        except trio.TooSlowError:
-            raise rexc.TimeoutError(
-                f"no connection within {self.connect_timeout} s"
-            ) from None
-        except OSError as exc:
-            raise rexc.ConnectionError(f"cannot connect: {exc}") from exc
-        conn = _Connection(stream)
-        hello: list[tuple[Any, ...]] = []
-        password = target.get("password")
-        user = target.get("username")
-        if self.protocol == 3:
-            login = (
-                ("AUTH", user or "default", password) if password is not None else ()
-            )
-            hello.append(("HELLO", 3, *login))
-        elif password is not None:
-            hello.append(("AUTH", user, password) if user else ("AUTH", password))
-        db = int(target.get("db") or 0)
-        if db:
-            hello.append(("SELECT", db))
-        if hello:
-            try:
-                with trio.fail_after(self.connect_timeout):
-                    replies = await conn.request(encode(hello), len(hello))
-            except BaseException:
-                await trio.aclose_forcefully(stream)
-                raise
-            for reply in replies:
-                if isinstance(reply, hiredis.ReplyError):
-                    await trio.aclose_forcefully(stream)
-                    raise error_of(reply)
-        return conn
+        return await connect(
+            self._target, timeout=self.connect_timeout, protocol=self.protocol
+        )
 
     def _drop_idle(self) -> None:
         idle, self._idle = self._idle, []
@@ -268,3 +227,127 @@ class NativePool:
         with trio.CancelScope(shield=True):
             for conn in idle:
                 await trio.aclose_forcefully(conn.stream)
+
+
+async def connect(
+    target: dict[str, Any], *, timeout: float, protocol: int
+) -> _Connection:
+    """A logged-in connection to ``target`` (``redis.connection.parse_url``'s
+    keywords), on its database, speaking RESP ``protocol``."""
+    try:
+        with trio.fail_after(timeout):
+            if "path" in target:
+                stream: trio.abc.Stream = await trio.open_unix_socket(target["path"])
+            else:
+                stream = await trio.open_tcp_stream(
+                    target.get("host") or "localhost",
+                    int(target.get("port") or 6379),
+                )
+    except trio.TooSlowError:
+        raise rexc.TimeoutError(f"no connection within {timeout} s") from None
+    except OSError as exc:
+        raise rexc.ConnectionError(f"cannot connect: {exc}") from exc
+    conn = _Connection(stream)
+    hello: list[tuple[Any, ...]] = []
+    password = target.get("password")
+    user = target.get("username")
+    if protocol == 3:
+        login = ("AUTH", user or "default", password) if password is not None else ()
+        hello.append(("HELLO", 3, *login))
+    elif password is not None:
+        hello.append(("AUTH", user, password) if user else ("AUTH", password))
+    db = int(target.get("db") or 0)
+    if db:
+        hello.append(("SELECT", db))
+    if not hello:
+        return conn
+    try:
+        with trio.fail_after(timeout):
+            replies = await conn.request(encode(hello), len(hello))
+    except trio.TooSlowError:
+        await trio.aclose_forcefully(stream)
+        raise rexc.TimeoutError(f"no login reply within {timeout} s") from None
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        await trio.aclose_forcefully(stream)
+        raise rexc.ConnectionError(f"connection lost: {exc}") from exc
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+    for reply in replies:
+        if isinstance(reply, hiredis.ReplyError):
+            await trio.aclose_forcefully(stream)
+            raise error_of(reply)
+    return conn
+
+
+@attrs.define(eq=False)
+class NativePubSub:
+    """A pub/sub connection with redis-py's ``PubSub`` surface as the hub
+    uses it (``subscribe``, ``unsubscribe``, ``get_message``, ``aclose``),
+    as Trio coroutines: a wake reaches its waiter without an asyncio step.
+    It speaks RESP2, where pub/sub messages are plain arrays."""
+
+    client_url: str
+    connect_timeout: float
+    _conn: _Connection | None = attrs.field(default=None, init=False)
+    _sending: trio.Lock = attrs.field(factory=trio.Lock, init=False)
+
+    async def _connection(self) -> _Connection:
+        if self._conn is None:
+            target = parse_url(self.client_url)  # type: ignore[no-untyped-call]
+            self._conn = await connect(target, timeout=self.connect_timeout, protocol=2)
+        return self._conn
+
+    async def _send(self, *command: str) -> None:
+        async with self._sending:
+            conn = await self._connection()
+            try:
+                await conn.stream.send_all(encode([command]))
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise rexc.ConnectionError(f"connection lost: {exc}") from exc
+
+    async def subscribe(self, *channels: str) -> None:
+        if channels:
+            await self._send("SUBSCRIBE", *channels)
+
+    async def unsubscribe(self, *channels: str) -> None:
+        if channels:
+            await self._send("UNSUBSCRIBE", *channels)
+
+    async def get_message(self, timeout: float) -> dict[str, Any] | None:
+        """The next message (as redis-py's dict), or None after ``timeout``."""
+        conn = self._conn
+        if conn is None:
+            async with self._sending:
+                conn = await self._connection()
+        reader = conn.reader
+        with trio.move_on_after(timeout):
+            while True:
+                reply = reader.gets()
+                if reply is not False:
+                    return _message(reply)
+                try:
+                    data = await conn.stream.receive_some(65536)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    raise rexc.ConnectionError(f"connection lost: {exc}") from exc
+                if not data:
+                    raise rexc.ConnectionError("connection closed by the server")
+                reader.feed(data)
+        return None
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await trio.aclose_forcefully(conn.stream)
+
+
+def _message(reply: Any) -> dict[str, Any] | None:
+    # ``[kind, channel, data]``; an error or anything else is no message.
+    if isinstance(reply, hiredis.ReplyError):
+        raise error_of(reply)
+    if not isinstance(reply, list) or len(reply) != 3:
+        return None
+    kind, channel, data = reply
+    if not isinstance(kind, bytes):
+        return None
+    return {"type": kind.decode("latin-1"), "channel": channel, "data": data}
