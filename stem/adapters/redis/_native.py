@@ -72,13 +72,19 @@ def _arg(value: Any) -> bytes:
 def encode(commands: Sequence[Sequence[Any]]) -> bytes:
     """RESP arrays of bulk strings, one per command, in one buffer."""
     out: list[bytes] = []
+    append = out.append
     for args in commands:
-        out.append(b"*%d\r\n" % len(args))
+        append(b"*%d\r\n" % len(args))
         for value in args:
-            data = _arg(value)
-            out.append(b"$%d\r\n" % len(data))
-            out.append(data)
-            out.append(b"\r\n")
+            # str and bytes first: nearly every argument is one of them.
+            kind = type(value)
+            if kind is str:
+                data = value.encode()
+            elif kind is bytes:
+                data = value
+            else:
+                data = _arg(value)
+            append(b"$%d\r\n%b\r\n" % (len(data), data))
     return b"".join(out)
 
 
