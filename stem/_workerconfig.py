@@ -302,6 +302,13 @@ class WorkerConfig:
         converter=seconds,
         validator=check_seconds,
     )
+    #: an attempt's RUNNING record is stored once it has run this long; one
+    #: that ends sooner is stored once, with its outcome (0: at its start)
+    running_record_after: float = attrs.field(
+        default=0.05,
+        converter=seconds,
+        validator=check_seconds,
+    )
     #: a running task's progress reports are stored at most once per this
     #: many seconds per task (the last report always lands)
     progress_interval: float = attrs.field(

@@ -28,14 +28,13 @@ from stem._producer import Producer
 from stem._progress import Progress
 from stem._result import ErrorInfo, TaskResult
 from stem._signals import TaskEvent, WorkerEvent
-from stem._states import TaskState
 from stem._workerconfig import WorkerConfig
 from stem.contracts import Delivery
 
 from . import _outcomes
 from ._actor import Actor, ActorRef
 from ._autoscale import run_autoscaler
-from ._broker import Finish, Flush, StoreResults
+from ._broker import Finish, Flush
 from ._control import Control
 from ._duties import Activity, heartbeat, timers_for, watch_revocations
 from ._leases import HeldDeliveries
@@ -47,6 +46,7 @@ from ._process import run_in_process
 from ._progress import ProgressWriter
 from ._ratelimit import WorkerRateLimiter
 from ._ready import ReadyQueue
+from ._startrecords import StartRecords
 from ._threads import ThreadRunner
 from ._workercontrol import WorkerControl
 from ._workerstate import (
@@ -114,6 +114,8 @@ class Worker(WorkerControl, Actor[WorkerMessage]):
     _activity: Activity = attrs.field(factory=Activity, init=False)
     _waiting_claim: trio.CancelScope | None = attrs.field(default=None, init=False)
     _progress: ProgressWriter = attrs.field(init=False)
+    #: RUNNING records not stored yet (see ``_startrecords``)
+    _starts: StartRecords = attrs.field(init=False)
     #: the default prefetch's runtime estimate (``prefetch=-1``)
     _pace: AdaptivePrefetch = attrs.field(factory=AdaptivePrefetch, init=False)
 
@@ -124,6 +126,14 @@ class Worker(WorkerControl, Actor[WorkerMessage]):
     @_outbox.default
     def _make_outbox(self) -> Outbox:
         return Outbox(self.broker)
+
+    @_starts.default
+    def _make_starts(self) -> StartRecords:
+        return StartRecords(
+            send=self._outbox.tell,
+            after=self.config.running_record_after,
+            worker_id=self.config.worker_id,
+        )
 
     @_progress.default
     def _make_progress(self) -> ProgressWriter:
@@ -165,6 +175,7 @@ class Worker(WorkerControl, Actor[WorkerMessage]):
                     )
                     helpers.start_soon(self._outbox.forward_forever)
                     helpers.start_soon(self._progress.write_forever)
+                    helpers.start_soon(self._starts.send_forever)
                     await helpers.start(
                         partial(
                             heartbeat,
@@ -482,19 +493,7 @@ class Worker(WorkerControl, Actor[WorkerMessage]):
                 return
             at = now()
         self._emit_task("task_received", env.id, env.name, env.queue, env.attempt)
-        self._outbox.tell(
-            StoreResults(
-                results=(
-                    _outcomes.record(
-                        env,
-                        TaskState.RUNNING,
-                        at,
-                        meta={"worker_id": self.config.worker_id},
-                    ),
-                ),
-                ttl=opts.result_ttl,
-            )
-        )
+        self._starts.started(delivery.receipt, env, at, opts.result_ttl)
         if not self.instrumentation.enabled:
             await self._run_attempt(delivery, handler, opts, at)
             return
@@ -720,6 +719,7 @@ class Worker(WorkerControl, Actor[WorkerMessage]):
                 finish, result=attrs.evolve(finish.result, progress=progress)
             )
         self._count("processed")
+        self._starts.ended(finish.delivery.receipt)
         self._finishing.add(finish.delivery.receipt)
         if finish.on_done is None:
             finish = attrs.evolve(finish, on_done=self._outbox.settled)
