@@ -1,6 +1,6 @@
 """Round trips per task: one in-process worker drains N no-op tasks on Redis
-while every call through the asyncio bridge (``Conn.run``) is counted by
-caller. Prints tasks/s, round trips per task and the split, per prefetch
+while every round trip (``Conn.run``, ``Conn.execute``, ``Conn.script``) is
+counted by caller. Prints tasks/s, round trips per task and the split, per prefetch
 setting, alternating the settings, with the load average.
 
 Usage: .venv/bin/python benchmarks/roundtrips.py [-n 5000] [--rounds 2]
@@ -29,14 +29,36 @@ from stem.adapters.redis import _conn
 
 CALLS: collections.Counter[str] = collections.Counter()
 _run = _conn.Conn.run
+_execute = _conn.Conn.execute
+_script = _conn.Conn.script
 
 
-async def _counted(
+def _name(fn: Any) -> str:
+    target = getattr(fn, "func", fn)
+    return str(target.__qualname__.split(".<locals>")[0])
+
+
+async def _counted_run(
     self: _conn.Conn, make: Callable[[], Awaitable[Any]], *, until: float | None = None
 ) -> Any:
-    target = getattr(make, "func", make)
-    CALLS[target.__qualname__.split(".<locals>")[0]] += 1
+    name = _name(make)
+    if not name.startswith("Conn."):  # execute/script on redis-py count below
+        CALLS[name] += 1
     return await _run(self, make, until=until)
+
+
+async def _counted_execute(
+    self: _conn.Conn, fill: Callable[[Any], Any], **kwargs: Any
+) -> Any:
+    CALLS[_name(fill)] += 1
+    return await _execute(self, fill, **kwargs)
+
+
+async def _counted_script(
+    self: _conn.Conn, name: str, *args: Any, **kwargs: Any
+) -> Any:
+    CALLS[f"script {name}"] += 1
+    return await _script(self, name, *args, **kwargs)
 
 
 async def one_run(prefetch: int, n: int) -> None:
@@ -68,7 +90,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--prefetch", type=int, action="append")
     args = parser.parse_args()
-    _conn.Conn.run = _counted  # type: ignore[method-assign]
+    _conn.Conn.run = _counted_run  # type: ignore[method-assign]
+    _conn.Conn.execute = _counted_execute  # type: ignore[method-assign]
+    _conn.Conn.script = _counted_script  # type: ignore[method-assign]
     for _ in range(args.rounds):
         for prefetch in args.prefetch or (10, -1):
             trio.run(one_run, prefetch, args.n)
