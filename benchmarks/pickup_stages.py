@@ -1,4 +1,4 @@
-"""Where a Redis pickup's time goes: the producer (this process) offers
+"""Where a pickup's time goes (Redis or Postgres): the producer (this process) offers
 tasks at a fixed rate; a worker in another process marks when it hears each
 wake, calls the claim, has the claimed task and starts it (stem's clock,
 shared by processes on one machine). Prints p50/p90/p99 of each stage.
@@ -6,7 +6,8 @@ shared by processes on one machine). Prints p50/p90/p99 of each stage.
 It patches the worker's Redis hub and broker to take the marks, so the
 figures include that small cost.
 
-Usage: .venv/bin/python benchmarks/pickup_stages.py [--rate 100] [--seconds 5]
+Usage: .venv/bin/python benchmarks/pickup_stages.py [--backend redis|postgres]
+       [--rate 100] [--seconds 5]
 """
 
 from __future__ import annotations
@@ -39,16 +40,24 @@ async def pickup(ctx: stem.TaskContext, args: dict[str, Any]) -> None:
 app = stem.App([pickup])
 
 
-def _patch() -> None:
-    from stem.adapters.redis import _broker, _hub
+def _patch(backend: str) -> None:
+    if backend == "redis":
+        from stem.adapters.redis import _broker as broker_mod
+        from stem.adapters.redis import _hub as hub_mod
 
-    dispatch = _hub.Hub._dispatch
-    claim_once = _broker.RedisBroker._claim_once
+        broker_class: Any = broker_mod.RedisBroker
+    else:
+        from stem.adapters.postgres import _broker as pg_broker
+        from stem.adapters.postgres import _notify as hub_mod
 
-    def marked_dispatch(self: Any, message: dict[str, Any]) -> None:
-        if message.get("type") == "message":
+        broker_class = pg_broker.PostgresBroker
+    dispatch = hub_mod.Hub._dispatch
+    claim_once = broker_class._claim_once
+
+    def marked_dispatch(self: Any, *args: Any) -> None:
+        if backend == "postgres" or args[0].get("type") == "message":
             MARKS["wake"].append(stem.now())
-        dispatch(self, message)
+        dispatch(self, *args)
 
     async def marked_claim(self: Any, *args: Any, **kwargs: Any) -> Any:
         MARKS["claim_call"].append(stem.now())
@@ -57,12 +66,12 @@ def _patch() -> None:
             MARKS["claimed"].append(stem.now())
         return out
 
-    _hub.Hub._dispatch = marked_dispatch  # type: ignore[method-assign]
-    _broker.RedisBroker._claim_once = marked_claim  # type: ignore[method-assign]
+    hub_mod.Hub._dispatch = marked_dispatch  # type: ignore[method-assign,assignment]
+    broker_class._claim_once = marked_claim
 
 
-async def worker(url: str, count: int) -> None:
-    _patch()
+async def worker(url: str, count: int, backend: str) -> None:
+    _patch(backend)
     client = stem.Client.from_url(url, app=app)
     async with client, client.worker(concurrency=10):
         print("READY", flush=True)
@@ -75,11 +84,14 @@ def _before(marks: list[float], at: float) -> float:
     return marks[max(bisect.bisect_right(marks, at) - 1, 0)]
 
 
-async def producer(rate: int, seconds: float) -> None:
+async def producer(backend: str, rate: int, seconds: float) -> None:
     count = int(rate * seconds)
-    with fresh_url("redis") as url:
+    with fresh_url(backend) as url:
         proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker", url, "--count", str(count)],
+            [
+                *(sys.executable, __file__, "--worker", url),
+                *("--count", str(count), "--backend", backend),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -116,7 +128,8 @@ async def producer(rate: int, seconds: float) -> None:
         stages["claim round trip"].append(claimed - called)
         stages["claimed -> task started"].append(started - claimed)
         stages["pickup (start - enqueued)"].append(started - enqueued)
-    print(f"rate {rate}/s, {len(seen)} tasks, load {os.getloadavg()[0]:.1f}")
+    load = os.getloadavg()[0]
+    print(f"{backend}, rate {rate}/s, {len(seen)} tasks, load {load:.1f}")
     for name, values in stages.items():
         p50, p90, p99 = (percentile(values, q) * 1e3 for q in (0.5, 0.9, 0.99))
         print(f"{name:27s} p50 {p50:6.2f}  p90 {p90:6.2f}  p99 {p99:6.2f} ms")
@@ -124,15 +137,16 @@ async def producer(rate: int, seconds: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backend", choices=("redis", "postgres"), default="redis")
     parser.add_argument("--rate", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        trio.run(worker, args.worker, args.count)
+        trio.run(worker, args.worker, args.count, args.backend)
     else:
-        trio.run(producer, args.rate, args.seconds)
+        trio.run(producer, args.backend, args.rate, args.seconds)
 
 
 if __name__ == "__main__":
