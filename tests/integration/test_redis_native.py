@@ -4,6 +4,7 @@ restarted server, AUTH and SELECT, and the ``native`` option."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import trio
 from stem._errors import ConfigError
 from stem.adapters.redis import open_backend
 from stem.adapters.redis._conn import parse_url
-from stem.adapters.redis._native import NativePool, encode
+from stem.adapters.redis._native import NativePool, NativePubSub, encode
 from tests.fixtures_redis import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -219,3 +220,36 @@ async def test_native_pub_sub_hears_what_is_published(
             assert await pubsub.get_message(timeout=0.05) is None
         finally:
             await pubsub.aclose()
+
+
+async def test_a_server_speaking_garbage_is_a_connection_error(
+    nursery: trio.Nursery,
+) -> None:
+    """Bytes that are not RESP end the connection as a ConnectionError (a
+    transient error Stem retries, then reports as BrokerUnavailable), on the
+    command pool and on the pub/sub connection."""
+
+    async def garbage(stream: trio.SocketStream) -> None:
+        try:
+            await stream.receive_some(1024)
+            await stream.send_all(b"?this is not RESP\r\n")
+            await trio.sleep(1)
+        except trio.BrokenResourceError:
+            pass
+
+    listeners = await nursery.start(
+        functools.partial(trio.serve_tcp, garbage, 0, host="127.0.0.1")
+    )
+    port = listeners[0].socket.getsockname()[1]
+    url = f"redis://127.0.0.1:{port}/0"
+    pool = NativePool(url, connect_timeout=2, command_timeout=2, max_connections=1)
+    with pytest.raises(rexc.ConnectionError, match="bad reply"):
+        await pool.execute([(("PING",), {})], transaction=False, callbacks=None)
+    await pool.aclose()
+    pubsub = NativePubSub(url, connect_timeout=2)
+    await pubsub.subscribe("x")
+    with pytest.raises(rexc.ConnectionError, match="bad reply"):
+        await pubsub.get_message(timeout=2)
+    await pubsub.aclose()
+    with pytest.raises(rexc.ConnectionError, match="closed"):
+        await pubsub.subscribe("y")

@@ -208,6 +208,8 @@ class NativePool:
             except (OSError, rexc.ConnectionError):
                 self._drop_idle()
                 raise
+            except hiredis.ProtocolError as exc:
+                raise rexc.ConnectionError(f"bad reply from the server: {exc}") from exc
             finally:
                 if ok and not self._closed:
                     self._idle.append(conn)
@@ -297,8 +299,13 @@ class NativePubSub:
     connect_timeout: float
     _conn: _Connection | None = attrs.field(default=None, init=False)
     _sending: trio.Lock = attrs.field(factory=trio.Lock, init=False)
+    _closed: bool = attrs.field(default=False, init=False)
 
     async def _connection(self) -> _Connection:
+        if self._closed:
+            # A caller that still held this object after the hub dropped it:
+            # never open a connection nobody would close.
+            raise rexc.ConnectionError("the pub/sub connection is closed")
         if self._conn is None:
             target = parse_url(self.client_url)  # type: ignore[no-untyped-call]
             self._conn = await connect(target, timeout=self.connect_timeout, protocol=2)
@@ -329,7 +336,10 @@ class NativePubSub:
         reader = conn.reader
         with trio.move_on_after(timeout):
             while True:
-                reply = reader.gets()
+                try:
+                    reply = reader.gets()
+                except hiredis.ProtocolError as exc:
+                    raise rexc.ConnectionError(f"bad reply: {exc}") from exc
                 if reply is not False:
                     return _message(reply)
                 try:
@@ -342,6 +352,7 @@ class NativePubSub:
         return None
 
     async def aclose(self) -> None:
+        self._closed = True
         conn, self._conn = self._conn, None
         if conn is not None:
             await trio.aclose_forcefully(conn.stream)
