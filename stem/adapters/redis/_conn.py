@@ -332,8 +332,8 @@ class Conn:
     ) -> tuple[R, list[Any]]:
         """Run a pipeline (one round trip): ``fill(pipe)`` queues its commands
         (and returns what the caller needs to read the replies); returns that
-        and the replies. On one Redis over plain TCP or a Unix socket it runs
-        on the Trio-native connection (``_native``), else through redis-py.
+        and the replies. On one Redis over plain TCP it runs on the
+        Trio-native connection (``_native``), else through redis-py.
         Retried as :meth:`run` is (``fill`` is called again for each try)."""
         native = self.native
         if native is None:
@@ -346,7 +346,7 @@ class Conn:
             return await self.run(send, until=until)
 
         async def attempt() -> tuple[R, list[Any]]:
-            pipe = self.client.pipeline(transaction=atomic)
+            pipe = self.pipeline(atomic=atomic)
             made = fill(pipe)
             replies = await native.execute(
                 pipe.command_stack,

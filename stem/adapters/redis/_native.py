@@ -89,10 +89,9 @@ def encode(commands: Sequence[Sequence[Any]]) -> bytes:
 
 
 def supported(client_url: str) -> bool:
-    """Whether this path can serve ``client_url``: plain TCP or a Unix socket
-    (TLS stays with redis-py)."""
-    scheme = client_url.partition("://")[0].lower()
-    return scheme in ("redis", "unix")
+    """Whether this path can serve ``client_url``: plain TCP (TLS stays with
+    redis-py)."""
+    return client_url.partition("://")[0].lower() == "redis"
 
 
 def speaks(client: Any) -> int:
@@ -104,23 +103,43 @@ def speaks(client: Any) -> int:
 
 @attrs.define(eq=False)
 class _Connection:
-    stream: trio.abc.Stream
+    """One socket and its reply parser. Whatever goes wrong on the wire (the
+    peer gone, bytes that are not RESP) is a redis-py ``ConnectionError``."""
+
+    stream: trio.SocketStream
     reader: Any = attrs.field(factory=hiredis.Reader)
 
-    async def request(self, payload: bytes, count: int) -> list[Any]:
-        await self.stream.send_all(payload)
-        replies: list[Any] = []
+    async def send(self, payload: bytes) -> None:
+        try:
+            await self.stream.send_all(payload)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise rexc.ConnectionError(f"connection lost: {exc}") from exc
+
+    async def reply(self) -> Any:
+        """The next complete reply (an error reply is returned, not raised)."""
         reader = self.reader
-        while len(replies) < count:
-            reply = reader.gets()
-            if reply is False:
+        while True:
+            try:
+                reply = reader.gets()
+            except hiredis.ProtocolError as exc:
+                raise rexc.ConnectionError(f"bad reply from the server: {exc}") from exc
+            if reply is not False:
+                return reply
+            try:
                 data = await self.stream.receive_some(65536)
-                if not data:
-                    raise rexc.ConnectionError("connection closed by the server")
-                reader.feed(data)
-                continue
-            replies.append(reply)
-        return replies
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise rexc.ConnectionError(f"connection lost: {exc}") from exc
+            if not data:
+                raise rexc.ConnectionError("connection closed by the server")
+            reader.feed(data)
+
+    async def request(self, payload: bytes, count: int) -> list[Any]:
+        await self.send(payload)
+        return [await self.reply() for _ in range(count)]
+
+    def close_now(self) -> None:
+        """Close without waiting (for connections nobody is using)."""
+        self.stream.socket.close()
 
 
 @attrs.define(eq=False)
@@ -202,14 +221,9 @@ class NativePool:
                 raise rexc.TimeoutError(
                     f"no reply within {self.command_timeout} s"
                 ) from None
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                self._drop_idle()  # the server went away: they are dead too
-                raise rexc.ConnectionError(f"connection lost: {exc}") from exc
             except (OSError, rexc.ConnectionError):
-                self._drop_idle()
+                self._drop_idle()  # the server may be gone: they are dead too
                 raise
-            except hiredis.ProtocolError as exc:
-                raise rexc.ConnectionError(f"bad reply from the server: {exc}") from exc
             finally:
                 if ok and not self._closed:
                     self._idle.append(conn)
@@ -225,9 +239,7 @@ class NativePool:
     def _drop_idle(self) -> None:
         idle, self._idle = self._idle, []
         for conn in idle:
-            sock = getattr(conn.stream, "socket", None)
-            if sock is not None:
-                sock.close()
+            conn.close_now()
 
     async def aclose(self) -> None:
         self._closed = True
@@ -244,13 +256,9 @@ async def connect(
     keywords), on its database, speaking RESP ``protocol``."""
     try:
         with trio.fail_after(timeout):
-            if "path" in target:
-                stream: trio.abc.Stream = await trio.open_unix_socket(target["path"])
-            else:
-                stream = await trio.open_tcp_stream(
-                    target.get("host") or "localhost",
-                    int(target.get("port") or 6379),
-                )
+            stream = await trio.open_tcp_stream(
+                target.get("host") or "localhost", int(target.get("port") or 6379)
+            )
     except trio.TooSlowError:
         raise rexc.TimeoutError(f"no connection within {timeout} s") from None
     except OSError as exc:
@@ -275,9 +283,6 @@ async def connect(
     except trio.TooSlowError:
         await trio.aclose_forcefully(stream)
         raise rexc.TimeoutError(f"no login reply within {timeout} s") from None
-    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        await trio.aclose_forcefully(stream)
-        raise rexc.ConnectionError(f"connection lost: {exc}") from exc
     except BaseException:
         await trio.aclose_forcefully(stream)
         raise
@@ -314,10 +319,7 @@ class NativePubSub:
     async def _send(self, *command: str) -> None:
         async with self._sending:
             conn = await self._connection()
-            try:
-                await conn.stream.send_all(encode([command]))
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise rexc.ConnectionError(f"connection lost: {exc}") from exc
+            await conn.send(encode([command]))
 
     async def subscribe(self, *channels: str) -> None:
         if channels:
@@ -333,22 +335,9 @@ class NativePubSub:
         if conn is None:
             async with self._sending:
                 conn = await self._connection()
-        reader = conn.reader
+        # A cancelled read loses nothing: received bytes stay in the parser.
         with trio.move_on_after(timeout):
-            while True:
-                try:
-                    reply = reader.gets()
-                except hiredis.ProtocolError as exc:
-                    raise rexc.ConnectionError(f"bad reply: {exc}") from exc
-                if reply is not False:
-                    return _message(reply)
-                try:
-                    data = await conn.stream.receive_some(65536)
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                    raise rexc.ConnectionError(f"connection lost: {exc}") from exc
-                if not data:
-                    raise rexc.ConnectionError("connection closed by the server")
-                reader.feed(data)
+            return _message(await conn.reply())
         return None
 
     async def aclose(self) -> None:
