@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import trio
 
 import stem
 from stem._states import TaskState
 from stem.actors._broker import StoreResults
+from stem.actors._outbox import Outbox
 from stem.actors._startrecords import StartRecords
 
 
@@ -62,12 +64,24 @@ async def test_zero_records_every_start_at_once(autojump_clock: Any) -> None:
 
 
 async def test_a_worker_stores_running_only_for_longer_attempts(
-    autojump_clock: Any,
+    autojump_clock: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """End to end on the memory backend: a task that blocks is RUNNING in
-    the store after ``running_record_after``; a quick one never was."""
+    the store after ``running_record_after``; a quick one's RUNNING record
+    is never sent to the broker actor."""
     release = trio.Event()
     states: list[TaskState] = []
+    running_sent: list[str] = []
+    tell = Outbox.tell
+
+    def recording_tell(self: Outbox, msg: Any) -> None:
+        if isinstance(msg, StoreResults):
+            running_sent.extend(
+                r.task_id for r in msg.results if r.state is TaskState.RUNNING
+            )
+        tell(self, msg)
+
+    monkeypatch.setattr(Outbox, "tell", recording_tell)
 
     @stem.task("slow")
     async def slow(ctx: stem.TaskContext, args: dict[str, Any]) -> int:
@@ -95,3 +109,4 @@ async def test_a_worker_stores_running_only_for_longer_attempts(
         quick_done = await client.wait_for(quick_id, timeout=5)
     assert states == [TaskState.QUEUED, TaskState.RUNNING]
     assert done.value == 1 and quick_done.value == 2
+    assert running_sent == [slow_id]
