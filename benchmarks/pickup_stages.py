@@ -29,7 +29,12 @@ import stem
 from benchmarks._harness import fresh_url, percentile
 
 SEEN: list[tuple[float, float]] = []
-MARKS: dict[str, list[float]] = {"wake": [], "claim_call": [], "claimed": []}
+MARKS: dict[str, list[float]] = {
+    "wake": [],
+    "claim_call": [],
+    "claimed": [],
+    "handed": [],
+}
 
 
 @stem.task("stages.pickup")
@@ -68,6 +73,14 @@ def _patch(backend: str) -> None:
 
     hub_mod.Hub._dispatch = marked_dispatch  # type: ignore[method-assign,assignment]
     broker_class._claim_once = marked_claim
+    if backend == "redis":
+        received = broker_class._received
+
+        def marked_received(self: Any, *args: Any) -> None:
+            MARKS["handed"].append(stem.now())
+            received(self, *args)
+
+        broker_class._received = marked_received
 
 
 async def worker(url: str, count: int, backend: str) -> None:
@@ -113,26 +126,40 @@ async def producer(backend: str, rate: int, seconds: float) -> None:
     calls_made = sorted(got["claim_call"])
     stages: dict[str, list[float]] = {
         "producer's enqueue call": calls[len(calls) // 20 :],
+        "enqueued -> handed": [],
+        "handed -> task started": [],
         "enqueued -> wake heard": [],
         "wake -> claim called": [],
         "claim round trip": [],
         "claimed -> task started": [],
         "pickup (start - enqueued)": [],
     }
+    handed = sorted(got["handed"])
     for enqueued, started in seen:
-        claimed = _before(got["claimed"], started)
+        stages["pickup (start - enqueued)"].append(started - enqueued)
+        given = _before(handed, started) if handed else -1.0
+        claimed = _before(got["claimed"], started) if got["claimed"] else -1.0
+        if enqueued <= given <= started and given >= claimed:
+            # Handed by the publish script (one hop, no claim call).
+            stages["enqueued -> handed"].append(given - enqueued)
+            stages["handed -> task started"].append(started - given)
+            continue
         called = _before(calls_made, claimed)
         woken = _before(got["wake"], called)
         stages["enqueued -> wake heard"].append(woken - enqueued)
         stages["wake -> claim called"].append(called - woken)
         stages["claim round trip"].append(claimed - called)
         stages["claimed -> task started"].append(started - claimed)
-        stages["pickup (start - enqueued)"].append(started - enqueued)
     load = os.getloadavg()[0]
     print(f"{backend}, rate {rate}/s, {len(seen)} tasks, load {load:.1f}")
     for name, values in stages.items():
+        if not values:
+            continue
         p50, p90, p99 = (percentile(values, q) * 1e3 for q in (0.5, 0.9, 0.99))
-        print(f"{name:27s} p50 {p50:6.2f}  p90 {p90:6.2f}  p99 {p99:6.2f} ms")
+        print(
+            f"{name:27s} n {len(values):4d}  p50 {p50:6.2f}  p90 {p90:6.2f}  "
+            f"p99 {p99:6.2f} ms"
+        )
 
 
 def main() -> None:

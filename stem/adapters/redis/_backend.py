@@ -219,7 +219,9 @@ def _build(settings: Settings) -> RedisStores:
         settings=settings,
         conn=conn,
         hub=hub,
-        broker=RedisBroker(conn, keys, hub),
+        broker=RedisBroker(
+            conn, keys, hub, handoff=settings.handoff and not settings.cluster
+        ),
         results=RedisResults(conn, keys, hub),
         locks=RedisLocks(conn, keys),
         schedules=RedisSchedules(conn, keys.ns),

@@ -20,6 +20,8 @@ which makes a stale receipt harmless.
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -45,6 +47,8 @@ from stem.contracts import DeadLetter, Delivery, QueueStats
 from ._conn import Conn, Keys, evalsha, fmt
 from ._hub import Hub
 from ._stores import revocation_live, revocation_record
+
+logger = logging.getLogger("stem.redis")
 
 #: Longest a waiting claim sleeps without re-checking (a lost wake costs this).
 MAX_NAP = 2.0
@@ -107,7 +111,17 @@ class RedisBroker:
     conn: Conn
     keys: Keys
     hub: Hub
+    #: hand new messages to idle waiting claims in the publish script (one
+    #: Redis only: the queue's keys and the revocations share no slot on a
+    #: cluster); see ``_scripts.handoff``
+    handoff: bool = False
     _watched: set[str] = attrs.field(factory=set)
+    #: consumers whose handoff channel this process hears
+    _hands: set[str] = attrs.field(factory=set)
+    #: per consumer: deliveries handed to it that no claim has returned yet
+    _handed: dict[str, list[Delivery]] = attrs.field(factory=dict)
+    #: per consumer: the events of its waiting claims
+    _hand_waiters: dict[str, set[trio.Event]] = attrs.field(factory=dict)
 
     # ---------------------------------------------------------------- publish
 
@@ -137,8 +151,18 @@ class RedisBroker:
         pipe.sadd(keys.queues, *by_queue)
         for queue, args in by_queue.items():
             evalsha(
-                pipe, "publish", keys.queue(queue), [at, keys.wake(queue), queue, *args]
+                pipe,
+                "publish",
+                keys.queue(queue) + self._handoff_keys(queue),
+                [at, keys.wake(queue), queue, *args],
             )
+
+    def _handoff_keys(self, queue: str) -> list[str]:
+        """The keys a publish script needs to hand ``queue``'s new messages
+        to idle claims (none when handoff is off)."""
+        if not self.handoff:
+            return []
+        return [self.keys.idle(queue), self.keys.revocations[0]]
 
     def queue_create_publish(
         self,
@@ -167,7 +191,12 @@ class RedisBroker:
                 args += [_bucket(env.priority), _ready_at(env)]
                 args += [encode_envelope(env), records[index]]
                 result_keys.append(keys.result(env.id))
-            evalsha(pipe, "create_publish", keys.queue(queue) + result_keys, args)
+            evalsha(
+                pipe,
+                "create_publish",
+                keys.queue(queue) + result_keys + self._handoff_keys(queue),
+                args,
+            )
         return list(by_queue.items())
 
     def published(self, queues: Iterable[str]) -> None:
@@ -204,32 +233,110 @@ class RedisBroker:
         if limit <= 0 or not queues:
             return []
         deadline = trio.current_time() + max(wait, 0.0)
+        handoff = self.handoff and wait > 0
         if wait > 0:
             for queue in queues:
                 if queue not in self._watched:
                     self._watched.add(queue)
                     await self.hub.ensure(self.keys.wake(queue))
-        while True:
-            event = trio.Event()
-            if wait > 0:
-                for queue in queues:
-                    self.hub.add(self.hub.queue_waiters, queue, event)
-            try:
-                out, due = await self._claim_once(
-                    queues, limit, lease, consumer, deadline
-                )
-                remaining = deadline - trio.current_time()
-                if out or remaining <= 0:
-                    return out
-                nap = min(remaining, MAX_NAP)
-                if due is not None:
-                    nap = min(nap, max(due - now(), 0.0))
-                with trio.move_on_after(nap):
-                    await event.wait()
-            finally:
+        if handoff and consumer not in self._hands:
+            self._hands.add(consumer)
+            channel = self.keys.hand(consumer)
+            self.hub.handoffs[channel] = lambda data: self._received(consumer, data)
+            await self.hub.ensure(channel)
+        try:
+            while True:
+                event = trio.Event()
                 if wait > 0:
                     for queue in queues:
-                        self.hub.discard(self.hub.queue_waiters, queue, event)
+                        self.hub.add(self.hub.queue_waiters, queue, event)
+                    self.hub.add(self._hand_waiters, consumer, event)
+                try:
+                    handed = self._take_handed(consumer, queues, limit)
+                    if handed:
+                        return handed
+                    remaining = deadline - trio.current_time()
+                    register = None
+                    if handoff and remaining > 0:
+                        # Registered while this claim may wait (a lapsed
+                        # registration is never handed anything).
+                        upto = now() + min(remaining, MAX_NAP)
+                        channel = self.keys.hand(consumer)
+                        register = f"{fmt(lease)}|{fmt(upto)}|{channel}"
+                    out, due = await self._claim_once(
+                        queues, limit, lease, consumer, deadline, register
+                    )
+                    remaining = deadline - trio.current_time()
+                    if out or remaining <= 0:
+                        return out
+                    nap = min(remaining, MAX_NAP)
+                    if due is not None:
+                        nap = min(nap, max(due - now(), 0.0))
+                    with trio.move_on_after(nap):
+                        await event.wait()
+                finally:
+                    if wait > 0:
+                        for queue in queues:
+                            self.hub.discard(self.hub.queue_waiters, queue, event)
+                        self.hub.discard(self._hand_waiters, consumer, event)
+        except trio.Cancelled:
+            if handoff:
+                with trio.CancelScope(shield=True), trio.move_on_after(0.5):
+                    await self._unregister(queues, consumer)
+            raise
+
+    async def _unregister(self, queues: Sequence[str], consumer: str) -> None:
+        """Drop ``consumer``'s idle registrations (a cancelled claim): no
+        publish hands it more. Best effort: a registration lapses anyway."""
+
+        def fill(pipe: Any) -> None:
+            for queue in queues:
+                pipe.hdel(self.keys.idle(queue), consumer)
+
+        try:
+            await self.conn.execute(fill, atomic=False, until=trio.current_time())
+        except Exception:  # Redis away, or worse: the registration lapses
+            logger.debug(
+                "could not drop the idle registration of %r", consumer, exc_info=True
+            )
+
+    def _take_handed(
+        self, consumer: str, queues: Sequence[str], limit: int
+    ) -> list[Delivery]:
+        """Up to ``limit`` of the deliveries handed to ``consumer`` on
+        ``queues``. One whose lease has run out is left to the lease path
+        (another claim takes it over), never returned."""
+        held = self._handed.get(consumer)
+        if not held:
+            return []
+        at = now()
+        taken: list[Delivery] = []
+        kept: list[Delivery] = []
+        for delivery in held:
+            if delivery.lease_until <= at:
+                logger.debug("a handed delivery's lease ran out before a claim")
+            elif delivery.queue in queues and len(taken) < limit:
+                taken.append(delivery)
+            else:
+                kept.append(delivery)
+        if kept:
+            self._handed[consumer] = kept
+        else:
+            del self._handed[consumer]
+        return taken
+
+    def _received(self, consumer: str, data: Any) -> None:
+        """A publish handed ``consumer`` messages (already leased to it):
+        keep them for its claim. Bytes that do not parse are dropped with a
+        warning; their leases run out and the messages come back."""
+        try:
+            deliveries = _handed_deliveries(consumer, data, now())
+        except (TypeError, ValueError, UnicodeDecodeError) as exc:
+            logger.warning("dropped a handoff that does not parse: %s", exc)
+            return
+        self._handed.setdefault(consumer, []).extend(deliveries)
+        for event in self._hand_waiters.get(consumer, ()):
+            event.set()
 
     async def _claim_once(
         self,
@@ -238,6 +345,7 @@ class RedisBroker:
         lease: float,
         consumer: str,
         deadline: float,
+        register: str | None = None,
     ) -> tuple[list[Delivery], float | None]:
         out: list[Delivery] = []
         due: float | None = None
@@ -245,6 +353,9 @@ class RedisBroker:
             at = now()
             until = at + lease
             keys, args = self._claim_call(queue, limit - len(out), until, at, consumer)
+            if self.handoff:
+                keys.append(self.keys.idle(queue))
+                args.append(register or "")
             reply = await self.conn.script("claim", keys, args, until=deadline)
             next_due, rows = reply
             if next_due:
@@ -538,6 +649,46 @@ class RedisBroker:
         """Receive every broadcast sent while subscribed (bounded buffer; a
         full subscriber misses messages, counted in ``Hub.dropped``)."""
         return self.hub.subscribe_broadcast()
+
+
+def _netstrings(data: bytes) -> list[bytes]:
+    """``<size>:<bytes>`` fields one after another (a handoff's payload)."""
+    out: list[bytes] = []
+    at = 0
+    while at < len(data):
+        colon = data.find(b":", at, at + 12)
+        size = data[at:colon]
+        if colon < 0 or not size.isdigit():
+            raise ValueError(f"no field size at byte {at}")
+        end = colon + 1 + int(size)
+        if end > len(data):
+            raise ValueError(f"a field runs past the end at byte {at}")
+        out.append(data[colon + 1 : end])
+        at = end
+    return out
+
+
+#: fields per handed entry: bucket, id, n, count, body, task id, revocation
+_HANDED_ROW = 7
+
+
+def _handed_deliveries(consumer: str, data: Any, at: float) -> list[Delivery]:
+    """The deliveries of a handoff payload (see ``_scripts.handoff``)."""
+    if not isinstance(data, bytes | bytearray):
+        raise TypeError(f"a handoff is bytes, got {type(data).__name__}")
+    fields = _netstrings(bytes(data))
+    if len(fields) < 2 + _HANDED_ROW or (len(fields) - 2) % _HANDED_ROW:
+        raise ValueError(f"{len(fields)} fields is not a handoff")
+    queue = fields[0].decode()
+    until = float(fields[1])
+    if not math.isfinite(until):
+        raise ValueError("the lease deadline is not a number")
+    out = []
+    for i in range(2, len(fields), _HANDED_ROW):
+        row = fields[i : i + _HANDED_ROW]
+        delivery = RedisBroker._delivery(queue, consumer, until, row[:5])
+        out.append(_checked(delivery, row[5] or None, row[6] or None, at))
+    return out
 
 
 def _checked(delivery: Delivery, task_id: Any, record: Any, at: float) -> Delivery:

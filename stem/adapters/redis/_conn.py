@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -69,6 +70,10 @@ class Settings:
     #: the hot path's commands on Trio-native connections (``?native=false``
     #: keeps every command on redis-py); used on one Redis over plain TCP
     native: bool = True
+    #: an idle worker's waiting claim is handed new messages by the publish
+    #: script itself, one hop instead of wake + claim (``?handoff=false``
+    #: turns it off); used on one Redis, never on a cluster
+    handoff: bool = True
 
     @property
     def cluster(self) -> bool:
@@ -135,9 +140,7 @@ def parse_url(url: str, options: dict[str, Any]) -> Settings:
         "off",
     ):
         raise ConfigError(f"option cluster must be true or false, got {cluster!r}")
-    native = options.pop("native", query.pop("native", "true"))
-    if str(native).lower() not in (*_TRUE, "0", "false", "no", "off"):
-        raise ConfigError(f"option native must be true or false, got {native!r}")
+    native, handoff = (_flag(name, options, query) for name in ("native", "handoff"))
     if not seeds and cluster is not None and str(cluster).lower() in _TRUE:
         seeds = ((parts.hostname or "localhost", parts.port or 6379),)
     database = parts.path.strip("/") or query.get("db", "0")
@@ -189,9 +192,18 @@ def parse_url(url: str, options: dict[str, Any]) -> Settings:
         namespace=namespace,
         max_connections=int(max_conn),
         seeds=seeds,
-        native=str(native).lower() in _TRUE,
+        native=native,
+        handoff=handoff,
         **numbers,
     )
+
+
+def _flag(name: str, options: dict[str, Any], query: dict[str, str]) -> bool:
+    """A true/false option (default true), from ``options`` or the URL."""
+    raw = options.pop(name, query.pop(name, "true"))
+    if str(raw).lower() not in (*_TRUE, "0", "false", "no", "off"):
+        raise ConfigError(f"option {name} must be true or false, got {raw!r}")
+    return str(raw).lower() in _TRUE
 
 
 def make_cluster(settings: Settings) -> RedisCluster:
@@ -480,6 +492,18 @@ def px(ttl: float | None, *, grace: float = 1.0) -> str:
     return str(max(1, math.ceil((ttl + grace) * 1000)))
 
 
+@functools.lru_cache(maxsize=1024)
+def _queue_keys(ns: str, queue: str, dead_queue: str | None) -> tuple[str, ...]:
+    """The 17 keys of a queue's scripts (made once per queue: every publish,
+    claim and settle names them)."""
+    tag = f"{ns}:{{{ns}:q:{queue}}}"
+    keys = [f"{tag}:s{b}" for b in range(_BUCKETS)]
+    keys += [f"{tag}:d", f"{tag}:db", f"{tag}:seq", f"{tag}:l"]
+    dtag = tag if dead_queue is None else f"{ns}:{{{ns}:q:{dead_queue}}}"
+    keys += [f"{dtag}:x", f"{dtag}:xh", f"{dtag}:xs"]
+    return tuple(keys)
+
+
 @attrs.frozen
 class Keys:
     """Key names under a namespace. A queue's keys share the hash tag
@@ -497,12 +521,7 @@ class Keys:
         return f"{self.ns}@{self.db}"
 
     def queue(self, queue: str, dead_queue: str | None = None) -> list[str]:
-        tag = f"{self.ns}:{{{self.ns}:q:{queue}}}"
-        keys = [f"{tag}:s{b}" for b in range(_BUCKETS)]
-        keys += [f"{tag}:d", f"{tag}:db", f"{tag}:seq", f"{tag}:l"]
-        dtag = tag if dead_queue is None else f"{self.ns}:{{{self.ns}:q:{dead_queue}}}"
-        keys += [f"{dtag}:x", f"{dtag}:xh", f"{dtag}:xs"]
-        return keys
+        return list(_queue_keys(self.ns, queue, dead_queue))
 
     @property
     def queues(self) -> str:
@@ -510,6 +529,15 @@ class Keys:
 
     def wake(self, queue: str) -> str:
         return f"{self._channel}:wake:{queue}"
+
+    def idle(self, queue: str) -> str:
+        """The queue's idle claims (hash: consumer -> ``capacity|lease|
+        registered until|channel``), in the queue's slot."""
+        return f"{self.ns}:{{{self.ns}:q:{queue}}}:w"
+
+    def hand(self, consumer: str) -> str:
+        """The channel on which publishes hand ``consumer`` its messages."""
+        return f"{self._channel}:hand:{consumer}"
 
     def done(self, task_id: str) -> str:
         return f"{self._channel}:done:{task_id}"

@@ -1,8 +1,10 @@
 """One pub/sub connection per backend and the local fan-out of what it hears.
 
 Channels: ``<ns>@<db>:wake:<queue>`` (a publish on that queue; claimers wake),
-``<ns>@<db>:done:<task id>`` (a terminal result; waiters wake) and
-``<ns>@<db>:broadcast`` (remote control). The listener reads with
+``<ns>@<db>:done:<task id>`` (a terminal result; waiters wake),
+``<ns>@<db>:hand:<consumer>`` (messages a publish leased to that consumer's
+idle claim, see ``RedisBroker.handoff``) and ``<ns>@<db>:broadcast`` (remote
+control). The listener reads with
 ``get_message(timeout=...)`` on a connection without a read timeout (never
 ``async for listen()``), one bridge crossing per message. After a reconnect it
 subscribes again and wakes every local waiter, since messages sent while it was
@@ -57,6 +59,8 @@ class Hub:
     queue_waiters: dict[str, set[trio.Event]] = attrs.field(factory=dict)
     result_waiters: dict[str, set[trio.Event]] = attrs.field(factory=dict)
     subscribers: set[trio.MemorySendChannel[dict[str, Any]]] = attrs.field(factory=set)
+    #: handoff channel -> what takes its payloads (``RedisBroker._received``)
+    handoffs: dict[str, Callable[[Any], None]] = attrs.field(factory=dict)
     dropped: int = 0
     reconnects: int = 0
 
@@ -228,6 +232,10 @@ class Hub:
             self.wake_queue(channel[len(wake) :])
         elif channel.startswith(done):
             self.wake_result(channel[len(done) :])
+        else:
+            take = self.handoffs.get(channel)
+            if take is not None:
+                take(message.get("data", b""))
 
     def _fan_out(self, data: Any) -> None:
         try:

@@ -99,18 +99,85 @@ local function next_due()
   if best == nil then return '' end
   return string.format('%.6f', best)
 end
+-- The task id at the canonical start of a body, else nil.
+local function body_id(body)
+  if type(body) ~= 'string' then return nil end
+  return string.match(body, '^{"v":%d+,"id":"([%w%-_.:]+)",')
+end
+local function netstring(x)
+  if not x then x = '' end
+  return #x .. ':' .. x
+end
+-- Hand new entries to the idle claims registered in hash ``idle`` (consumer
+-- -> "capacity|lease|registered until|channel"): each is read into the
+-- consumer's PEL with its lease, as a claim would, and PUBLISHed to the
+-- consumer's channel as netstrings (queue, lease deadline, then per entry
+-- bucket, id, n, count, body, task id, revocation record). A registration
+-- that has lapsed, or whose channel nobody hears, is dropped first: then
+-- nothing is leased to a claim that cannot hear it. Returns whether the
+-- streams were emptied (no wake is needed then).
+local function handoff(now, queue, idle, revs)
+  local regs = redis.call('HGETALL', idle)
+  for i = 1, #regs, 2 do
+    local consumer, spec = regs[i], regs[i + 1]
+    local _, _, cap, lease, upto, chan =
+      string.find(spec, '^(%d+)|([^|]+)|([^|]+)|(.+)$')
+    cap, lease, upto = tonumber(cap), tonumber(lease), tonumber(upto)
+    if cap == nil or lease == nil or upto == nil or cap < 1 or upto < now
+       or redis.call('PUBSUB', 'NUMSUB', chan)[2] == 0 then
+      redis.call('HDEL', idle, consumer)
+    else
+      local untl = string.format('%.6f', now + lease)
+      local parts = {netstring(queue), netstring(untl)}
+      local got = 0
+      for b = 9, 0, -1 do
+        if got >= cap then break end
+        local s = KEYS[b + 1]
+        if redis.call('EXISTS', s) == 1 then
+          for _, e in ipairs(readgroup(s, consumer, cap - got)) do
+            redis.call('ZADD', KEYS[14], untl, b .. '|' .. e[1])
+            local body, n = fields(e[2])
+            local tid = body_id(body)
+            local rev = tid and redis.call('HGET', revs, tid)
+            for _, x in ipairs({tostring(b), e[1], n, '1', body, tid, rev}) do
+              parts[#parts + 1] = netstring(x)
+            end
+            got = got + 1
+          end
+        end
+      end
+      if got == 0 then return true end
+      if got >= cap then redis.call('HDEL', idle, consumer)
+      else
+        redis.call('HSET', idle, consumer,
+                   (cap - got) .. '|' .. spec:match('^%d+|(.*)$'))
+      end
+      redis.call('PUBLISH', chan, table.concat(parts))
+      if got < cap then return true end
+    end
+  end
+  return false
+end
 """
 
 # ARGV: now, wake channel, queue, then (priority, ready_at, body) per message.
+# KEYS 18 and 19, when given: the queue's idle claims and the revocations
+# hash (see ``handoff``). The wake is published unless the handoff emptied the
+# streams and nothing was delayed.
 PUBLISH = r"""
 local now = tonumber(ARGV[1])
 promote(ARGV[1])
+local later = false
 for i = 4, #ARGV, 3 do
   local at = tonumber(ARGV[i + 1])
-  if at > now then delay(at, ARGV[i], ARGV[i + 2], 0)
+  if at > now then
+    delay(at, ARGV[i], ARGV[i + 2], 0)
+    later = true
   else xadd(ARGV[i], ARGV[i + 2], 0) end
 end
-redis.call('PUBLISH', ARGV[2], ARGV[3])
+local emptied = false
+if #KEYS >= 19 then emptied = handoff(now, ARGV[3], KEYS[18], KEYS[19]) end
+if later or not emptied then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return 1
 """
 
@@ -119,21 +186,22 @@ return 1
 # body, ...}}; with the revocations hash each row also carries the task id
 # read from the body's canonical start ('{"v":N,"id":"...",', else false) and
 # that id's revocation record (else false): the worker then needs no lookup.
+# ARGV[6], when given (KEYS[19]: the queue's idle claims): a claim that got
+# nothing and will wait registers "limit|ARGV[6]" there for a handoff
+# (ARGV[6] '' or messages found: the consumer's registration is dropped).
 CLAIM = r"""
 local now = ARGV[1]
 local limit = tonumber(ARGV[2])
 local untl = ARGV[3]
 local consumer = ARGV[4]
 local revocations = ARGV[5] == '1' and KEYS[18] or nil
+local register = ARGV[6]
 promote(now)
 local out = {}
 local got = 0
 local function checked(body)
   if not revocations then return end
-  local tid = nil
-  if type(body) == 'string' then
-    tid = string.match(body, '^{"v":%d+,"id":"([%w%-_.:]+)",')
-  end
+  local tid = body_id(body)
   if tid then
     out[#out + 1] = tid
     out[#out + 1] = redis.call('HGET', revocations, tid)
@@ -188,6 +256,15 @@ for b = 9, 0, -1 do
         got = got + 1
       end
     end
+  end
+end
+if register then
+  -- KEYS[19]: the idle claims. A claim about to wait registers (ARGV[6]:
+  -- "lease|registered until|channel") for a handoff of up to ``limit``.
+  if got == 0 and register ~= '' then
+    redis.call('HSET', KEYS[19], consumer, limit .. '|' .. register)
+  else
+    redis.call('HDEL', KEYS[19], consumer)
   end
 end
 return {next_due(), out}
@@ -510,15 +587,18 @@ return out
 # channel, queue, expires ('' = never), px ('0' = none), then (priority,
 # ready_at, body, record) per message. Each message is published only if
 # its QUEUED record was created (its task had no live record): enqueue by
-# id, atomically. Returns one flag per message.
+# id, atomically. Two more KEYS after the result keys, when given: the
+# queue's idle claims and the revocations hash (as PUBLISH's 18 and 19).
+# Returns one flag per message.
 CREATE_PUBLISH = (
     _LIVE
     + r"""
 local now = tonumber(ARGV[1])
 promote(ARGV[1])
 local out = {}
-local any = false
-for i = 18, #KEYS do
+local any, later = false, false
+local last = 17 + (#ARGV - 5) / 4
+for i = 18, last do
   local base = 6 + (i - 18) * 4
   local key = KEYS[i]
   if live(key, now) then out[#out + 1] = 0
@@ -527,13 +607,19 @@ for i = 18, #KEYS do
     if ARGV[5] ~= '0' then redis.call('SET', key, val, 'PX', ARGV[5])
     else redis.call('SET', key, val) end
     local at = tonumber(ARGV[base + 1])
-    if at > now then delay(at, ARGV[base], ARGV[base + 2], 0)
+    if at > now then
+      delay(at, ARGV[base], ARGV[base + 2], 0)
+      later = true
     else xadd(ARGV[base], ARGV[base + 2], 0) end
     out[#out + 1] = 1
     any = true
   end
 end
-if any then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+local emptied = false
+if any and #KEYS >= last + 2 then
+  emptied = handoff(now, ARGV[3], KEYS[last + 1], KEYS[last + 2])
+end
+if any and (later or not emptied) then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return out
 """
 )
