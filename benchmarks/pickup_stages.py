@@ -73,14 +73,13 @@ def _patch(backend: str) -> None:
 
     hub_mod.Hub._dispatch = marked_dispatch  # type: ignore[method-assign,assignment]
     broker_class._claim_once = marked_claim
-    if backend == "redis":
-        received = broker_class._received
+    received = broker_class._received
 
-        def marked_received(self: Any, *args: Any) -> None:
-            MARKS["handed"].append(stem.now())
-            received(self, *args)
+    def marked_received(self: Any, *args: Any) -> None:
+        MARKS["handed"].append(stem.now())
+        received(self, *args)
 
-        broker_class._received = marked_received
+    broker_class._received = marked_received
 
 
 async def worker(url: str, count: int, backend: str) -> None:

@@ -21,7 +21,7 @@ from ._events import PostgresEvents
 from ._notify import Hub
 from ._results import PostgresResults
 from ._schedules import PostgresSchedules
-from ._schema import apply_migrations
+from ._schema import HANDOFF_VERSION, apply_migrations, current_version
 from ._stores import (
     PostgresHeartbeats,
     PostgresLimiter,
@@ -183,6 +183,12 @@ async def _open(config: PostgresConfig) -> AsyncIterator[PostgresBackend]:
         except CONNECTION_ERRORS as exc:
             raise unavailable(config, exc) from exc
         stack.push_async_callback(db.close)
+        if config.handoff and not config.auto_migrate:
+            # A schema migrated by hand may predate the handoff (migration 8).
+            version = await db.run(lambda conn: current_version(conn, config.schema))
+            if version < HANDOFF_VERSION:
+                config = attrs.evolve(config, handoff=False)
+                db.config = config
         hub = Hub(config=config, db=db)
         backend = PostgresBackend(
             config=config,

@@ -10,9 +10,15 @@ no row and changes nothing. ``now`` is always a parameter (Trio's clock).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import math
 import uuid
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any, NamedTuple
 
 import attrs
@@ -37,6 +43,8 @@ from stem.contracts import DeadLetter, Delivery, QueueStats, Revocation
 from ._config import PostgresConfig
 from ._db import Db
 from ._notify import Hub
+
+logger = logging.getLogger("stem.postgres")
 
 _NOTIFY_LIMIT = 7900  # NOTIFY payloads must stay under 8000 bytes
 
@@ -81,8 +89,50 @@ class _Sql:
                 ON CONFLICT DO NOTHING
             )
             SELECT count(pg_notify($6, p)) FROM unnest($7::text[]) p"""
+        # With the handoff: each row's id and lease come from hand_off
+        # (migration 8), and the wake is sent only if a row was not handed.
+        self.publish_handoff = f"""
+            WITH ins AS (
+                INSERT INTO {s}.jobs (id, queue, task_id, priority, ready_at, body,
+                                      locked_until, receipt, delivery_count)
+                SELECT h.id, m.queue, m.task_id, m.priority, m.ready_at, m.body,
+                       h.locked_until, h.receipt, h.delivery_count
+                FROM unnest($1::text[], $2::text[], $3::int2[], $4::float8[],
+                            $5::bytea[]) AS m(queue, task_id, priority, ready_at,
+                                              body)
+                CROSS JOIN LATERAL {s}.hand_off(m.queue, m.task_id, m.body,
+                                                 m.ready_at, $8::float8) h
+                RETURNING receipt
+            ), qs AS (
+                INSERT INTO {s}.queues (name) SELECT DISTINCT unnest($1::text[])
+                ON CONFLICT DO NOTHING
+            )
+            SELECT count(pg_notify($6, p)) FROM unnest($7::text[]) p
+            WHERE EXISTS (SELECT 1 FROM ins WHERE ins.receipt IS NULL)"""
+        # A waiting claim's registration, made when it found nothing, in the
+        # statement that reads when it should look again.
+        self.register = f"""
+            WITH reg AS (
+                INSERT INTO {s}.idle AS i (queue, consumer, capacity, lease, upto,
+                                           channel, pid)
+                SELECT q, $3, $4, $5, $6, $7, $8 FROM unnest($1::text[]) q
+                ON CONFLICT (queue, consumer) DO UPDATE SET
+                    capacity = excluded.capacity, lease = excluded.lease,
+                    upto = excluded.upto, channel = excluded.channel,
+                    pid = excluded.pid
+            )
+            SELECT least(
+                (SELECT min((SELECT j.ready_at FROM {s}.jobs j
+                             WHERE j.queue = q AND j.ready_at > $2
+                             ORDER BY j.ready_at LIMIT 1))
+                 FROM unnest($1::text[]) q),
+                (SELECT min(locked_until) FROM {s}.jobs
+                 WHERE queue = ANY($1::text[]) AND locked_until > $2))"""
+        self.unregister = f"""
+            DELETE FROM {s}.idle WHERE consumer = $1 AND queue = ANY($2::text[])"""
         # The claimed rows with their live revocations (one statement: the
         # worker then needs no lookup of its own, see Delivery.revocation).
+        claim_head = "WITH claimed AS ("
         self.claim = f"""
             WITH claimed AS (
             UPDATE {s}.jobs j
@@ -111,6 +161,16 @@ class _Sql:
             FROM claimed c
             LEFT JOIN {s}.revocations r ON r.task_id = c.task_id
               AND (r.expires_at IS NULL OR r.expires_at > $2)"""
+        # With the handoff, a claim also drops its consumer's registrations
+        # (one that finds nothing registers again just after).
+        self.claim_handoff = self.claim.replace(
+            claim_head,
+            f"""WITH gone AS (
+                DELETE FROM {s}.idle WHERE consumer = $6
+                AND queue = ANY($1::text[])
+            ), claimed AS (""",
+            1,
+        )
         self.next_due = f"""
             SELECT least(
                 (SELECT min((SELECT j.ready_at FROM {s}.jobs j
@@ -184,6 +244,78 @@ class _Sql:
         self.notify = "SELECT pg_notify($1, $2)"
 
 
+def _hand_channel(schema: str, consumer: str) -> str:
+    """The NOTIFY channel of ``consumer``'s handoffs (a channel name must
+    stay under 64 bytes, so the consumer is hashed)."""
+    digest = hashlib.sha1(f"{schema}\0{consumer}".encode()).hexdigest()[:32]
+    return f"stem_hand_{digest}"
+
+
+def _handed_delivery(payload: str) -> Delivery:
+    """The delivery a ``hand_off`` NOTIFY carries (see ``_schema.HAND_OFF``):
+    every field checked, the body base64."""
+    data = json.loads(payload)
+    if not isinstance(data, dict):
+        raise TypeError("a handoff is a JSON object")
+    queue, ident, token, until, task_id, body64, rev = (
+        data[k] for k in ("q", "i", "t", "u", "k", "b", "v")
+    )
+    if not (isinstance(queue, str) and isinstance(token, str)):
+        raise TypeError("a handoff's queue and receipt are text")
+    if not (isinstance(task_id, str) and isinstance(body64, str)):
+        raise TypeError("a handoff's task id and body are text")
+    if isinstance(ident, bool) or not isinstance(ident, int):
+        raise TypeError("a handoff's row id is a whole number")
+    if isinstance(until, bool) or not isinstance(until, int | float):
+        raise TypeError("a handoff's lease deadline is a number")
+    if not math.isfinite(until):
+        raise ValueError("a handoff's lease deadline is not finite")
+    revocation = None
+    if rev is not None:
+        if not isinstance(rev, list) or len(rev) != 4:
+            raise TypeError("a handoff's revocation is a list of four")
+        terminate, reason, expires_at, version = rev
+        if not isinstance(reason, str) or isinstance(version, bool):
+            raise TypeError("a handoff's revocation does not parse")
+        if expires_at is not None and not isinstance(expires_at, int | float):
+            raise TypeError("a handoff's revocation expiry is a number")
+        revocation = Revocation(
+            task_id=task_id,
+            terminate=bool(terminate),
+            reason=reason,
+            expires_at=expires_at,
+            version=int(version),
+        )
+    raw = base64.b64decode(body64.replace("\n", ""), validate=True)
+    receipt = f"{ident}:{token}"
+    try:
+        env = decode_envelope(raw)
+    except DecodeError as exc:
+        clipped, reason, guessed = undecodable(raw, exc)
+        return Delivery(
+            receipt=receipt,
+            queue=queue,
+            task_id=task_id or guessed,
+            envelope=None,
+            lease_until=float(until),
+            delivery_count=1,
+            raw=clipped,
+            decode_error=reason,
+            size=len(raw),
+        )
+    return Delivery(
+        receipt=receipt,
+        queue=queue,
+        task_id=task_id or env.id,
+        envelope=env,
+        lease_until=float(until),
+        delivery_count=1,
+        size=len(raw),
+        revocation_checked=task_id == env.id,
+        revocation=revocation,
+    )
+
+
 class _DeadRow(NamedTuple):
     """A dead letter picked for a replay (``envelope`` None: it no longer
     decodes)."""
@@ -216,6 +348,12 @@ class PostgresBroker:
     db: Db
     hub: Hub
     _sql: _Sql = attrs.field(init=False)
+    #: consumers whose handoff channel this process LISTENs on
+    _hands: set[str] = attrs.field(factory=set)
+    #: per consumer: deliveries handed to it that no claim has returned yet
+    _handed: dict[str, list[Delivery]] = attrs.field(factory=dict)
+    #: per consumer: the events of its waiting claims
+    _hand_waiters: dict[str, set[trio.Event]] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         self._sql = _Sql(self.config.quoted_schema)
@@ -251,14 +389,17 @@ class PostgresBroker:
         bodies: list[bytes],
     ) -> None:
         distinct = list(dict.fromkeys(queues))
-        sql = self._sql.publish
         channel = self.config.channel("jobs")
         payloads = _payloads(distinct)
+        args: list[Any] = [queues, task_ids, priorities, ready, bodies]
+        args += [channel, payloads]
+        sql = self._sql.publish
+        if self.config.handoff:
+            sql = self._sql.publish_handoff
+            args.append(now())
 
         async def insert(conn: Any) -> None:
-            await conn.fetchval(
-                sql, queues, task_ids, priorities, ready, bodies, channel, payloads
-            )
+            await conn.fetchval(sql, *args)
 
         await self.db.run(insert)
         self.hub.wake_queues(distinct)
@@ -285,13 +426,50 @@ class PostgresBroker:
         names = list(dict.fromkeys(queues))
         if not names or limit <= 0:
             return []
+        handoff = self.config.handoff and wait > 0
+        channel = _hand_channel(self.config.schema, consumer)
+        if handoff and consumer not in self._hands:
+            self._hands.add(consumer)
+            self.hub.handoffs[channel] = lambda data: self._received(consumer, data)
+        try:
+            return await self._claim_waiting(
+                names, limit, lease, consumer, wait, channel if handoff else None
+            )
+        except trio.Cancelled:
+            if handoff:
+                with trio.CancelScope(shield=True), trio.move_on_after(0.5):
+                    await self._unregister(names, consumer)
+            raise
+
+    async def _claim_waiting(
+        self,
+        names: list[str],
+        limit: int,
+        lease: float,
+        consumer: str,
+        wait: float,
+        channel: str | None,
+    ) -> list[Delivery]:
         deadline = trio.current_time() + max(wait, 0.0)
         outage_deadline: float | None = None
         delay = 0.02
         while True:
-            with self.hub.watch_queues(names) as woken:
+            with (
+                self.hub.watch_queues(names) as woken,
+                self._hand_watch(consumer, woken),
+            ):
+                handed = self._take_handed(consumer, names, limit)
+                if handed:
+                    return handed
+                register = None
+                if channel is not None:
+                    register = await self._registration(
+                        consumer, limit, lease, channel, deadline
+                    )
                 try:
-                    rows, next_due, at = await self._claim_once(names, limit, lease)
+                    rows, next_due, at = await self._claim_once(
+                        names, limit, lease, consumer, register
+                    )
                 except BrokerUnavailable:
                     current = trio.current_time()
                     if outage_deadline is None:
@@ -315,18 +493,110 @@ class PostgresBroker:
                 with trio.move_on_after(pause):
                     await woken.wait()
 
+    async def _registration(
+        self, consumer: str, limit: int, lease: float, channel: str, deadline: float
+    ) -> list[Any] | None:
+        """The idle registration a claim about to wait makes (the ``register``
+        statement's arguments), or None when its channel is not heard."""
+        remaining = deadline - trio.current_time()
+        if remaining <= 0:
+            return None
+        if channel not in self.hub.listening:
+            await self.hub.listen(channel)
+        pid = self.hub.pid
+        if pid is None or channel not in self.hub.listening:
+            return None
+        upto = now() + min(remaining, self.config.poll_interval)
+        return [consumer, limit, lease, upto, channel, pid]
+
+    @contextmanager
+    def _hand_watch(self, consumer: str, event: trio.Event) -> Iterator[None]:
+        """``event`` is set when a handoff for ``consumer`` arrives."""
+        waiters = self._hand_waiters.setdefault(consumer, set())
+        waiters.add(event)
+        try:
+            yield
+        finally:
+            waiters.discard(event)
+            if not waiters:
+                self._hand_waiters.pop(consumer, None)
+
+    async def _unregister(self, names: list[str], consumer: str) -> None:
+        """Drop ``consumer``'s registrations (a cancelled claim): no publish
+        hands it more. Best effort: a registration lapses anyway."""
+        sql = self._sql.unregister
+
+        async def drop(conn: Any) -> None:
+            await conn.execute(sql, consumer, names)
+
+        try:
+            await self.db.run_once(drop)
+        except Exception:  # the server away, or worse: it lapses
+            logger.debug("could not drop the idle registration of %r", consumer)
+
+    def _take_handed(
+        self, consumer: str, names: Sequence[str], limit: int
+    ) -> list[Delivery]:
+        """Up to ``limit`` of the deliveries handed to ``consumer`` on
+        ``names``. One whose lease has run out is left to the lease path
+        (another claim takes it over), never returned."""
+        held = self._handed.get(consumer)
+        if not held:
+            return []
+        at = now()
+        taken: list[Delivery] = []
+        kept: list[Delivery] = []
+        for delivery in held:
+            if delivery.lease_until <= at:
+                logger.debug("a handed delivery's lease ran out before a claim")
+            elif delivery.queue in names and len(taken) < limit:
+                taken.append(delivery)
+            else:
+                kept.append(delivery)
+        if kept:
+            self._handed[consumer] = kept
+        else:
+            del self._handed[consumer]
+        return taken
+
+    def _received(self, consumer: str, payload: str) -> None:
+        """A publish handed ``consumer`` a message (already leased to it):
+        keep it for its claim. A payload that does not parse is dropped with
+        a warning; its message comes back when the lease runs out."""
+        try:
+            delivery = _handed_delivery(payload)
+        except (TypeError, ValueError, KeyError, binascii.Error) as exc:
+            logger.warning("dropped a handoff that does not parse: %s", exc)
+            return
+        self._handed.setdefault(consumer, []).append(delivery)
+        for event in self._hand_waiters.get(consumer, ()):
+            event.set()
+
     async def _claim_once(
-        self, names: list[str], limit: int, lease: float
+        self,
+        names: list[str],
+        limit: int,
+        lease: float,
+        consumer: str = "",
+        register: list[Any] | None = None,
     ) -> tuple[list[Any], float | None, float]:
         at = now()
         token = uuid.uuid4().hex
         claim_sql, due_sql = self._sql.claim, self._sql.next_due
+        claim_args: list[Any] = [names, at, limit, at + lease, token]
+        if self.config.handoff:
+            claim_sql = self._sql.claim_handoff
+            claim_args.append(consumer)
+        register_sql = self._sql.register
 
         async def claim(conn: Any) -> tuple[list[Any], float | None]:
-            rows = await conn.fetch(claim_sql, names, at, limit, at + lease, token)
+            rows = await conn.fetch(claim_sql, *claim_args)
             if rows:
                 return [(*row, token) for row in rows], None
-            due = await conn.fetchval(due_sql, names, at)
+            if register is not None:
+                due = await conn.fetchval(register_sql, names, at, *register)
+            else:
+                due = await conn.fetchval(due_sql, names, at)
             return [], due
 
         rows, due = await self.db.run_once(claim)

@@ -24,6 +24,7 @@ _OWN = {
     "retry_timeout": float,
     "reap_interval": float,
     "auto_migrate": bool,
+    "handoff": bool,
 }
 
 
@@ -58,6 +59,9 @@ class PostgresConfig:
     #: Seconds between deletions of expired results, locks and so on.
     reap_interval: float = 60.0
     auto_migrate: bool = True
+    #: hand a new message straight to an idle waiting claim (leased in the
+    #: insert, NOTIFYed to that worker) instead of a wake and a claim
+    handoff: bool = True
 
     @property
     def quoted_schema(self) -> str:

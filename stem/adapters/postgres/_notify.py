@@ -9,13 +9,16 @@ overflowed is dropped and counted).
 
 Channels (one per schema): ``<schema>.jobs`` carries queue names (one NOTIFY
 per publish batch, names joined by newlines), ``<schema>.results`` carries
-finished task ids, ``<schema>.control`` carries broadcast JSON objects.
+finished task ids, ``<schema>.control`` carries broadcast JSON objects. A
+consumer whose claim waits also LISTENs on its own handoff channel (see
+``PostgresBroker.claim``), which carries the messages leased to it by the
+publish that inserted them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -49,6 +52,15 @@ class Hub:
     _subscribers: set[trio.MemorySendChannel[dict[str, Any]]] = attrs.field(factory=set)
     dropped_broadcasts: int = 0
     reconnects: int = 0
+    #: handoff channel -> what takes its payloads (``PostgresBroker._received``)
+    handoffs: dict[str, Callable[[str], None]] = attrs.field(factory=dict)
+    #: the backend pid of the live LISTEN connection (None while it is down)
+    pid: int | None = None
+    #: the channels LISTENed on the live connection besides the three fixed
+    listening: set[str] = attrs.field(factory=set)
+    _conn: Any = None
+    #: one operation at a time on the listener connection (keepalive, LISTEN)
+    _conn_lock: trio.Lock = attrs.field(factory=trio.Lock)
 
     def __attrs_post_init__(self) -> None:
         self._send, self._recv = trio.open_memory_channel[tuple[str, str]](self.buffer)
@@ -134,8 +146,27 @@ class Hub:
 
     # ------------------------------------------------------------ dispatching
 
+    async def listen(self, channel: str) -> None:
+        """LISTEN on ``channel`` too (and again after every reconnect).
+        Best effort: ``channel`` is in :attr:`listening` once it holds."""
+        self.handoffs.setdefault(channel, lambda _payload: None)
+        conn = self._conn
+        if conn is None or channel in self.listening:
+            return
+        async with self._conn_lock:
+            if conn is not self._conn:
+                return  # reconnected meanwhile: the new connection listens
+            try:
+                await self.db.aio(conn.add_listener)(channel, self._on_notify)
+            except CONNECTION_ERRORS:
+                return  # the listener reconnects and listens again
+            self.listening.add(channel)
+
     def _dispatch(self, channel: str, payload: str) -> None:
-        if channel == self._chan_jobs:
+        take = self.handoffs.get(channel)
+        if take is not None:
+            take(payload)
+        elif channel == self._chan_jobs:
             self.wake_queues(payload.split("\n"))
         elif channel == self._chan_results:
             self.wake_results(payload.split("\n"))
@@ -196,8 +227,11 @@ class Hub:
             try:
                 conn = await self.db.connect()
                 conn.add_termination_listener(self._on_terminate)
-                for channel in channels:
+                for channel in (*channels, *self.handoffs):
                     await self.db.aio(conn.add_listener)(channel, self._on_notify)
+                self.listening = set(self.handoffs)
+                self.pid = conn.get_server_pid()
+                self._conn = conn
                 self._lost = trio.Event()
                 if started:
                     self.reconnects += 1
@@ -211,6 +245,7 @@ class Hub:
                 if not started:
                     raise unavailable(self.config, exc) from exc
             finally:
+                self._conn, self.pid, self.listening = None, None, set()
                 if conn is not None:
                     await self._close(conn)
             await trio.sleep(delay)
@@ -226,7 +261,8 @@ class Hub:
             if self._lost.is_set() or conn.is_closed():
                 return
             with trio.move_on_after(max(5.0, self.config.poll_interval)) as scope:
-                await ping("SELECT 1")
+                async with self._conn_lock:
+                    await ping("SELECT 1")
             if scope.cancelled_caught:
                 return
 

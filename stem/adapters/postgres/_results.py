@@ -99,6 +99,32 @@ class _Sql:
             )
             SELECT created.task_id FROM created,
                 (SELECT count(pg_notify($10, p)) FROM unnest($11::text[]) p) n"""
+        # With the handoff (PostgresBroker.publish_handoff): each row's id
+        # and lease from hand_off, the wake only if a row was not handed.
+        self.create_and_publish_handoff = f"""
+            WITH created AS ({_create(s, 12)}
+            ), ins AS (
+                INSERT INTO {s}.jobs (id, queue, task_id, priority, ready_at, body,
+                                      locked_until, receipt, delivery_count)
+                SELECT h.id, m.queue, m.task_id, m.priority, m.ready_at, m.body,
+                       h.locked_until, h.receipt, h.delivery_count
+                FROM (
+                    SELECT * FROM unnest($6::text[], $1::text[], $7::int2[],
+                                         $8::float8[], $9::bytea[])
+                        AS u(queue, task_id, priority, ready_at, body)
+                    WHERE u.task_id IN (SELECT task_id FROM created)
+                    OFFSET 0
+                ) m
+                CROSS JOIN LATERAL {s}.hand_off(m.queue, m.task_id, m.body,
+                                                 m.ready_at, $5::float8) h
+                RETURNING queue, receipt
+            ), qs AS (
+                INSERT INTO {s}.queues (name) SELECT DISTINCT queue FROM ins
+                ON CONFLICT DO NOTHING
+            )
+            SELECT created.task_id FROM created,
+                (SELECT count(pg_notify($10, p)) FROM unnest($11::text[]) p
+                 WHERE EXISTS (SELECT 1 FROM ins WHERE ins.receipt IS NULL)) n"""
         self.get = f"SELECT body FROM {s}.results WHERE task_id = $1 AND {live}"
         self.get_many = f"""
             SELECT task_id, body FROM {s}.results
@@ -274,6 +300,8 @@ class PostgresResults:
             args += listed
         else:
             sql = self._sql.create_and_publish
+            if self.config.handoff:
+                sql = self._sql.create_and_publish_handoff
             envs = [envelopes[i] for i in chosen]
             queues = list(dict.fromkeys(env.queue for env in envs))
             args += [
