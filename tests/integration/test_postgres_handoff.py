@@ -312,3 +312,21 @@ def test_a_body_that_does_not_decode_is_handed_for_the_dead_letter_queue() -> No
     delivery = _handed_delivery(json.dumps({**_GOOD, "b": "AGdhcmJhZ2U="}))
     assert delivery.envelope is None and delivery.decode_error
     assert delivery.receipt == "7:tok" and delivery.lease_until == 5.0
+
+
+async def test_the_reaper_deletes_lapsed_registrations(postgres_url: str) -> None:
+    """Workers that stopped leave registrations behind; the reaper deletes
+    the lapsed ones and keeps a live one."""
+    from stem.adapters.postgres._stores import reap
+
+    async with open_backend(postgres_url) as backend:
+        table = f'"{_schema(postgres_url)}".idle'
+        for consumer, upto in (("gone", stem.now() - 1), ("live", stem.now() + 60)):
+            await _sql(
+                postgres_url,
+                f"INSERT INTO {table} VALUES ('q', $1, 5, 30, $2, 'c', 1)",
+                consumer,
+                upto,
+            )
+        await reap(backend.config, backend.db)
+        assert await _registered(postgres_url) == {"live": 5}

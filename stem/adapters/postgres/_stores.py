@@ -203,7 +203,8 @@ class PostgresLimiter(_Store):
 
 
 async def reap(config: PostgresConfig, db: Db) -> None:
-    """Delete expired results, group records, claims, locks and heartbeats."""
+    """Delete expired results, group records, claims, locks, heartbeats and
+    lapsed idle registrations."""
     s = config.quoted_schema
     statements = [
         f"DELETE FROM {s}.{table} WHERE expires_at IS NOT NULL AND expires_at <= $1"
@@ -220,6 +221,10 @@ async def reap(config: PostgresConfig, db: Db) -> None:
     )
     statements.append(f"DELETE FROM {s}.workers WHERE expires_at <= $1")
     statements.append(f"DELETE FROM {s}.event_listeners WHERE expires_at <= $1")
+    if config.handoff:
+        # Registrations of idle claims that lapsed (their workers are gone
+        # or busy; a waiting claim renews its own every pass).
+        statements.append(f"DELETE FROM {s}.idle WHERE upto <= $1")
     statements.append(
         f"DELETE FROM {s}.revocations WHERE expires_at IS NOT NULL "
         f"AND expires_at <= $1 AND version < "
