@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -15,6 +16,9 @@ __all__ = ["Actor", "ActorRef", "ActorStatistics", "AskTimeout"]
 
 M = TypeVar("M")
 T = TypeVar("T")
+
+#: Seconds after a batch during which a lingering actor counts as busy.
+LINGER_WHILE_BUSY = 0.002
 
 logger = logging.getLogger("stem.actors")
 
@@ -132,7 +136,7 @@ class Actor(Generic[M]):
 
     batch_size: ClassVar[int] = 100
     #: let other ready tasks run once before draining a batch (see get_batch)
-    batch_linger: ClassVar[bool] = False
+    batch_linger: ClassVar[bool] = False  # applies while busy, see _serve
     stop_timeout: ClassVar[float] = 5.0
 
     async def on_start(self) -> None:
@@ -193,11 +197,16 @@ class Actor(Generic[M]):
         kernel = _kernel(self)
         kernel.mailbox = mailbox
         custom_batches = type(self).handle_batch is not Actor.handle_batch
+        # A lingering actor waits one scheduler pass for more messages only
+        # while it is busy (its last batch ended within LINGER_WHILE_BUSY):
+        # an idle one answers the first message at once (pickup latency).
+        finished = -math.inf
         while True:
+            linger = (
+                self.batch_linger and trio.current_time() - finished < LINGER_WHILE_BUSY
+            )
             try:
-                batch = await mailbox.get_batch(
-                    self.batch_size, linger=self.batch_linger
-                )
+                batch = await mailbox.get_batch(self.batch_size, linger=linger)
             except trio.EndOfChannel:
                 return
             kernel.unhandled = []
@@ -210,6 +219,7 @@ class Actor(Generic[M]):
             kernel.batches += 1
             if custom_batches:
                 kernel.messages_handled += len(batch)
+            finished = trio.current_time()
 
     def statistics(self) -> ActorStatistics:
         """Return a snapshot of this incarnation's counters."""

@@ -336,6 +336,10 @@ class Worker(WorkerControl, Actor[WorkerMessage]):
                 # All at once, one checkpoint per claim (not per delivery);
                 # slots take from the front, so start order stays FIFO.
                 self._ready.put_many([d for d in deliveries if self._is_open(d)])
+                # Two passes: the slots just woken start their tasks before
+                # this loop prepares its next claim (within one scheduler
+                # pass Trio runs tasks in either order).
+                await trio.lowlevel.checkpoint()
                 await trio.lowlevel.checkpoint()
 
     def _capacity_now(self) -> int:

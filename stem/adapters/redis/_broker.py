@@ -42,7 +42,7 @@ from stem._codec import (
 )
 from stem._envelope import Envelope
 from stem._errors import DecodeError
-from stem.contracts import DeadLetter, Delivery, QueueStats
+from stem.contracts import DeadLetter, Delivery, QueueStats, Revocation
 
 from ._conn import Conn, Keys, evalsha, fmt
 from ._hub import Hub
@@ -363,10 +363,9 @@ class RedisBroker:
                 due = value if due is None else min(due, value)
             width = 5 if self.conn.cluster else 7
             for i in range(0, len(rows), width):
-                delivery = self._delivery(queue, consumer, until, rows[i : i + 5])
-                if width == 7:
-                    delivery = _checked(delivery, rows[i + 5], rows[i + 6], at)
-                out.append(delivery)
+                out.append(
+                    self._delivery(queue, consumer, until, rows[i : i + width], at=at)
+                )
             if len(out) >= limit:
                 break
         return out, due
@@ -385,9 +384,12 @@ class RedisBroker:
 
     @staticmethod
     def _delivery(
-        queue: str, consumer: str, until: float, row: Sequence[Any]
+        queue: str, consumer: str, until: float, row: Sequence[Any], *, at: float
     ) -> Delivery:
-        bucket, entry_id, prior, count, body = row
+        """The delivery of a claimed (or handed) row: bucket, entry id, n,
+        delivery count, body, and on one Redis the task id the script read
+        and that id's revocation record (see ``_revocation``)."""
+        bucket, entry_id, prior, count, body = row[:5]
         count_text = _text(count)
         receipt = _receipt(
             queue, f"{_text(bucket)}|{_text(entry_id)}|{consumer}|{count_text}"
@@ -410,6 +412,9 @@ class RedisBroker:
                 decode_error=reason,
                 size=len(raw),
             )
+        checked, revocation = (
+            _revocation(env, row[5], row[6], at) if len(row) == 7 else (False, None)
+        )
         return Delivery(
             receipt=receipt,
             queue=queue,
@@ -418,6 +423,8 @@ class RedisBroker:
             lease_until=until,
             delivery_count=deliveries,
             size=len(raw),
+            revocation_checked=checked,
+            revocation=revocation,
         )
 
     # ---------------------------------------------------------------- settle
@@ -685,27 +692,28 @@ def _handed_deliveries(consumer: str, data: Any, at: float) -> list[Delivery]:
         raise ValueError("the lease deadline is not a number")
     out = []
     for i in range(2, len(fields), _HANDED_ROW):
-        row = fields[i : i + _HANDED_ROW]
-        delivery = RedisBroker._delivery(queue, consumer, until, row[:5])
-        out.append(_checked(delivery, row[5] or None, row[6] or None, at))
+        row: list[bytes | None] = [*fields[i : i + 5]]
+        row += [fields[i + 5] or None, fields[i + 6] or None]  # '' read as none
+        out.append(RedisBroker._delivery(queue, consumer, until, row, at=at))
     return out
 
 
-def _checked(delivery: Delivery, task_id: Any, record: Any, at: float) -> Delivery:
-    """``delivery`` with the revocation the claim script read for it. Only
-    when the id the script read is the envelope's own (a body not in the
-    canonical form, or not decodable, is left to the worker's lookup)."""
-    env = delivery.envelope
-    if env is None or task_id is None or _text(task_id) != env.id:
-        return delivery
-    revocation = None
-    if record is not None:
-        try:
-            found = revocation_record(bytes(record))
-        except DecodeError:
-            return delivery  # unreadable: the worker's lookup decides
-        revocation = found if revocation_live(found, at) else None
-    return attrs.evolve(delivery, revocation_checked=True, revocation=revocation)
+def _revocation(
+    env: Envelope, task_id: Any, record: Any, at: float
+) -> tuple[bool, Revocation | None]:
+    """Whether the script's revocation check holds for ``env``, and the
+    live revocation it read. It holds only when the id the script read is
+    the envelope's own (a body not in the canonical form is left to the
+    worker's lookup), and the record decodes."""
+    if task_id is None or _text(task_id) != env.id:
+        return False, None
+    if record is None:
+        return True, None
+    try:
+        found = revocation_record(bytes(record))
+    except DecodeError:
+        return False, None  # unreadable: the worker's lookup decides
+    return True, found if revocation_live(found, at) else None
 
 
 def _encode_dead(entry: DeadLetter) -> str:

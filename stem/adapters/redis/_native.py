@@ -210,26 +210,38 @@ class NativePool:
     async def _round_trip(self, payload: bytes, count: int) -> list[Any]:
         if self._closed:
             raise rexc.ConnectionError("the connection pool is closed")
-        async with self._limit:
-            conn = self._idle.pop() if self._idle else await self._open()
-            ok = False
-            try:
-                with trio.fail_after(self.command_timeout):
-                    replies = await conn.request(payload, count)
-                ok = True
-            except trio.TooSlowError:
-                raise rexc.TimeoutError(
-                    f"no reply within {self.command_timeout} s"
-                ) from None
-            except (OSError, rexc.ConnectionError):
-                self._drop_idle()  # the server may be gone: they are dead too
-                raise
-            finally:
-                if ok and not self._closed:
-                    self._idle.append(conn)
-                else:
-                    await trio.aclose_forcefully(conn.stream)
-            return replies
+        # A free slot is taken without yielding (``async with`` on a
+        # CapacityLimiter passes through the scheduler first: a hop before
+        # every command's bytes leave).
+        try:
+            self._limit.acquire_nowait()
+        except trio.WouldBlock:
+            await self._limit.acquire()
+        try:
+            return await self._on_connection(payload, count)
+        finally:
+            self._limit.release()
+
+    async def _on_connection(self, payload: bytes, count: int) -> list[Any]:
+        conn = self._idle.pop() if self._idle else await self._open()
+        ok = False
+        try:
+            with trio.fail_after(self.command_timeout):
+                replies = await conn.request(payload, count)
+            ok = True
+        except trio.TooSlowError:
+            raise rexc.TimeoutError(
+                f"no reply within {self.command_timeout} s"
+            ) from None
+        except (OSError, rexc.ConnectionError):
+            self._drop_idle()  # the server may be gone: they are dead too
+            raise
+        finally:
+            if ok and not self._closed:
+                self._idle.append(conn)
+            else:
+                await trio.aclose_forcefully(conn.stream)
+        return replies
 
     async def _open(self) -> _Connection:
         return await connect(
