@@ -109,30 +109,10 @@ class _Sql:
             )
             SELECT count(pg_notify($6, p)) FROM unnest($7::text[]) p
             WHERE EXISTS (SELECT 1 FROM ins WHERE ins.receipt IS NULL)"""
-        # A waiting claim's registration, made when it found nothing, in the
-        # statement that reads when it should look again.
-        self.register = f"""
-            WITH reg AS (
-                INSERT INTO {s}.idle AS i (queue, consumer, capacity, lease, upto,
-                                           channel, pid)
-                SELECT q, $3, $4, $5, $6, $7, $8 FROM unnest($1::text[]) q
-                ON CONFLICT (queue, consumer) DO UPDATE SET
-                    capacity = excluded.capacity, lease = excluded.lease,
-                    upto = excluded.upto, channel = excluded.channel,
-                    pid = excluded.pid
-            )
-            SELECT least(
-                (SELECT min((SELECT j.ready_at FROM {s}.jobs j
-                             WHERE j.queue = q AND j.ready_at > $2
-                             ORDER BY j.ready_at LIMIT 1))
-                 FROM unnest($1::text[]) q),
-                (SELECT min(locked_until) FROM {s}.jobs
-                 WHERE queue = ANY($1::text[]) AND locked_until > $2))"""
         self.unregister = f"""
             DELETE FROM {s}.idle WHERE consumer = $1 AND queue = ANY($2::text[])"""
         # The claimed rows with their live revocations (one statement: the
         # worker then needs no lookup of its own, see Delivery.revocation).
-        claim_head = "WITH claimed AS ("
         self.claim = f"""
             WITH claimed AS (
             UPDATE {s}.jobs j
@@ -161,16 +141,29 @@ class _Sql:
             FROM claimed c
             LEFT JOIN {s}.revocations r ON r.task_id = c.task_id
               AND (r.expires_at IS NULL OR r.expires_at > $2)"""
-        # With the handoff, a claim also drops its consumer's registrations
-        # (one that finds nothing registers again just after).
-        self.claim_handoff = self.claim.replace(
-            claim_head,
-            f"""WITH gone AS (
+        # With the handoff, the claim keeps its consumer's registrations in
+        # the same statement: dropped when it claims rows (or will not wait:
+        # $8 = 0), else made or renewed (consumer $6, lease $7, registered
+        # until $8, channel $9, LISTEN pid $10) for a handoff of up to $3.
+        # One statement, so a publish never falls in a gap between a claim
+        # and its registration.
+        tail = "\n            SELECT c.id, c.priority,"
+        head, rest = self.claim.split(tail, 1)
+        self.claim_handoff = f"""{head}, gone AS (
                 DELETE FROM {s}.idle WHERE consumer = $6
                 AND queue = ANY($1::text[])
-            ), claimed AS (""",
-            1,
-        )
+                AND (EXISTS (SELECT 1 FROM claimed) OR $8::float8 <= 0)
+            ), reg AS (
+                INSERT INTO {s}.idle AS i (queue, consumer, capacity, lease, upto,
+                                           channel, pid)
+                SELECT q, $6, $3, $7::float8, $8::float8, $9::text, $10::int4
+                FROM unnest($1::text[]) q
+                WHERE $8::float8 > 0 AND NOT EXISTS (SELECT 1 FROM claimed)
+                ON CONFLICT (queue, consumer) DO UPDATE SET
+                    capacity = excluded.capacity, lease = excluded.lease,
+                    upto = excluded.upto, channel = excluded.channel,
+                    pid = excluded.pid
+            ){tail}{rest}"""
         self.next_due = f"""
             SELECT least(
                 (SELECT min((SELECT j.ready_at FROM {s}.jobs j
@@ -496,8 +489,9 @@ class PostgresBroker:
     async def _registration(
         self, consumer: str, limit: int, lease: float, channel: str, deadline: float
     ) -> list[Any] | None:
-        """The idle registration a claim about to wait makes (the ``register``
-        statement's arguments), or None when its channel is not heard."""
+        """The idle registration a claim about to wait makes (the last
+        arguments of ``claim_handoff``), or None when its channel is not
+        heard."""
         remaining = deadline - trio.current_time()
         if remaining <= 0:
             return None
@@ -507,7 +501,7 @@ class PostgresBroker:
         if pid is None or channel not in self.hub.listening:
             return None
         upto = now() + min(remaining, self.config.poll_interval)
-        return [consumer, limit, lease, upto, channel, pid]
+        return [consumer, lease, upto, channel, pid]
 
     @contextmanager
     def _hand_watch(self, consumer: str, event: trio.Event) -> Iterator[None]:
@@ -586,17 +580,13 @@ class PostgresBroker:
         claim_args: list[Any] = [names, at, limit, at + lease, token]
         if self.config.handoff:
             claim_sql = self._sql.claim_handoff
-            claim_args.append(consumer)
-        register_sql = self._sql.register
+            claim_args += register or [consumer, 0.0, 0.0, "", 0]
 
         async def claim(conn: Any) -> tuple[list[Any], float | None]:
             rows = await conn.fetch(claim_sql, *claim_args)
             if rows:
                 return [(*row, token) for row in rows], None
-            if register is not None:
-                due = await conn.fetchval(register_sql, names, at, *register)
-            else:
-                due = await conn.fetchval(due_sql, names, at)
+            due = await conn.fetchval(due_sql, names, at)
             return [], due
 
         rows, due = await self.db.run_once(claim)
