@@ -283,7 +283,26 @@ def test_redis_stream_entry_never_fails(prior: Any, count: str, body: Any) -> No
     """A stream entry with any ``n`` field and any body (or none) becomes a
     delivery."""
     row = [b"0", b"1-0", prior, count, body]
-    _check_delivery(RedisBroker._delivery("default", "c", 1.0, row))
+    _check_delivery(RedisBroker._delivery("default", "c", 1.0, row, at=0.0))
+
+
+@FUZZ
+@given(
+    body=bodies | mutated(valid_envelope()).map(as_json),
+    task_id=stream_values,
+    record=stream_values,
+)
+def test_redis_claim_row_with_any_revocation_never_fails(
+    body: Any, task_id: Any, record: Any
+) -> None:
+    """A claimed or handed row whose revocation fields (the id the script
+    read, the record) hold anything becomes a delivery; an unreadable
+    record leaves it unchecked."""
+    row = [b"0", b"1-0", b"0", "1", body, task_id, record]
+    delivery = RedisBroker._delivery("default", "c", 1.0, row, at=0.0)
+    _check_delivery(delivery)
+    if delivery.revocation_checked:
+        assert delivery.envelope is not None
 
 
 @FUZZ
