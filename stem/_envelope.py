@@ -32,6 +32,24 @@ class Envelope:
     expires: float | None = None
     meta: dict[str, Any] = attrs.field(factory=dict)
 
+    def with_headers(self, headers: dict[str, str]) -> Envelope:
+        """This envelope with ``headers`` instead (``attrs.evolve`` costs
+        half as much again; tracing does this for every publish)."""
+        return Envelope(
+            id=self.id,
+            name=self.name,
+            args=self.args,
+            headers=headers,
+            queue=self.queue,
+            priority=self.priority,
+            attempt=self.attempt,
+            max_retries=self.max_retries,
+            not_before=self.not_before,
+            enqueued_at=self.enqueued_at,
+            expires=self.expires,
+            meta=self.meta,
+        )
+
     def is_expired(self, at: float) -> bool:
         return self.expires is not None and at >= self.expires
 

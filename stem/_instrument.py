@@ -10,8 +10,8 @@ automatically when OpenTelemetry's global tracer provider is set.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from ._envelope import Envelope
@@ -27,6 +27,7 @@ class AttemptScope:
 
 
 _NO_SCOPE = AttemptScope()
+_NO_ATTEMPT = nullcontext(_NO_SCOPE)
 
 
 class Instrumentation:
@@ -41,10 +42,11 @@ class Instrumentation:
     def published(self, envelopes: Sequence[Envelope]) -> None:
         """The envelopes are stored."""
 
-    @contextmanager
-    def attempt(self, envelope: Envelope, *, worker_id: str) -> Iterator[AttemptScope]:
+    def attempt(
+        self, envelope: Envelope, *, worker_id: str
+    ) -> AbstractContextManager[AttemptScope]:
         """Wraps one execution attempt (the handler runs inside)."""
-        yield _NO_SCOPE
+        return _NO_ATTEMPT
 
     def queue_depth(self, queue: str, depth: int) -> None:
         """A fresh reading of a queue's depth."""

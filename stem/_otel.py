@@ -24,11 +24,10 @@ Metrics are in :mod:`stem._metrics`.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextvars import Token
 from typing import Any
 
-import attrs
 import trio
 from opentelemetry import context as otel_context
 from opentelemetry import metrics as otel_metrics
@@ -42,7 +41,7 @@ from opentelemetry.trace.propagation.tracecontext import (
 from ._clock import now
 from ._envelope import Envelope
 from ._instrument import AttemptScope, Instrumentation
-from ._logging import bind_task, unbind_task
+from ._logging import TaskLogContext, bind_task, unbind_task
 from ._metrics import Key, StemMetrics
 from ._redact import redact_text
 from ._result import TaskResult
@@ -62,19 +61,77 @@ def _state_name(result: TaskResult | None) -> str:
     return "handed_back" if result is None else result.state.value
 
 
+def _record_escape(span: Span, exc: BaseException) -> None:
+    """An exception left the attempt before its outcome was reported."""
+    if isinstance(exc, trio.Cancelled):
+        span.set_attribute("stem.task.state", "cancelled")
+        return
+    text = redact_text(str(exc))
+    span.record_exception(
+        exc,
+        attributes={
+            "exception.message": text,
+            "exception.stacktrace": redact_text(
+                "".join(traceback.format_exception(exc))
+            ),
+        },
+    )
+    span.set_status(StatusCode.ERROR, f"{type(exc).__name__}: {text}")
+
+
 class _Attempt(AttemptScope):
-    __slots__ = ("_attrs", "_instr", "_span", "done")
+    """One attempt's span and metrics, and the context manager around it (a
+    class, not a generator: this runs for every task)."""
+
+    __slots__ = (
+        "_attrs",
+        "_envelope",
+        "_instr",
+        "_log",
+        "_span",
+        "_token",
+        "_worker",
+        "done",
+    )
 
     def __init__(
-        self,
-        instr: OtelInstrumentation,
-        span: Span | None,
-        attributes: Key | None,
+        self, instr: OtelInstrumentation, envelope: Envelope, worker_id: str
     ) -> None:
         self._instr = instr
-        self._span = span
-        self._attrs = attributes
+        self._envelope = envelope
+        self._worker = worker_id
         self.done = False
+        self._attrs: Key | None = None
+        self._span: Span | None = None
+        self._token: Token[otel_context.Context] | None = None
+        self._log: Token[TaskLogContext | None] | None = None
+
+    def __enter__(self) -> _Attempt:
+        envelope, instr = self._envelope, self._instr
+        if instr.metrics is not None:
+            due = max(envelope.enqueued_at, envelope.not_before or 0.0)
+            self._attrs = instr.metrics.on_started(envelope, now() - due)
+        if instr.tracer is not None:
+            self._span = span = instr.tracer.start_span(
+                f"stem.run {envelope.name}",
+                context=_PROPAGATOR.extract(envelope.headers),
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "stem",
+                    "messaging.operation": "process",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": envelope.queue,
+                    "messaging.message.id": envelope.id,
+                    "stem.task.id": envelope.id,
+                    "stem.task.name": envelope.name,
+                    "stem.task.attempt": envelope.attempt,
+                    "stem.queue": envelope.queue,
+                    "stem.worker.id": self._worker,
+                },
+            )
+            self._token = otel_context.attach(trace.set_span_in_context(span))
+        self._log = bind_task(envelope, self._worker)
+        return self
 
     def outcome(self, result: TaskResult | None, *, runtime: float | None) -> None:
         self.done = True
@@ -107,6 +164,26 @@ class _Attempt(AttemptScope):
                     "exception.escaped": result.state is TaskState.FAILED,
                 },
             )
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: Any,
+    ) -> None:
+        span = self._span
+        try:
+            if exc is not None and span is not None and not self.done:
+                _record_escape(span, exc)
+        finally:
+            if self._log is not None:
+                unbind_task(self._log)
+            if self._token is not None:
+                otel_context.detach(self._token)
+            if span is not None:
+                span.end()
+            if self._attrs is not None and self._instr.metrics is not None:
+                self._instr.metrics.on_ended(self._attrs)
 
 
 class OtelInstrumentation(Instrumentation):
@@ -189,7 +266,7 @@ class OtelInstrumentation(Instrumentation):
             )
             headers = {k: v for k, v in env.headers.items() if k not in TRACE_HEADERS}
             _PROPAGATOR.inject(headers, context=trace.set_span_in_context(span))
-            out.append(attrs.evolve(env, headers=headers))
+            out.append(env.with_headers(headers))
             self._remember(env.id, span)
         return out
 
@@ -222,63 +299,8 @@ class OtelInstrumentation(Instrumentation):
 
     # -- executing --------------------------------------------------------------
 
-    @contextmanager
-    def attempt(self, envelope: Envelope, *, worker_id: str) -> Iterator[AttemptScope]:
-        metrics = self.metrics
-        attributes = None
-        if metrics is not None:
-            due = max(envelope.enqueued_at, envelope.not_before or 0.0)
-            attributes = metrics.on_started(envelope, now() - due)
-        span = None
-        token = None
-        if self.tracer is not None:
-            span = self.tracer.start_span(
-                f"stem.run {envelope.name}",
-                context=_PROPAGATOR.extract(envelope.headers),
-                kind=SpanKind.CONSUMER,
-                attributes={
-                    "messaging.system": "stem",
-                    "messaging.operation": "process",
-                    "messaging.operation.type": "process",
-                    "messaging.destination.name": envelope.queue,
-                    "messaging.message.id": envelope.id,
-                    "stem.task.id": envelope.id,
-                    "stem.task.name": envelope.name,
-                    "stem.task.attempt": envelope.attempt,
-                    "stem.queue": envelope.queue,
-                    "stem.worker.id": worker_id,
-                },
-            )
-            token = otel_context.attach(trace.set_span_in_context(span))
-        log_token = bind_task(envelope, worker_id)
-        scope = _Attempt(self, span, attributes)
-        try:
-            yield scope
-        except BaseException as exc:
-            if span is not None and not scope.done:
-                if isinstance(exc, trio.Cancelled):
-                    span.set_attribute("stem.task.state", "cancelled")
-                else:
-                    text = redact_text(str(exc))
-                    span.record_exception(
-                        exc,
-                        attributes={
-                            "exception.message": text,
-                            "exception.stacktrace": redact_text(
-                                "".join(traceback.format_exception(exc))
-                            ),
-                        },
-                    )
-                    span.set_status(StatusCode.ERROR, f"{type(exc).__name__}: {text}")
-            raise
-        finally:
-            unbind_task(log_token)
-            if token is not None:
-                otel_context.detach(token)
-            if span is not None:
-                span.end()
-            if metrics is not None and attributes is not None:
-                metrics.on_ended(attributes)
+    def attempt(self, envelope: Envelope, *, worker_id: str) -> _Attempt:
+        return _Attempt(self, envelope, worker_id)
 
     def queue_depth(self, queue: str, depth: int) -> None:
         if self.metrics is not None:
