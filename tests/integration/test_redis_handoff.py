@@ -7,6 +7,7 @@ bytes on the handoff channel that do not parse lose nothing."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -42,6 +43,15 @@ async def _wait_registered(backend: Any, queue: str, consumer: str) -> None:
             await trio.sleep(0.01)
 
 
+async def _claim_into(
+    backend: Any, got: list[Delivery], consumer: str, **kw: Any
+) -> None:
+    """A claim of queue "q" waiting up to 10 s; its deliveries into ``got``."""
+    kw.setdefault("limit", 5)
+    kw.setdefault("lease", 30)
+    got.extend(await backend.broker.claim(["q"], consumer=consumer, wait=10, **kw))
+
+
 def _counting_receipts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Spy on the brokers' handoffs: the consumers they were handed to."""
     seen: list[str] = []
@@ -68,15 +78,8 @@ async def test_an_idle_claim_is_handed_a_publish_from_another_client(
             handed = _counting_receipts(monkeypatch)
             got: list[Delivery] = []
 
-            async def claim() -> None:
-                got.extend(
-                    await worker.broker.claim(
-                        ["q"], limit=5, lease=30, consumer="w1", wait=10
-                    )
-                )
-
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(claim)
+                nursery.start_soon(_claim_into, worker, got, "w1")
                 await _wait_registered(producer, "q", "w1")
                 await producer.broker.publish([Envelope(id="a", name="t", queue="q")])
             assert handed == ["w1"]
@@ -103,15 +106,8 @@ async def test_a_handed_message_carries_its_revocation(
         await worker.revocations.revoke(Revocation(task_id="r", reason="stop"))
         got: list[Delivery] = []
 
-        async def claim() -> None:
-            got.extend(
-                await worker.broker.claim(
-                    ["q"], limit=5, lease=30, consumer="w", wait=10
-                )
-            )
-
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(claim)
+            nursery.start_soon(_claim_into, worker, got, "w")
             await _wait_registered(worker, "q", "w")
             await worker.broker.publish([Envelope(id="r", name="t", queue="q")])
         (delivery,) = got
@@ -128,15 +124,10 @@ async def test_a_batch_is_handed_highest_priority_first_up_to_the_limit(
     async with redis_backend_factory() as worker:
         got: list[Delivery] = []
 
-        async def claim() -> None:
-            got.extend(
-                await worker.broker.claim(
-                    ["q"], limit=2, lease=30, consumer="w", wait=10
-                )
-            )
-
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(claim)
+            nursery.start_soon(
+                functools.partial(_claim_into, worker, got, "w", limit=2)
+            )
             await _wait_registered(worker, "q", "w")
             await worker.broker.publish(
                 [
@@ -180,17 +171,9 @@ async def test_a_cancelled_claim_drops_its_registration(
     for any claim."""
     async with redis_backend_factory() as worker:
         async with trio.open_nursery() as nursery:
-            scope = trio.CancelScope()
-
-            async def claim() -> None:
-                with scope:
-                    await worker.broker.claim(
-                        ["q"], limit=5, lease=30, consumer="w", wait=10
-                    )
-
-            nursery.start_soon(claim)
+            nursery.start_soon(_claim_into, worker, [], "w")
             await _wait_registered(worker, "q", "w")
-            scope.cancel()
+            nursery.cancel_scope.cancel()
         assert await _registrations(worker, "q") == {}
         await worker.broker.publish([Envelope(id="m", name="t", queue="q")])
         got = await worker.broker.claim(["q"], limit=5, lease=30, consumer="x")
@@ -232,15 +215,8 @@ async def test_handoff_off_keeps_the_wake_and_claim(redis_backend_factory: Any) 
         assert backend.broker.handoff is False
         got: list[Delivery] = []
 
-        async def claim() -> None:
-            got.extend(
-                await backend.broker.claim(
-                    ["q"], limit=5, lease=30, consumer="w", wait=10
-                )
-            )
-
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(claim)
+            nursery.start_soon(_claim_into, backend, got, "w")
             await trio.sleep(0.2)
             assert await _registrations(backend, "q") == {}
             await backend.broker.publish([Envelope(id="m", name="t", queue="q")])
@@ -255,16 +231,9 @@ async def test_bytes_on_the_handoff_channel_that_do_not_parse_lose_nothing(
     async with redis_backend_factory() as backend:
         got: list[Delivery] = []
 
-        async def claim() -> None:
-            got.extend(
-                await backend.broker.claim(
-                    ["q"], limit=5, lease=30, consumer="w", wait=10
-                )
-            )
-
         with caplog.at_level(logging.WARNING, logger="stem.redis"):
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(claim)
+                nursery.start_soon(_claim_into, backend, got, "w")
                 await _wait_registered(backend, "q", "w")
                 await _raw(backend, "PUBLISH", backend.broker.keys.hand("w"), "99:x")
                 await trio.sleep(0.1)
@@ -283,15 +252,10 @@ async def test_a_handed_message_whose_holder_is_gone_comes_back_after_its_lease(
     async with redis_backend_factory() as backend:
         got: list[Delivery] = []
 
-        async def claim() -> None:
-            got.extend(
-                await backend.broker.claim(
-                    ["q"], limit=5, lease=0.3, consumer="dies", wait=10
-                )
-            )
-
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(claim)
+            nursery.start_soon(
+                functools.partial(_claim_into, backend, got, "dies", lease=0.3)
+            )
             await _wait_registered(backend, "q", "dies")
             await backend.broker.publish([Envelope(id="m", name="t", queue="q")])
         assert [d.task_id for d in got] == ["m"]
@@ -315,9 +279,9 @@ async def test_a_handed_delivery_past_its_lease_is_never_returned(
         fields = [b"q", str(stem.now() - 1).encode()]
         fields += [b"0", b"1-0", b"0", b"1", body, b"old", b""]
         broker._received("w", b"".join(b"%d:%s" % (len(f), f) for f in fields))
-        assert broker._handed["w"]
+        assert broker._handed.holds("w")
         assert await broker.claim(["q"], limit=5, lease=30, consumer="w") == []
-        assert "w" not in broker._handed
+        assert not broker._handed.holds("w")
 
 
 def _payload(*fields: bytes) -> bytes:

@@ -17,8 +17,8 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, NamedTuple
 
 import attrs
@@ -38,6 +38,7 @@ from stem._codec import (
 )
 from stem._envelope import Envelope
 from stem._errors import BrokerUnavailable, DecodeError
+from stem._handed import Handed
 from stem.contracts import DeadLetter, Delivery, QueueStats, Revocation
 
 from ._config import PostgresConfig
@@ -343,10 +344,8 @@ class PostgresBroker:
     _sql: _Sql = attrs.field(init=False)
     #: consumers whose handoff channel this process LISTENs on
     _hands: set[str] = attrs.field(factory=set)
-    #: per consumer: deliveries handed to it that no claim has returned yet
-    _handed: dict[str, list[Delivery]] = attrs.field(factory=dict)
-    #: per consumer: the events of its waiting claims
-    _hand_waiters: dict[str, set[trio.Event]] = attrs.field(factory=dict)
+    #: deliveries handed to consumers that no claim has returned yet
+    _handed: Handed = attrs.field(factory=Handed)
 
     def __attrs_post_init__(self) -> None:
         self._sql = _Sql(self.config.quoted_schema)
@@ -449,9 +448,9 @@ class PostgresBroker:
         while True:
             with (
                 self.hub.watch_queues(names) as woken,
-                self._hand_watch(consumer, woken),
+                self._handed.watch(consumer, woken),
             ):
-                handed = self._take_handed(consumer, names, limit)
+                handed = self._handed.take(consumer, names, limit)
                 if handed:
                     return handed
                 register = None
@@ -503,18 +502,6 @@ class PostgresBroker:
         upto = now() + min(remaining, self.config.poll_interval)
         return [consumer, lease, upto, channel, pid]
 
-    @contextmanager
-    def _hand_watch(self, consumer: str, event: trio.Event) -> Iterator[None]:
-        """``event`` is set when a handoff for ``consumer`` arrives."""
-        waiters = self._hand_waiters.setdefault(consumer, set())
-        waiters.add(event)
-        try:
-            yield
-        finally:
-            waiters.discard(event)
-            if not waiters:
-                self._hand_waiters.pop(consumer, None)
-
     async def _unregister(self, names: list[str], consumer: str) -> None:
         """Drop ``consumer``'s registrations (a cancelled claim): no publish
         hands it more. Best effort: a registration lapses anyway."""
@@ -528,31 +515,6 @@ class PostgresBroker:
         except Exception:  # the server away, or worse: it lapses
             logger.debug("could not drop the idle registration of %r", consumer)
 
-    def _take_handed(
-        self, consumer: str, names: Sequence[str], limit: int
-    ) -> list[Delivery]:
-        """Up to ``limit`` of the deliveries handed to ``consumer`` on
-        ``names``. One whose lease has run out is left to the lease path
-        (another claim takes it over), never returned."""
-        held = self._handed.get(consumer)
-        if not held:
-            return []
-        at = now()
-        taken: list[Delivery] = []
-        kept: list[Delivery] = []
-        for delivery in held:
-            if delivery.lease_until <= at:
-                logger.debug("a handed delivery's lease ran out before a claim")
-            elif delivery.queue in names and len(taken) < limit:
-                taken.append(delivery)
-            else:
-                kept.append(delivery)
-        if kept:
-            self._handed[consumer] = kept
-        else:
-            del self._handed[consumer]
-        return taken
-
     def _received(self, consumer: str, payload: str) -> None:
         """A publish handed ``consumer`` a message (already leased to it):
         keep it for its claim. A payload that does not parse is dropped with
@@ -562,9 +524,7 @@ class PostgresBroker:
         except (TypeError, ValueError, KeyError, binascii.Error) as exc:
             logger.warning("dropped a handoff that does not parse: %s", exc)
             return
-        self._handed.setdefault(consumer, []).append(delivery)
-        for event in self._hand_waiters.get(consumer, ()):
-            event.set()
+        self._handed.add(consumer, [delivery])
 
     async def _claim_once(
         self,

@@ -42,6 +42,7 @@ from stem._codec import (
 )
 from stem._envelope import Envelope
 from stem._errors import DecodeError
+from stem._handed import Handed
 from stem.contracts import DeadLetter, Delivery, QueueStats, Revocation
 
 from ._conn import Conn, Keys, evalsha, fmt
@@ -118,10 +119,8 @@ class RedisBroker:
     _watched: set[str] = attrs.field(factory=set)
     #: consumers whose handoff channel this process hears
     _hands: set[str] = attrs.field(factory=set)
-    #: per consumer: deliveries handed to it that no claim has returned yet
-    _handed: dict[str, list[Delivery]] = attrs.field(factory=dict)
-    #: per consumer: the events of its waiting claims
-    _hand_waiters: dict[str, set[trio.Event]] = attrs.field(factory=dict)
+    #: deliveries handed to consumers that no claim has returned yet
+    _handed: Handed = attrs.field(factory=Handed)
 
     # ---------------------------------------------------------------- publish
 
@@ -250,40 +249,53 @@ class RedisBroker:
                 if wait > 0:
                     for queue in queues:
                         self.hub.add(self.hub.queue_waiters, queue, event)
-                    self.hub.add(self._hand_waiters, consumer, event)
                 try:
-                    handed = self._take_handed(consumer, queues, limit)
-                    if handed:
-                        return handed
-                    remaining = deadline - trio.current_time()
-                    register = None
-                    if handoff and remaining > 0:
-                        # Registered while this claim may wait (a lapsed
-                        # registration is never handed anything).
-                        upto = now() + min(remaining, MAX_NAP)
-                        channel = self.keys.hand(consumer)
-                        register = f"{fmt(lease)}|{fmt(upto)}|{channel}"
-                    out, due = await self._claim_once(
-                        queues, limit, lease, consumer, deadline, register
-                    )
-                    remaining = deadline - trio.current_time()
-                    if out or remaining <= 0:
-                        return out
-                    nap = min(remaining, MAX_NAP)
-                    if due is not None:
-                        nap = min(nap, max(due - now(), 0.0))
-                    with trio.move_on_after(nap):
-                        await event.wait()
+                    with self._handed.watch(consumer, event):
+                        out, due = await self._pass(
+                            queues, limit, lease, consumer, deadline, handoff
+                        )
+                        remaining = deadline - trio.current_time()
+                        if out or remaining <= 0:
+                            return out
+                        nap = min(remaining, MAX_NAP)
+                        if due is not None:
+                            nap = min(nap, max(due - now(), 0.0))
+                        with trio.move_on_after(nap):
+                            await event.wait()
                 finally:
                     if wait > 0:
                         for queue in queues:
                             self.hub.discard(self.hub.queue_waiters, queue, event)
-                        self.hub.discard(self._hand_waiters, consumer, event)
         except trio.Cancelled:
             if handoff:
                 with trio.CancelScope(shield=True), trio.move_on_after(0.5):
                     await self._unregister(queues, consumer)
             raise
+
+    async def _pass(
+        self,
+        queues: Sequence[str],
+        limit: int,
+        lease: float,
+        consumer: str,
+        deadline: float,
+        handoff: bool,
+    ) -> tuple[list[Delivery], float | None]:
+        """One look for messages: those handed to ``consumer``, else a claim
+        (which registers for a handoff when ``handoff`` and it finds none)."""
+        handed = self._handed.take(consumer, queues, limit)
+        if handed:
+            return handed, None
+        remaining = deadline - trio.current_time()
+        register = None
+        if handoff and remaining > 0:
+            # Registered while this claim may wait (a lapsed registration is
+            # never handed anything).
+            upto = now() + min(remaining, MAX_NAP)
+            register = f"{fmt(lease)}|{fmt(upto)}|{self.keys.hand(consumer)}"
+        return await self._claim_once(
+            queues, limit, lease, consumer, deadline, register
+        )
 
     async def _unregister(self, queues: Sequence[str], consumer: str) -> None:
         """Drop ``consumer``'s idle registrations (a cancelled claim): no
@@ -300,31 +312,6 @@ class RedisBroker:
                 "could not drop the idle registration of %r", consumer, exc_info=True
             )
 
-    def _take_handed(
-        self, consumer: str, queues: Sequence[str], limit: int
-    ) -> list[Delivery]:
-        """Up to ``limit`` of the deliveries handed to ``consumer`` on
-        ``queues``. One whose lease has run out is left to the lease path
-        (another claim takes it over), never returned."""
-        held = self._handed.get(consumer)
-        if not held:
-            return []
-        at = now()
-        taken: list[Delivery] = []
-        kept: list[Delivery] = []
-        for delivery in held:
-            if delivery.lease_until <= at:
-                logger.debug("a handed delivery's lease ran out before a claim")
-            elif delivery.queue in queues and len(taken) < limit:
-                taken.append(delivery)
-            else:
-                kept.append(delivery)
-        if kept:
-            self._handed[consumer] = kept
-        else:
-            del self._handed[consumer]
-        return taken
-
     def _received(self, consumer: str, data: Any) -> None:
         """A publish handed ``consumer`` messages (already leased to it):
         keep them for its claim. Bytes that do not parse are dropped with a
@@ -334,9 +321,7 @@ class RedisBroker:
         except (TypeError, ValueError, UnicodeDecodeError) as exc:
             logger.warning("dropped a handoff that does not parse: %s", exc)
             return
-        self._handed.setdefault(consumer, []).extend(deliveries)
-        for event in self._hand_waiters.get(consumer, ()):
-            event.set()
+        self._handed.add(consumer, deliveries)
 
     async def _claim_once(
         self,
