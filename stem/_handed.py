@@ -5,8 +5,7 @@ them, and the events of the claims waiting for them."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 
 import attrs
 import trio
@@ -57,14 +56,15 @@ class Handed:
     def holds(self, consumer: str) -> bool:
         return bool(self._held.get(consumer))
 
-    @contextmanager
-    def watch(self, consumer: str, event: trio.Event) -> Iterator[None]:
-        """``event`` is set when a delivery for ``consumer`` arrives."""
-        waiters = self._waiters.setdefault(consumer, set())
-        waiters.add(event)
-        try:
-            yield
-        finally:
+    def watch(self, consumer: str, event: trio.Event) -> None:
+        """Set ``event`` when a delivery for ``consumer`` arrives (until
+        :meth:`unwatch`; plain calls, not a context manager: a claim loop
+        runs this for every pass)."""
+        self._waiters.setdefault(consumer, set()).add(event)
+
+    def unwatch(self, consumer: str, event: trio.Event) -> None:
+        waiters = self._waiters.get(consumer)
+        if waiters is not None:
             waiters.discard(event)
             if not waiters:
-                self._waiters.pop(consumer, None)
+                del self._waiters[consumer]

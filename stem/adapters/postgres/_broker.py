@@ -446,44 +446,45 @@ class PostgresBroker:
         outage_deadline: float | None = None
         delay = 0.02
         while True:
-            with (
-                self.hub.watch_queues(names) as woken,
-                self._handed.watch(consumer, woken),
-            ):
-                handed = self._handed.take(consumer, names, limit)
-                if handed:
-                    return handed
-                register = None
-                if channel is not None:
-                    register = await self._registration(
-                        consumer, limit, lease, channel, deadline
-                    )
+            with self.hub.watch_queues(names) as woken:
+                self._handed.watch(consumer, woken)
                 try:
-                    rows, next_due, at = await self._claim_once(
-                        names, limit, lease, consumer, register
-                    )
-                except BrokerUnavailable:
-                    current = trio.current_time()
-                    if outage_deadline is None:
-                        outage_deadline = max(
-                            deadline, current + self.config.retry_timeout
+                    handed = self._handed.take(consumer, names, limit)
+                    if handed:
+                        return handed
+                    register = None
+                    if channel is not None:
+                        register = await self._registration(
+                            consumer, limit, lease, channel, deadline
                         )
-                    if current >= outage_deadline:
-                        raise
-                    await trio.sleep(delay)
-                    delay = min(delay * 2, 0.5)
-                    continue
-                outage_deadline = None
-                if rows:
-                    return self._deliveries(names, rows, lease, at)
-                remaining = deadline - trio.current_time()
-                if remaining <= 0:
-                    return []
-                pause = min(remaining, self.config.poll_interval)
-                if next_due is not None:
-                    pause = min(pause, max(next_due - now(), 0.0) + 0.001)
-                with trio.move_on_after(pause):
-                    await woken.wait()
+                    try:
+                        rows, next_due, at = await self._claim_once(
+                            names, limit, lease, consumer, register
+                        )
+                    except BrokerUnavailable:
+                        current = trio.current_time()
+                        if outage_deadline is None:
+                            outage_deadline = max(
+                                deadline, current + self.config.retry_timeout
+                            )
+                        if current >= outage_deadline:
+                            raise
+                        await trio.sleep(delay)
+                        delay = min(delay * 2, 0.5)
+                        continue
+                    outage_deadline = None
+                    if rows:
+                        return self._deliveries(names, rows, lease, at)
+                    remaining = deadline - trio.current_time()
+                    if remaining <= 0:
+                        return []
+                    pause = min(remaining, self.config.poll_interval)
+                    if next_due is not None:
+                        pause = min(pause, max(next_due - now(), 0.0) + 0.001)
+                    with trio.move_on_after(pause):
+                        await woken.wait()
+                finally:
+                    self._handed.unwatch(consumer, woken)
 
     async def _registration(
         self, consumer: str, limit: int, lease: float, channel: str, deadline: float

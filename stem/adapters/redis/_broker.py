@@ -249,23 +249,24 @@ class RedisBroker:
                 if wait > 0:
                     for queue in queues:
                         self.hub.add(self.hub.queue_waiters, queue, event)
+                    self._handed.watch(consumer, event)
                 try:
-                    with self._handed.watch(consumer, event):
-                        out, due = await self._pass(
-                            queues, limit, lease, consumer, deadline, handoff
-                        )
-                        remaining = deadline - trio.current_time()
-                        if out or remaining <= 0:
-                            return out
-                        nap = min(remaining, MAX_NAP)
-                        if due is not None:
-                            nap = min(nap, max(due - now(), 0.0))
-                        with trio.move_on_after(nap):
-                            await event.wait()
+                    out, due = await self._pass(
+                        queues, limit, lease, consumer, deadline, handoff
+                    )
+                    remaining = deadline - trio.current_time()
+                    if out or remaining <= 0:
+                        return out
+                    nap = min(remaining, MAX_NAP)
+                    if due is not None:
+                        nap = min(nap, max(due - now(), 0.0))
+                    with trio.move_on_after(nap):
+                        await event.wait()
                 finally:
                     if wait > 0:
                         for queue in queues:
                             self.hub.discard(self.hub.queue_waiters, queue, event)
+                        self._handed.unwatch(consumer, event)
         except trio.Cancelled:
             if handoff:
                 with trio.CancelScope(shield=True), trio.move_on_after(0.5):
