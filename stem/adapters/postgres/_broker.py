@@ -11,7 +11,6 @@ no row and changes nothing. ``now`` is always a parameter (Trio's clock).
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import logging
@@ -281,7 +280,22 @@ def _handed_delivery(payload: str) -> Delivery:
             version=int(version),
         )
     raw = base64.b64decode(body64.replace("\n", ""), validate=True)
-    receipt = f"{ident}:{token}"
+    return _delivery(
+        f"{ident}:{token}", queue, task_id, 1, raw, float(until), revocation
+    )
+
+
+def _delivery(
+    receipt: str,
+    queue: str,
+    task_id: str,
+    count: int,
+    raw: bytes,
+    lease_until: float,
+    revocation: Revocation | None,
+) -> Delivery:
+    """The delivery of a claimed or handed row; a body that does not decode
+    comes with its reason (the worker dead-letters it)."""
     try:
         env = decode_envelope(raw)
     except DecodeError as exc:
@@ -291,8 +305,8 @@ def _handed_delivery(payload: str) -> Delivery:
             queue=queue,
             task_id=task_id or guessed,
             envelope=None,
-            lease_until=float(until),
-            delivery_count=1,
+            lease_until=lease_until,
+            delivery_count=count,
             raw=clipped,
             decode_error=reason,
             size=len(raw),
@@ -302,9 +316,11 @@ def _handed_delivery(payload: str) -> Delivery:
         queue=queue,
         task_id=task_id or env.id,
         envelope=env,
-        lease_until=float(until),
-        delivery_count=1,
+        lease_until=lease_until,
+        delivery_count=count,
         size=len(raw),
+        # checked under the row's task id, which a foreign writer may have
+        # set apart from the envelope's
         revocation_checked=task_id == env.id,
         revocation=revocation,
     )
@@ -419,13 +435,13 @@ class PostgresBroker:
         if not names or limit <= 0:
             return []
         handoff = self.config.handoff and wait > 0
-        channel = _hand_channel(self.config.schema, consumer)
-        if handoff and consumer not in self._hands:
+        channel = _hand_channel(self.config.schema, consumer) if handoff else None
+        if channel is not None and consumer not in self._hands:
             self._hands.add(consumer)
             self.hub.handoffs[channel] = lambda data: self._received(consumer, data)
         try:
             return await self._claim_waiting(
-                names, limit, lease, consumer, wait, channel if handoff else None
+                names, limit, lease, consumer, wait, channel
             )
         except trio.Cancelled:
             if handoff:
@@ -522,7 +538,7 @@ class PostgresBroker:
         a warning; its message comes back when the lease runs out."""
         try:
             delivery = _handed_delivery(payload)
-        except (TypeError, ValueError, KeyError, binascii.Error) as exc:
+        except (TypeError, ValueError, KeyError) as exc:  # binascii.Error too
             logger.warning("dropped a handoff that does not parse: %s", exc)
             return
         self._handed.add(consumer, [delivery])
@@ -562,26 +578,6 @@ class PostgresBroker:
         for row in rows:
             ident, _prio, _ready, queue, task_id, count, body = row[:7]
             terminate, reason, expires_at, version, token = row[7:]
-            receipt = f"{ident}:{token}"
-            raw = bytes(body)
-            try:
-                env = decode_envelope(raw)
-            except DecodeError as exc:
-                clipped, reason, guessed = undecodable(raw, exc)
-                out.append(
-                    Delivery(
-                        receipt=receipt,
-                        queue=queue,
-                        task_id=task_id or guessed,
-                        envelope=None,
-                        lease_until=at + lease,
-                        delivery_count=count,
-                        raw=clipped,
-                        decode_error=reason,
-                        size=len(raw),
-                    )
-                )
-                continue
             revocation = None
             if version is not None:
                 revocation = Revocation(
@@ -592,18 +588,14 @@ class PostgresBroker:
                     version=int(version),
                 )
             out.append(
-                Delivery(
-                    receipt=receipt,
-                    queue=queue,
-                    task_id=task_id or env.id,
-                    envelope=env,
-                    lease_until=at + lease,
-                    delivery_count=count,
-                    size=len(raw),
-                    # checked under the row's task id, which a foreign
-                    # writer may have set apart from the envelope's
-                    revocation_checked=task_id == env.id,
-                    revocation=revocation,
+                _delivery(
+                    f"{ident}:{token}",
+                    queue,
+                    task_id,
+                    count,
+                    bytes(body),
+                    at + lease,
+                    revocation,
                 )
             )
         return out

@@ -148,8 +148,9 @@ class Hub:
 
     async def listen(self, channel: str) -> None:
         """LISTEN on ``channel`` too (and again after every reconnect).
-        Best effort: ``channel`` is in :attr:`listening` once it holds."""
-        self.handoffs.setdefault(channel, lambda _payload: None)
+        Best effort: ``channel`` is in :attr:`listening` once it holds.
+        The caller has put its handler in :attr:`handoffs` first (the
+        listener LISTENs on every channel there after a reconnect)."""
         conn = self._conn
         if conn is None or channel in self.listening:
             return
